@@ -1,0 +1,564 @@
+//! The config file: which VIPs belong to which Redis master, and how to reach the sentinels.
+//!
+//! One file serves every host. Every mistake is reported with the file, the line and the fix, and a
+//! config with any mistake is refused whole: vipctl never acts on half a config.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::vip::Vip;
+
+/// Where the config is read from when neither `--config` nor `VIPCTL_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/vipctl/vipctl.toml";
+
+/// Default number of announcement rounds after a bind.
+pub const DEFAULT_ROUNDS: u32 = 3;
+/// Default spacing of announcement rounds: three rounds finish in 200 ms, far from Sentinel's 60 s kill.
+pub const DEFAULT_INTERVAL_MS: u64 = 100;
+/// Default time to wait for one sentinel's answer.
+pub const DEFAULT_SENTINEL_TIMEOUT_MS: u64 = 500;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    /// Masters by name, in name order.
+    pub masters: BTreeMap<String, Master>,
+    /// How long to wait for each sentinel.
+    pub sentinel_timeout: Duration,
+    /// Credentials for the sentinels, if they need any.
+    pub sentinel_auth: Option<SentinelAuth>,
+    /// A file that gets one line per decision, besides syslog.
+    pub log_file: Option<PathBuf>,
+    /// Where per-master lock files live.
+    pub lock_dir: Option<PathBuf>,
+}
+
+/// One Redis master as named in Sentinel, and the VIPs that follow it.
+#[derive(Debug, Clone)]
+pub struct Master {
+    /// The name Sentinel monitors it by.
+    pub name: String,
+    /// Its VIPs, in the order written.
+    pub vips: Vec<Vip>,
+    /// The interface to bind on; `None` means "the one with an address in the VIP's subnet".
+    pub interface: Option<String>,
+    /// An IPv4 address label (e.g. `eth0:redis`), so `ip addr` shows what the address is for.
+    pub label: Option<String>,
+    /// How to announce after a bind.
+    pub announce: Announce,
+    /// Sentinels that know this master (the file's global list unless the master has its own).
+    pub sentinels: Vec<SentinelAddr>,
+}
+
+/// Announcement schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// Rounds of gratuitous ARP / unsolicited NA; 0 disables announcing.
+    pub rounds: u32,
+    /// Time between rounds.
+    pub interval: Duration,
+}
+
+/// A sentinel's address as written (`host:port`, `[v6]:port`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SentinelAddr {
+    /// Host name or address, without brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for SentinelAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl SentinelAddr {
+    /// Parses `host:port` or `[v6]:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, p) = rest.split_once("]:").ok_or_else(|| format!("`{s}` is not [ADDRESS]:PORT"))?;
+            (h.to_string(), p)
+        } else {
+            let (h, p) =
+                s.rsplit_once(':').ok_or_else(|| format!("`{s}` has no port: write HOST:PORT, e.g. `{s}:26379`"))?;
+            if h.contains(':') {
+                return Err(format!("`{s}`: put an IPv6 address in brackets, e.g. `[{h}]:{p}`"));
+            }
+            (h.to_string(), p)
+        };
+        if host.is_empty() {
+            return Err(format!("`{s}` has no host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{s}`: port `{port}` is not 1–65535"))?;
+        Ok(SentinelAddr { host, port })
+    }
+
+    /// The address, when the host is written as an IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+/// Sentinel credentials. Never printed.
+#[derive(Clone)]
+pub struct SentinelAuth {
+    /// ACL user, when not the default user.
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for SentinelAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelAuth").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// A config problem, pinned to a line of the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error(
+        "cannot read config {path}: {source}; create it (see README, \"Configuration\") or point --config / VIPCTL_CONFIG at it"
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A mistake at a line.
+    #[error("config {path} line {line}: {message}")]
+    At {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A mistake about the file as a whole.
+    #[error("config {path}: {message}")]
+    Whole {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sentinels: Vec<Spanned<String>>,
+    sentinel_timeout_ms: Option<Spanned<u64>>,
+    sentinel_auth: Option<RawAuth>,
+    log_file: Option<PathBuf>,
+    lock_dir: Option<PathBuf>,
+    announce: Option<RawAnnounce>,
+    #[serde(default)]
+    masters: BTreeMap<String, RawMaster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    rounds: Option<Spanned<u32>>,
+    interval_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaster {
+    vips: Spanned<Vec<Spanned<String>>>,
+    interface: Option<Spanned<String>>,
+    label: Option<Spanned<String>>,
+    announce: Option<RawAnnounce>,
+    sentinels: Option<Vec<Spanned<String>>>,
+}
+
+/// Converts byte offsets to 1-based line numbers of one file.
+struct Lines<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Lines<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::At { path: self.path.to_path_buf(), line: self.line(span), message: message.into() }
+    }
+    fn whole(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Whole { path: self.path.to_path_buf(), message: message.into() }
+    }
+    /// The line of a `[masters.NAME]` header, for messages about a master as a whole.
+    fn master_line(&self, name: &str) -> Option<usize> {
+        let quoted = format!("[masters.\"{name}\"]");
+        let bare = format!("[masters.{name}]");
+        self.text
+            .lines()
+            .position(|l| {
+                let l = l.trim();
+                l.starts_with(&bare) || l.starts_with(&quoted)
+            })
+            .map(|i| i + 1)
+    }
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` is used in messages only.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let lines = Lines { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message =
+                format!("{}; see README, \"Configuration\", for the keys vipctl knows", e.message().trim_end());
+            match e.span() {
+                Some(span) => lines.err(span, message),
+                None => lines.whole(message),
+            }
+        })?;
+
+        let global_sentinels = parse_sentinels(&lines, &raw.sentinels)?;
+        let default_announce = parse_announce(
+            &lines,
+            raw.announce,
+            Announce { rounds: DEFAULT_ROUNDS, interval: Duration::from_millis(DEFAULT_INTERVAL_MS) },
+        )?;
+        let sentinel_timeout = match &raw.sentinel_timeout_ms {
+            Some(t) if *t.get_ref() == 0 || *t.get_ref() > 30_000 => {
+                return Err(lines.err(t.span(), "sentinel_timeout_ms must be 1–30000 (default 500)"));
+            }
+            Some(t) => Duration::from_millis(*t.get_ref()),
+            None => Duration::from_millis(DEFAULT_SENTINEL_TIMEOUT_MS),
+        };
+        let sentinel_auth = raw.sentinel_auth.map(|a| parse_auth(&lines, a)).transpose()?;
+
+        if raw.masters.is_empty() {
+            return Err(lines.whole("no masters: add a `[masters.NAME]` table with `vips = [\"ADDRESS/PREFIX\"]` for each Sentinel master name"));
+        }
+
+        // Each VIP may belong to one master only: two masters fighting over one address is never meant.
+        let mut seen: BTreeMap<IpAddr, (String, usize)> = BTreeMap::new();
+        let mut masters = BTreeMap::new();
+        for (name, rm) in raw.masters {
+            let master_line = lines.master_line(&name).unwrap_or(1);
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::At {
+                    path: path.to_path_buf(),
+                    line: master_line,
+                    message: format!("master name {name:?} must be the non-empty name Sentinel monitors (no spaces)"),
+                });
+            }
+            if rm.vips.get_ref().is_empty() {
+                return Err(lines.err(
+                    rm.vips.span(),
+                    format!("master `{name}` has no VIPs: list at least one, e.g. vips = [\"198.51.100.100/24\"]"),
+                ));
+            }
+            let mut vips = Vec::new();
+            for v in rm.vips.get_ref() {
+                let vip: Vip = v.get_ref().parse().map_err(|e| lines.err(v.span(), format!("master `{name}`: {e}")))?;
+                let line = lines.line(v.span());
+                if let Some((other, other_line)) = seen.get(&vip.addr) {
+                    return Err(lines.err(v.span(), format!("VIP {} is listed twice (master `{other}`, line {other_line}, and master `{name}`): keep it under one master only", vip.addr)));
+                }
+                seen.insert(vip.addr, (name.clone(), line));
+                vips.push(vip);
+            }
+            let interface = match rm.interface {
+                Some(i) => {
+                    let n = i.get_ref();
+                    if n.is_empty() || n.len() > 15 || n.contains('/') || n.chars().any(char::is_whitespace) {
+                        return Err(lines.err(i.span(), format!("interface {n:?} is not a valid Linux interface name (1–15 characters, no '/' or spaces)")));
+                    }
+                    Some(n.clone())
+                }
+                None => None,
+            };
+            let label = match rm.label {
+                Some(l) => {
+                    let s = l.get_ref();
+                    if s.is_empty() || s.len() > 15 {
+                        return Err(lines.err(
+                            l.span(),
+                            format!("label {s:?} must be 1–15 characters (Linux's limit), e.g. \"eth0:redis\""),
+                        ));
+                    }
+                    if let Some(ifn) = &interface
+                        && !s.starts_with(ifn.as_str())
+                    {
+                        return Err(lines.err(l.span(), format!("label {s:?} must start with the interface name (Linux requires it), e.g. \"{ifn}:redis\"")));
+                    }
+                    Some(s.clone())
+                }
+                None => None,
+            };
+            let announce = parse_announce(&lines, rm.announce, default_announce)?;
+            let sentinels = match &rm.sentinels {
+                Some(list) => parse_sentinels(&lines, list)?,
+                None => global_sentinels.clone(),
+            };
+            masters.insert(name.clone(), Master { name, vips, interface, label, announce, sentinels });
+        }
+
+        // A VIP that is a sentinel's address is some host's own address: moving it would cut that host off.
+        for m in masters.values() {
+            for s in &m.sentinels {
+                if let Some(ip) = s.ip()
+                    && let Some((owner, line)) = seen.get(&ip)
+                {
+                    return Err(ConfigError::At {
+                        path: path.to_path_buf(),
+                        line: *line,
+                        message: format!(
+                            "VIP {ip} of master `{owner}` is also the address of sentinel {s}, i.e. a host's own address: pick an unused address for the VIP"
+                        ),
+                    });
+                }
+            }
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            masters,
+            sentinel_timeout,
+            sentinel_auth,
+            log_file: raw.log_file,
+            lock_dir: raw.lock_dir,
+        })
+    }
+
+    /// The master to act on for `claim`/`release`: the one named, or the only one.
+    pub fn pick_master(&self, name: Option<&str>) -> Result<&Master, String> {
+        match name {
+            Some(n) => self.master(n),
+            None if self.masters.len() == 1 => Ok(self.masters.values().next().expect("one master")),
+            None => Err(format!(
+                "config {} names {} masters ({}): say which one",
+                self.path.display(),
+                self.masters.len(),
+                self.masters.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// The master called `name`, or an error that lists the known ones.
+    pub fn master(&self, name: &str) -> Result<&Master, String> {
+        self.masters.get(name).ok_or_else(|| {
+            format!(
+                "master `{name}` is not in config {} (it has: {}); add a [masters.{name}] table or fix the name in sentinel.conf",
+                self.path.display(),
+                self.masters.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Every VIP of every master: addresses vipctl manages and so never counts as the host's own.
+    pub fn all_vips(&self) -> impl Iterator<Item = &Vip> {
+        self.masters.values().flat_map(|m| m.vips.iter())
+    }
+}
+
+fn parse_sentinels(lines: &Lines<'_>, list: &[Spanned<String>]) -> Result<Vec<SentinelAddr>, ConfigError> {
+    let mut out: Vec<SentinelAddr> = Vec::new();
+    for s in list {
+        let a = SentinelAddr::parse(s.get_ref()).map_err(|m| lines.err(s.span(), format!("sentinel address {m}")))?;
+        if out.contains(&a) {
+            return Err(lines.err(
+                s.span(),
+                format!("sentinel {a} is listed twice: remove one (a duplicate would count twice in the majority)"),
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn parse_announce(lines: &Lines<'_>, raw: Option<RawAnnounce>, default: Announce) -> Result<Announce, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    let rounds = match &raw.rounds {
+        Some(r) if *r.get_ref() > 50 => {
+            return Err(lines.err(r.span(), "announce rounds must be 0–50 (0 disables announcing; default 3)"));
+        }
+        Some(r) => *r.get_ref(),
+        None => default.rounds,
+    };
+    let interval = match &raw.interval_ms {
+        Some(i) if *i.get_ref() > 10_000 => {
+            return Err(lines.err(i.span(), "announce interval_ms must be 0–10000 (default 100)"));
+        }
+        Some(i) => Duration::from_millis(*i.get_ref()),
+        None => default.interval,
+    };
+    // Keep the hook far from Sentinel's 60 s kill whatever the settings say.
+    if interval.saturating_mul(rounds.saturating_sub(1)) > Duration::from_secs(20) {
+        let span = raw.interval_ms.as_ref().map(|i| i.span()).or(raw.rounds.as_ref().map(|r| r.span())).unwrap_or(0..0);
+        return Err(lines.err(
+            span,
+            "announce rounds × interval_ms exceeds 20 s; the hook must finish well before Sentinel kills it at 60 s",
+        ));
+    }
+    Ok(Announce { rounds, interval })
+}
+
+fn parse_auth(lines: &Lines<'_>, raw: RawAuth) -> Result<SentinelAuth, ConfigError> {
+    let password = match (raw.password, raw.password_file) {
+        (Some(_), Some(f)) => {
+            return Err(lines.err(f.span(), "sentinel_auth has both password and password_file: keep one"));
+        }
+        (Some(p), None) => p,
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f.get_ref()).map_err(|e| {
+                lines.err(f.span(), format!("cannot read sentinel_auth.password_file {}: {e}", f.get_ref().display()))
+            })?;
+            text.trim_end_matches(['\r', '\n']).to_string()
+        }
+        (None, None) => return Err(lines.whole("sentinel_auth needs password or password_file")),
+    };
+    Ok(SentinelAuth { username: raw.username, password })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    const GOOD: &str = r#"
+sentinels = ["198.51.100.11:26379", "198.51.100.12:26379"]
+
+[masters.mymaster]
+vips = ["198.51.100.100/24", "2001:db8:51::100/64"]
+interface = "eth0"
+"#;
+
+    #[test]
+    fn reads_the_documented_example() {
+        let c = parse(GOOD).unwrap();
+        let m = c.master("mymaster").unwrap();
+        assert_eq!(m.vips.len(), 2);
+        assert_eq!(m.interface.as_deref(), Some("eth0"));
+        assert_eq!(m.sentinels.len(), 2);
+        assert_eq!(m.announce, Announce { rounds: 3, interval: Duration::from_millis(100) });
+        assert_eq!(c.pick_master(None).unwrap().name, "mymaster");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = err("[masters.m]\nvips = [\"198.51.100.100/24\"]\nvipz = 1\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("vipz"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_vip_names_both() {
+        let e = err("[masters.a]\nvips = [\"198.51.100.100/24\"]\n[masters.b]\nvips = [\"198.51.100.100/24\"]\n");
+        assert!(e.contains("line 4") && e.contains("line 2") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn prefix_out_of_range() {
+        let e = err("[masters.a]\nvips = [\"198.51.100.100/40\"]\n");
+        assert!(e.contains("line 2") && e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn vip_that_is_a_host_address() {
+        let e = err("sentinels = [\"198.51.100.11:26379\"]\n[masters.a]\nvips = [\"198.51.100.11/24\"]\n");
+        assert!(e.contains("line 3") && e.contains("own address"), "{e}");
+    }
+
+    #[test]
+    fn no_masters_and_empty_vips() {
+        assert!(err("").contains("no masters"));
+        assert!(err("[masters.a]\nvips = []\n").contains("no VIPs"));
+    }
+
+    #[test]
+    fn sentinel_address_forms() {
+        assert_eq!(SentinelAddr::parse("[2001:db8::1]:26379").unwrap().host, "2001:db8::1");
+        assert_eq!(SentinelAddr::parse("sentinel-1:26379").unwrap().port, 26379);
+        assert!(SentinelAddr::parse("2001:db8::1:26379").is_err());
+        assert!(SentinelAddr::parse("host").is_err());
+        assert!(SentinelAddr::parse("host:0").is_err());
+        let e = err("sentinels = [\"a:1\", \"a:1\"]\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n");
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn announce_bounds() {
+        let e = err("[announce]\nrounds = 51\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err(
+            "[masters.a]\nvips = [\"198.51.100.100/24\"]\n[masters.a.announce]\nrounds = 50\ninterval_ms = 10000\n",
+        );
+        assert!(e.contains("20 s"), "{e}");
+        let c = parse("[announce]\nrounds = 5\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n").unwrap();
+        assert_eq!(c.masters["a"].announce.rounds, 5);
+    }
+
+    #[test]
+    fn label_must_start_with_interface() {
+        let e = err("[masters.a]\nvips = [\"198.51.100.100/24\"]\ninterface = \"eth0\"\nlabel = \"eth1:x\"\n");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn several_masters_need_a_name() {
+        let c = parse("[masters.a]\nvips = [\"198.51.100.100/24\"]\n[masters.b]\nvips = [\"198.51.100.101/24\"]\n")
+            .unwrap();
+        assert!(c.pick_master(None).unwrap_err().contains("say which"));
+        assert!(c.master("zz").unwrap_err().contains("not in config"));
+    }
+
+    #[test]
+    fn auth_is_redacted_in_debug() {
+        let c =
+            parse("[sentinel_auth]\npassword = \"hunter2\"\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,60 @@
+//! vipctl: keeps a virtual IP on the host that runs the Redis master, as Redis Sentinel decides it.
+
+mod announce;
+mod apply;
+mod cli;
+mod commands;
+mod config;
+mod decide;
+mod error;
+mod host;
+mod lock;
+mod logging;
+mod lookup;
+mod netlink;
+mod privilege;
+mod sentinel;
+mod vip;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::commands::Ctx;
+use crate::decide::Want;
+use crate::error::Failure;
+
+fn main() -> ExitCode {
+    let args = cli::normalize(std::env::args_os().collect());
+    // clap exits 2 on usage errors, which is also what Sentinel must see for bad arguments.
+    let cli = Cli::parse_from(args);
+    logging::init(&cli.log_level);
+    let ctx = Ctx { config_path: cli.config.clone(), dry_run: cli.dry_run };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vipctl: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Hook { args } => commands::hook::run(&ctx, args).await,
+            Command::Claim { master, force } => commands::claim::run(&ctx, master.as_deref(), Want::Hold, *force).await,
+            Command::Release { master } => commands::claim::run(&ctx, master.as_deref(), Want::Release, false).await,
+            Command::Status { json } => commands::status::run(&ctx, *json).await,
+            Command::Check => commands::check::run(&ctx).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => report(&f),
+    }
+}
+
+fn report(f: &Failure) -> ExitCode {
+    eprintln!("vipctl: error: {f}");
+    f.exit_code()
+}

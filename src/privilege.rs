@@ -1,0 +1,41 @@
+//! Which of the two capabilities vipctl needs this process has, read from /proc/self/status.
+
+/// The capability to change addresses (netlink).
+pub const CAP_NET_ADMIN: u32 = 12;
+/// The capability to send raw frames (packet socket).
+pub const CAP_NET_RAW: u32 = 13;
+
+/// The effective capability set of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps(pub u64);
+
+impl Caps {
+    /// Reads CapEff of this process; an unreadable /proc counts as "none".
+    pub fn current() -> Caps {
+        std::fs::read_to_string("/proc/self/status").ok().and_then(|s| parse_cap_eff(&s)).map(Caps).unwrap_or(Caps(0))
+    }
+
+    /// True when capability number `cap` is effective.
+    pub fn has(&self, cap: u32) -> bool {
+        self.0 & (1u64 << cap) != 0
+    }
+}
+
+/// Extracts the CapEff hex mask from the text of /proc/PID/status.
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status() {
+        let s = "Name:\tvipctl\nCapInh:\t0000000000000000\nCapEff:\t0000000000003000\n";
+        let caps = Caps(parse_cap_eff(s).unwrap());
+        assert!(caps.has(CAP_NET_ADMIN) && caps.has(CAP_NET_RAW));
+        assert!(!Caps(1 << CAP_NET_ADMIN).has(CAP_NET_RAW));
+        assert_eq!(parse_cap_eff("nothing"), None);
+    }
+}

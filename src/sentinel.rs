@@ -1,0 +1,263 @@
+//! Asking Redis Sentinel who the master is, and weighing the answers.
+//!
+//! Answers are weighed by config epoch, not by head count: during a failover the leader already
+//! reports the promoted replica (with the new epoch) while the other sentinels still report the old
+//! master until a hello message reaches them. A majority vote at that moment would pick the old
+//! master and undo the failover; the highest epoch is the newest decision Sentinel has made, and it
+//! is exactly how sentinels reconcile among themselves.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+
+use crate::config::{SentinelAddr, SentinelAuth};
+
+/// A master's address as Sentinel reports it (the host may be a name with `announce-hostnames`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MasterAddr {
+    /// IP address or host name, unbracketed.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for MasterAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What one sentinel said about one master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// It knows the master: here is its address and the config epoch of that knowledge.
+    Master {
+        /// The master's address.
+        addr: MasterAddr,
+        /// The master's config epoch on that sentinel.
+        epoch: u64,
+        /// The master's flags on that sentinel (`master`, `s_down`, `o_down`, …).
+        flags: String,
+    },
+    /// It does not monitor a master by that name.
+    Unknown,
+    /// It could not be asked (down, timeout, auth refused, …).
+    Unreachable(String),
+}
+
+/// The sentinels' combined view of one master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Each configured sentinel with its answer, in config order.
+    pub answers: Vec<(SentinelAddr, Answer)>,
+}
+
+/// The conclusion drawn from a [`View`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The newest answer: the master at the highest config epoch.
+    Master {
+        /// Address.
+        addr: MasterAddr,
+        /// Its config epoch.
+        epoch: u64,
+        /// How many sentinels report exactly this master at this epoch.
+        agreeing: usize,
+    },
+    /// Sentinels at the same highest epoch disagree; this should not happen, so trust nobody.
+    Conflict(u64),
+    /// No sentinel answered with a master.
+    NoAnswer,
+}
+
+impl View {
+    /// How many sentinels answered at all (with a master or "unknown").
+    pub fn reachable(&self) -> usize {
+        self.answers.iter().filter(|(_, a)| !matches!(a, Answer::Unreachable(_))).count()
+    }
+
+    /// Weighs the answers: the highest config epoch wins (see the module doc for why).
+    pub fn verdict(&self) -> Verdict {
+        let masters: Vec<(&MasterAddr, u64)> = self
+            .answers
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Answer::Master { addr, epoch, .. } => Some((addr, *epoch)),
+                _ => None,
+            })
+            .collect();
+        let Some(top) = masters.iter().map(|(_, e)| *e).max() else { return Verdict::NoAnswer };
+        let newest: Vec<&MasterAddr> = masters.iter().filter(|(_, e)| *e == top).map(|(a, _)| *a).collect();
+        if newest.iter().any(|a| *a != newest[0]) {
+            return Verdict::Conflict(top);
+        }
+        Verdict::Master { addr: newest[0].clone(), epoch: top, agreeing: newest.len() }
+    }
+
+    /// A short human summary, e.g. `198.51.100.12:6379 (epoch 1, 3/3 answered)`.
+    pub fn summary(&self) -> String {
+        let n = self.answers.len();
+        let r = self.reachable();
+        match self.verdict() {
+            Verdict::Master { addr, epoch, agreeing } => {
+                format!("{addr} (epoch {epoch}, {agreeing} of {r}/{n} reachable agree)")
+            }
+            Verdict::Conflict(e) => format!("conflicting masters at epoch {e} ({r}/{n} reachable)"),
+            Verdict::NoAnswer => format!("no master known ({r}/{n} reachable)"),
+        }
+    }
+}
+
+/// Asks every sentinel at once, each bounded by `timeout`; never fails as a whole.
+pub async fn ask_all(sentinels: &[SentinelAddr], auth: Option<&SentinelAuth>, master: &str, timeout: Duration) -> View {
+    let futs = sentinels.iter().map(|s| async move {
+        let answer = match tokio::time::timeout(timeout, ask_one(s, auth, master)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => Answer::Unreachable(format!("{e:#}")),
+            Err(_) => Answer::Unreachable(format!("no answer within {} ms", timeout.as_millis())),
+        };
+        (s.clone(), answer)
+    });
+    View { answers: futures::future::join_all(futs).await }
+}
+
+/// Connection settings for one sentinel.
+pub fn connection_info(s: &SentinelAddr, auth: Option<&SentinelAuth>) -> redis::RedisResult<redis::ConnectionInfo> {
+    let mut redis_settings = RedisConnectionInfo::default();
+    if let Some(a) = auth {
+        if let Some(u) = &a.username {
+            redis_settings = redis_settings.set_username(u);
+        }
+        redis_settings = redis_settings.set_password(&a.password);
+    }
+    Ok(ConnectionAddr::Tcp(s.host.clone(), s.port).into_connection_info()?.set_redis_settings(redis_settings))
+}
+
+async fn ask_one(s: &SentinelAddr, auth: Option<&SentinelAuth>, master: &str) -> anyhow::Result<Answer> {
+    let client = redis::Client::open(connection_info(s, auth)?)?;
+    let mut con = client.get_multiplexed_async_connection().await.with_context(|| format!("sentinel {s}"))?;
+    // Both questions in one pipeline: a sentinel is single-threaded, so the address and the epoch
+    // describe the same moment.
+    let (addr, details): (Value, Value) = redis::pipe()
+        .cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(master)
+        .cmd("SENTINEL")
+        .arg("master")
+        .arg(master)
+        .ignore_errors()
+        .query_async(&mut con)
+        .await
+        .with_context(|| format!("sentinel {s}"))?;
+    parse_answer(&addr, &details).with_context(|| format!("sentinel {s}"))
+}
+
+/// Builds an [`Answer`] from the replies to `get-master-addr-by-name` and `SENTINEL master`.
+pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
+    let addr = match addr {
+        Value::Nil => return Ok(Answer::Unknown),
+        Value::Array(items) if items.len() == 2 => {
+            let host = text(&items[0]).ok_or_else(|| anyhow!("malformed master host in reply"))?;
+            let port = text(&items[1])
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| anyhow!("malformed master port in reply"))?;
+            MasterAddr { host, port }
+        }
+        Value::ServerError(e) => bail!("refused get-master-addr-by-name: {}", e.details().unwrap_or(e.code())),
+        other => bail!("unexpected reply to get-master-addr-by-name: {other:?}"),
+    };
+    let fields = match details {
+        Value::Array(items) => {
+            items.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect::<Vec<_>>()
+        }
+        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
+        // Old or restricted sentinels may refuse SENTINEL MASTER; the address alone is still an answer.
+        _ => Vec::new(),
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    Ok(Answer::Master { addr, epoch, flags: field("flags").unwrap_or_default() })
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u8) -> SentinelAddr {
+        SentinelAddr { host: format!("198.51.100.{n}"), port: 26379 }
+    }
+    fn m(host: &str, epoch: u64) -> Answer {
+        Answer::Master { addr: MasterAddr { host: host.into(), port: 6379 }, epoch, flags: "master".into() }
+    }
+
+    #[test]
+    fn newest_epoch_beats_the_majority() {
+        // The leader already promoted .12 (epoch 1); the two observers have not heard yet.
+        let v = View {
+            answers: vec![
+                (s(11), m("198.51.100.11", 0)),
+                (s(12), m("198.51.100.12", 1)),
+                (s(13), m("198.51.100.11", 0)),
+            ],
+        };
+        assert_eq!(
+            v.verdict(),
+            Verdict::Master { addr: MasterAddr { host: "198.51.100.12".into(), port: 6379 }, epoch: 1, agreeing: 1 }
+        );
+    }
+
+    #[test]
+    fn agreement_and_unreachables() {
+        let v = View {
+            answers: vec![
+                (s(11), Answer::Unreachable("x".into())),
+                (s(12), m("198.51.100.12", 3)),
+                (s(13), m("198.51.100.12", 3)),
+            ],
+        };
+        assert_eq!(v.reachable(), 2);
+        assert!(matches!(v.verdict(), Verdict::Master { agreeing: 2, epoch: 3, .. }));
+        let none = View { answers: vec![(s(11), Answer::Unreachable("x".into())), (s(12), Answer::Unknown)] };
+        assert_eq!(none.verdict(), Verdict::NoAnswer);
+        assert_eq!(none.reachable(), 1);
+    }
+
+    #[test]
+    fn same_epoch_disagreement_is_a_conflict() {
+        let v = View { answers: vec![(s(11), m("198.51.100.11", 2)), (s(12), m("198.51.100.12", 2))] };
+        assert_eq!(v.verdict(), Verdict::Conflict(2));
+    }
+
+    #[test]
+    fn parses_sentinel_replies() {
+        let addr =
+            Value::Array(vec![Value::BulkString(b"198.51.100.12".to_vec()), Value::BulkString(b"6379".to_vec())]);
+        let details = Value::Array(
+            ["name", "mymaster", "flags", "master", "config-epoch", "7"]
+                .iter()
+                .map(|x| Value::BulkString(x.as_bytes().to_vec()))
+                .collect(),
+        );
+        assert_eq!(parse_answer(&addr, &details).unwrap(), m("198.51.100.12", 7));
+        assert_eq!(parse_answer(&Value::Nil, &Value::Nil).unwrap(), Answer::Unknown);
+        assert!(parse_answer(&Value::Array(vec![Value::Int(1)]), &Value::Nil).is_err());
+        let hostname =
+            Value::Array(vec![Value::BulkString(b"redis-2.example".to_vec()), Value::BulkString(b"6379".to_vec())]);
+        assert!(matches!(parse_answer(&hostname, &Value::Nil).unwrap(), Answer::Master { epoch: 0, .. }));
+    }
+}
