@@ -50,10 +50,11 @@ pub fn garp_request(mac: Mac, vip: Ipv4Addr) -> Vec<u8> {
     arp_frame(mac, vip, ArpOperations::Request, ZERO_MAC)
 }
 
-/// Builds a gratuitous ARP *reply* (the form `arping -A` sends): broadcast, oper 2, sha = `mac`,
-/// spa = tpa = `vip`, tha = ff:ff:ff:ff:ff:ff; 42 bytes, unpadded.
+/// Builds a gratuitous ARP *reply* (the form `arping -A` sends): broadcast, oper 2, sha = tha =
+/// `mac`, spa = tpa = `vip`; 42 bytes, unpadded. Linux treats a reply as gratuitous (and overrides
+/// a fresh neighbour entry with it) only when tha equals sha, which is also what iputils sends.
 pub fn garp_reply(mac: Mac, vip: Ipv4Addr) -> Vec<u8> {
-    arp_frame(mac, vip, ArpOperations::Reply, BROADCAST)
+    arp_frame(mac, vip, ArpOperations::Reply, mac)
 }
 
 fn arp_frame(mac: Mac, vip: Ipv4Addr, operation: ArpOperation, tha: Mac) -> Vec<u8> {
@@ -334,7 +335,7 @@ mod tests {
         0x00, 0x02,                         // ar$op: REPLY (2)
         0x02, 0x00, 0x5e, 0x00, 0x53, 0x01, // ar$sha: MAC
         198, 51, 100, 10,                   // ar$spa: VIP
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // ar$tha: broadcast (as `arping -A`)
+        0x02, 0x00, 0x5e, 0x00, 0x53, 0x01, // ar$tha: MAC again (as `arping -A`; Linux's GARP test)
         198, 51, 100, 10,                   // ar$tpa: VIP
     ];
 

@@ -76,13 +76,23 @@ const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "help"];
 /// subcommand can only be a hook call. Exactly seven plain arguments are always a hook call, even if
 /// the master happens to be named like a subcommand.
 pub fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
-    let rest = &args[1.min(args.len())..];
+    // Skip leading global options, so `vipctl --config F m leader …` works by hand too.
+    let mut i = 1;
+    while let Some(a) = args.get(i).map(|a| a.to_string_lossy().into_owned()) {
+        match a.as_str() {
+            "--config" | "--log-level" => i += 2,
+            "--dry-run" => i += 1,
+            _ if a.starts_with("--config=") || a.starts_with("--log-level=") => i += 1,
+            _ => break,
+        }
+    }
+    let rest = &args[i.min(args.len())..];
     let plain = |a: &OsString| !a.to_string_lossy().starts_with('-');
     let first_is_word = rest.first().is_some_and(|a| WORDS.contains(&a.to_string_lossy().as_ref()));
     let is_hook =
         (rest.len() == 7 && rest.iter().all(plain)) || rest.first().is_some_and(|a| plain(a) && !first_is_word);
     if is_hook {
-        args.insert(1, OsString::from("hook"));
+        args.insert(i.min(args.len()), OsString::from("hook"));
     }
     args
 }
@@ -104,6 +114,9 @@ mod tests {
         assert_eq!(norm(&["vipctl", "status"])[1], "status");
         assert_eq!(norm(&["vipctl", "--dry-run", "claim"])[1], "--dry-run");
         assert_eq!(norm(&["vipctl"]).len(), 1);
+        let with_opts = norm(&["vipctl", "--config", "f", "--dry-run", "m", "leader", "start", "a", "1", "b", "2"]);
+        assert_eq!(with_opts[4], "hook");
+        assert_eq!(norm(&["vipctl", "--config=f", "m", "x"])[2], "hook");
     }
 
     #[test]

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Installs what the vipctl namespace lab (scripts/lab.sh) and its tests need,
+# on Debian/Ubuntu.  Idempotent: only packages whose commands are missing
+# are installed, and "apt-get update" runs at most once, only then.
+#
+# Exit status: 0 all present (or installed); 1 install failed; 2 packages are
+# missing and we are not root; 3 cargo is missing or too old (the system
+# packages are still installed first).
+#
+# Debian packages: redis-server redis-sentinel redis-tools iproute2
+# util-linux procps.  The lab runs its own redis instances inside network
+# namespaces, so a system-wide redis service (if one exists) does not
+# collide with it; we still keep the package scripts from starting one.
+
+set -euo pipefail
+
+readonly PROG=${0##*/}
+# Rust 1.85 is the first release with edition 2024, which the crate uses.
+readonly MIN_RUST_MINOR=85
+
+# command -> Debian package providing it.  Every command lab.sh relies on
+# that is not part of an essential package.
+readonly -a NEEDS=(
+    redis-server:redis-server
+    redis-sentinel:redis-sentinel
+    redis-cli:redis-tools
+    ip:iproute2
+    flock:util-linux
+    setsid:util-linux
+    nsenter:util-linux
+    sysctl:procps
+    pgrep:procps
+)
+
+log() {
+    printf '%s: %s\n' "$PROG" "$*"
+}
+
+err() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+}
+
+# Keep package maintainer scripts from starting redis services while we
+# install (Debian's policy-rc.d convention: exit 101 = "action forbidden";
+# honoured by invoke-rc.d and deb-systemd-invoke).  Only when no policy is
+# in place already, and always removed again on exit.
+POLICY=/usr/sbin/policy-rc.d
+POLICY_OURS=0
+remove_policy() {
+    if ((POLICY_OURS)); then
+        rm -f -- "$POLICY"
+    fi
+}
+
+missing_packages() {
+    local entry cmd pkg
+    local -a pkgs=()
+    for entry in "${NEEDS[@]}"; do
+        cmd=${entry%%:*}
+        pkg=${entry#*:}
+        command -v "$cmd" >/dev/null 2>&1 && continue
+        # One package may provide several commands: list it once.
+        [[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+    done
+    echo "${pkgs[*]}"
+}
+
+install_packages() {
+    local -a pkgs
+    read -r -a pkgs <<<"$(missing_packages)"
+    if ((${#pkgs[@]} == 0)); then
+        log "system packages: all present (redis-server redis-sentinel redis-tools iproute2 util-linux procps)"
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        err "missing packages: ${pkgs[*]}; run this script as root (e.g. sudo $0) or: apt-get install ${pkgs[*]}"
+        exit 2
+    fi
+    command -v apt-get >/dev/null 2>&1 || {
+        err "missing packages: ${pkgs[*]}, and apt-get is not available to install them"
+        exit 1
+    }
+    if [[ ! -e $POLICY ]]; then
+        printf '#!/bin/sh\n# Temporary, from vipctl scripts/install-deps.sh: start no services.\nexit 101\n' >"$POLICY"
+        chmod 755 "$POLICY"
+        POLICY_OURS=1
+        trap remove_policy EXIT
+    fi
+    log "installing: ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q || {
+        err "apt-get update failed"
+        exit 1
+    }
+    apt-get install -y -q --no-install-recommends "${pkgs[@]}" || {
+        err "apt-get install ${pkgs[*]} failed"
+        exit 1
+    }
+    remove_policy
+    POLICY_OURS=0
+
+    read -r -a pkgs <<<"$(missing_packages)"
+    if ((${#pkgs[@]} > 0)); then
+        err "still missing after install: ${pkgs[*]}"
+        exit 1
+    fi
+}
+
+check_cargo() {
+    local cargo ver minor
+    cargo=$(command -v cargo 2>/dev/null) || cargo=
+    if [[ -z $cargo ]]; then
+        if [[ -x ${HOME:-/root}/.cargo/bin/cargo ]]; then
+            err "cargo is installed in ${HOME:-/root}/.cargo/bin but not on PATH: export PATH=\"\$HOME/.cargo/bin:\$PATH\""
+        else
+            err "cargo not found. Install a Rust toolchain >= 1.$MIN_RUST_MINOR (edition 2024) with rustup, see https://rustup.rs (Debian's own cargo package is too old for edition 2024)"
+        fi
+        return 3
+    fi
+    ver=$("$cargo" --version 2>/dev/null) || ver=
+    if [[ $ver =~ ^cargo\ 1\.([0-9]+)\. ]]; then
+        minor=${BASH_REMATCH[1]}
+        if ((minor < MIN_RUST_MINOR)); then
+            err "$ver is too old: edition 2024 needs Rust >= 1.$MIN_RUST_MINOR (rustup update stable)"
+            return 3
+        fi
+    fi
+    log "cargo: ${ver:-$cargo}"
+}
+
+main() {
+    local before after rc=0
+    before=$(missing_packages)
+    install_packages
+    after=$(missing_packages)
+    if [[ -n $before && -z $after ]]; then
+        log "installed packages: $before"
+    fi
+    check_cargo || rc=$?
+    exit "$rc"
+}
+
+main "$@"

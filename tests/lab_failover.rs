@@ -1,0 +1,87 @@
+//! Failover in the lab: three hosts with real redis-server and redis-sentinel, vipctl as every
+//! sentinel's client-reconfig-script, a client writing through the VIP.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn kill_master_moves_vip_and_corrects_client_caches() {
+    let Some(lab) = Lab::up("failover", LabOptions { hook: true }) else { return };
+
+    // Initial claim by hand, as an operator does once.
+    let out = lab.vipctl("h1", &["claim"]);
+    assert!(out.status.success(), "claim on h1: {}", text(&out));
+    assert_eq!(lab.holders(VIP4), ["h1"]);
+    assert_eq!(lab.holders(VIP6), ["h1"]);
+
+    // The client talks to the VIP over both families, so it has neighbour entries for both.
+    let mut v6 = lab.writer(VIP6, Duration::from_millis(300));
+    let mut w = lab.writer(VIP4, Duration::from_secs(40));
+    lab.wait("first write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
+    lab.wait("first IPv6 write through the VIP", Duration::from_secs(5), || {
+        v6.lines().iter().any(|l| l.ok).then_some(())
+    });
+    v6.stop();
+    assert_eq!(lab.neigh(VIP4), mac_of("h1"));
+    assert_eq!(lab.neigh(VIP6), mac_of("h1"));
+
+    let fault_ms = unix_ms();
+    let out = lab.sh(&["kill-redis", "h1"]);
+    assert!(out.status.success(), "kill-redis: {}", text(&out));
+
+    let new_master = lab.wait("sentinel to promote a replica", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    eprintln!("[failover] sentinel promoted {new_master} after {} ms", unix_ms() - fault_ms);
+
+    // The VIP ends on the new master and nowhere else (h1's own sentinel runs the hook as observer).
+    lab.wait("VIPs on the new master only", Duration::from_secs(15), || {
+        (lab.holders(VIP4) == [new_master] && lab.holders(VIP6) == [new_master]).then_some(())
+    });
+    let moved_ms = unix_ms();
+
+    // The announcements corrected the client's caches: nobody flushed anything.
+    lab.wait("client ARP entry for the VIP to name the new master", Duration::from_secs(3), || {
+        (lab.neigh(VIP4) == mac_of(new_master)).then_some(())
+    });
+    lab.wait("client neighbour entry for the IPv6 VIP to name the new master", Duration::from_secs(3), || {
+        (lab.neigh(VIP6) == mac_of(new_master)).then_some(())
+    });
+
+    // The client recovers: writes succeed again through the same address.
+    let first_ok = lab.wait("a successful write after the fault", Duration::from_secs(15), || {
+        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved_ms).map(|l| l.at_ms)
+    });
+    w.stop();
+    let lines = w.lines();
+    let before = lines.iter().filter(|l| l.ok && l.at_ms < fault_ms).count();
+    let gap = lines.windows(2).filter(|p| p[0].ok).map(|p| p[1].at_ms - p[0].at_ms).max().unwrap_or(0);
+    eprintln!(
+        "[failover] {before} writes before the fault; VIP moved {} ms after it; first write after the move at +{} ms",
+        moved_ms - fault_ms,
+        first_ok - fault_ms
+    );
+    assert!(before > 0 && gap > 0);
+
+    // The new master's host knows it is master; its hook logged the decision.
+    let status = lab.vipctl(new_master, &["status"]);
+    let s = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && s.contains("this host") && s.contains("bound here"), "{}", text(&status));
+    // Hooks log when they finish, after their announcement rounds.
+    let read = |h: &str| std::fs::read_to_string(lab.dir.join(h).join("vipctl.log")).unwrap_or_default();
+    lab.wait("the new master's hook to log its claim", Duration::from_secs(5), || {
+        read(new_master)
+            .lines()
+            .any(|l| l.contains("hook ") && l.contains("decision=claim") && l.contains("result=ok"))
+            .then_some(())
+    });
+    lab.wait("the old master's hook to log its release", Duration::from_secs(5), || {
+        read("h1")
+            .lines()
+            .any(|l| l.contains("hook ") && l.contains("decision=release") && l.contains("result=ok"))
+            .then_some(())
+    });
+}

@@ -1,0 +1,316 @@
+//! The namespace lab as seen from Rust tests: a thin wrapper over `scripts/lab.sh`, which owns the
+//! lab's construction and teardown (the demo uses the same script), plus bounded waiting helpers.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Labs run one at a time: two of them would fight over the two CPUs and blur every timing.
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+/// The fixed lab MAC addresses (see scripts/lab.sh).
+pub fn mac_of(host: &str) -> &'static str {
+    match host {
+        "h1" => "02:00:00:00:00:11",
+        "h2" => "02:00:00:00:00:12",
+        "h3" => "02:00:00:00:00:13",
+        _ => "02:00:00:00:00:50",
+    }
+}
+
+/// The fixed lab IPv4 address of a host.
+pub fn ip_of(host: &str) -> &'static str {
+    match host {
+        "h1" => "198.51.100.11",
+        "h2" => "198.51.100.12",
+        "h3" => "198.51.100.13",
+        _ => "198.51.100.50",
+    }
+}
+
+/// The host whose IPv4 address is `ip`.
+pub fn host_of(ip: &str) -> Option<&'static str> {
+    ["h1", "h2", "h3"].into_iter().find(|h| ip_of(h) == ip)
+}
+
+pub const VIP4: &str = "198.51.100.100";
+pub const VIP6: &str = "2001:db8:51::100";
+pub const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn vipctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vipctl"))
+}
+
+/// The lab client built by `cargo test` from examples/lab_writer.rs.
+pub fn writer_bin() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().expect("test executable path");
+    let p = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join("lab_writer");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo test` builds it from examples/; run `cargo build --examples`",
+        p.display()
+    );
+    p
+}
+
+pub fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+    }
+    for tool in ["ip", "redis-server", "redis-sentinel", "redis-cli"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
+        if !matches!(found, Ok(true)) {
+            return Some(format!("`{tool}` is not installed (scripts/install-deps.sh installs it)"));
+        }
+    }
+    None
+}
+
+/// A running lab; torn down on drop, also when the test panics.
+pub struct Lab {
+    pub dir: PathBuf,
+    pub name: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Options for building a lab.
+#[derive(Default)]
+pub struct LabOptions {
+    /// Set vipctl as each sentinel's client-reconfig-script.
+    pub hook: bool,
+}
+
+impl Lab {
+    /// Builds a lab, or returns None after a loud SKIPPED line when this machine cannot run one.
+    /// With VIPCTL_REQUIRE_LAB=1 (scripts/test.sh as root, hence CI) a missing prerequisite fails.
+    pub fn up(name: &str, opts: LabOptions) -> Option<Lab> {
+        if let Some(why) = missing_prerequisite() {
+            if std::env::var("VIPCTL_REQUIRE_LAB").as_deref() == Ok("1") {
+                panic!("lab test `{name}` cannot run: {why}, and VIPCTL_REQUIRE_LAB=1 forbids skipping");
+            }
+            eprintln!("\n*** SKIPPED lab test `{name}`: {why}. Run scripts/test.sh as root to run it. ***\n");
+            return None;
+        }
+        let serial = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
+        let mut cmd = Command::new(repo().join("scripts/lab.sh"));
+        cmd.arg("up").arg(&dir).env("LAB_OWNER_PID", std::process::id().to_string());
+        if opts.hook {
+            cmd.env("LAB_HOOK", vipctl_bin());
+        }
+        let lab = Lab { dir, name: name.to_string(), _serial: serial };
+        let t = Instant::now();
+        let out = cmd.output().expect("run scripts/lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("[{name}] lab up in {:.1} s", t.elapsed().as_secs_f64());
+        Some(lab)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("vipctl.toml")
+    }
+
+    pub fn ns(&self, host: &str) -> String {
+        let id = std::fs::read_to_string(self.dir.join("id")).expect("lab id");
+        format!("vl{}-{host}", id.trim())
+    }
+
+    /// Runs a lab.sh subcommand on this lab.
+    pub fn sh(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(repo().join("scripts/lab.sh"));
+        cmd.arg(args[0]).arg(&self.dir).args(&args[1..]);
+        cmd.output().expect("run scripts/lab.sh")
+    }
+
+    /// Runs a command inside `host`'s namespace.
+    pub fn exec(&self, host: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(host)]).arg(program).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run ip netns exec")
+    }
+
+    /// Runs vipctl on `host` with the lab's config; decisions go to that host's log file.
+    pub fn vipctl(&self, host: &str, args: &[&str]) -> Output {
+        let cfg = self.config();
+        let log = self.dir.join(host).join("vipctl.log");
+        let mut full = vec!["--config", cfg.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.exec(host, &vipctl_bin(), &full, &[("VIPCTL_LOG_FILE", log.to_str().unwrap())])
+    }
+
+    /// `ip -o addr show` on a host, one line per address: the whole state a test must not disturb.
+    pub fn addresses(&self, host: &str) -> String {
+        let out = Command::new("ip").args(["-n", &self.ns(host), "-o", "addr", "show"]).output().unwrap();
+        // Drop the lifetime counters, which tick on their own.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split("\\").next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Which hosts hold which VIP: host -> addresses with prefix.
+    pub fn vips(&self) -> BTreeMap<String, Vec<String>> {
+        let out = self.sh(&["vips"]);
+        assert!(out.status.success(), "lab.sh vips: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let host = w.next()?.to_string();
+                let addrs: Vec<String> = w.filter(|a| *a != "-").map(str::to_string).collect();
+                Some((host, addrs))
+            })
+            .collect()
+    }
+
+    /// The hosts that hold `vip` (address without prefix).
+    pub fn holders(&self, vip: &str) -> Vec<String> {
+        self.vips()
+            .into_iter()
+            .filter(|(_, a)| a.iter().any(|x| x.split('/').next() == Some(vip)))
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// The client's neighbour entry MAC for `vip`, or "-".
+    pub fn neigh(&self, vip: &str) -> String {
+        String::from_utf8_lossy(&self.sh(&["neigh", vip]).stdout).trim().to_string()
+    }
+
+    /// The master's IP per sentinel (first that answers).
+    pub fn master(&self) -> Option<String> {
+        let out = self.sh(&["master"]);
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string)
+    }
+
+    /// Starts the lab client writing INCR through `target` every 10 ms, output to a file.
+    pub fn writer(&self, target: &str, duration: Duration) -> Writer {
+        let path = self.dir.join(format!("writer-{}.log", unix_ms()));
+        let file = std::fs::File::create(&path).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("cl")])
+            .arg(writer_bin())
+            .args([target, "6379", "--interval-ms", "10", "--duration-ms", &duration.as_millis().to_string()])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Recorded so that lab.sh down kills it even if this test dies first.
+        let mut pids = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("extra.pids")).unwrap();
+        std::io::Write::write_all(&mut pids, format!("{}\n", child.id()).as_bytes()).unwrap();
+        Writer { child, path }
+    }
+
+    /// Polls `f` every 20 ms until it returns Some, for at most `timeout`; panics naming `what`.
+    pub fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!("[{}] timed out after {:?} waiting for {what}\n{}", self.name, timeout, self.diagnostics());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What a person debugging a failure wants to see.
+    pub fn diagnostics(&self) -> String {
+        let mut s = format!("vips: {:?}\nmaster: {:?}\n", self.vips(), self.master());
+        for h in HOSTS {
+            if let Ok(log) = std::fs::read_to_string(self.dir.join(h).join("vipctl.log")) {
+                s.push_str(&format!("--- {h}/vipctl.log\n{log}"));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::env::var_os("VIPCTL_KEEP_LAB").is_some() {
+            eprintln!("[{}] VIPCTL_KEEP_LAB set: lab left at {}", self.name, self.dir.display());
+            return;
+        }
+        let out = self.sh(&["down"]);
+        if !out.status.success() {
+            eprintln!("[{}] lab.sh down failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// A running lab client.
+pub struct Writer {
+    child: Child,
+    pub path: PathBuf,
+}
+
+/// One write attempt.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub at_ms: u128,
+    pub ok: bool,
+    pub value: Option<i64>,
+    pub text: String,
+}
+
+impl Writer {
+    pub fn lines(&self) -> Vec<Write> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.splitn(3, ' ');
+                let at_ms = w.next()?.parse().ok()?;
+                let ok = w.next()? == "ok";
+                let text = w.next().unwrap_or("").to_string();
+                Some(Write { at_ms, ok, value: if ok { text.parse().ok() } else { None }, text })
+            })
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// stdout and stderr of an Output, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
