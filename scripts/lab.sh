@@ -316,6 +316,7 @@ teardown() {
     # in the switch; deleting the switch destroys the bridge.
     for host in "${ALL_NODES[@]}" sw; do
         ns=$(ns_name "$id" "$host")
+        rm -rf -- "/etc/netns/$ns"
         ns_exists "$ns" || continue
         ip netns del "$ns" 2>/dev/null || warn "could not delete namespace $ns"
     done
@@ -441,6 +442,22 @@ interface = "eth0"
 EOF
 }
 
+# lab_etc NS: "ip netns exec" bind-mounts /etc/netns/NS/* over /etc, so each
+# lab host resolves names from its own /etc/hosts only (the lab has no DNS):
+# lab names resolve, and an unknown name fails at once as "no such name"
+# instead of timing out against a resolver the namespace cannot reach.
+lab_etc() {
+    local etc=/etc/netns/$1 h
+    mkdir -p "$etc"
+    printf 'hosts: files\n' >"$etc/nsswitch.conf"
+    {
+        printf '127.0.0.1 localhost\n::1 localhost\n'
+        for h in "${ALL_NODES[@]}"; do
+            printf '%s %s\n%s %s\n' "$(host_ip4 "$h")" "$h.lab" "$(host_ip6 "$h")" "$h.lab"
+        done
+    } >"$etc/hosts"
+}
+
 # ns_sysctls NS: no duplicate address detection, so addresses (including
 # link-local ones) are usable at once.  "default" must be set before eth0
 # exists so eth0 inherits it; eth0 is set explicitly later as well.
@@ -462,6 +479,7 @@ build_network() {
         ns=$(ns_name "$LAB_ID" "$host")
         ip netns add "$ns"
         ns_sysctls "$ns"
+        lab_etc "$ns"
         # Created inside the host namespace with the peer moved straight
         # into the switch: no interface ever appears in the root namespace.
         ip -n "$ns" link add eth0 address "$(host_mac "$host")" type veth peer name "$host" netns "$sw"
