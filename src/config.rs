@@ -488,6 +488,13 @@ interface = "eth0"
     }
 
     #[test]
+    fn packaged_example_is_valid() {
+        let c = parse(include_str!("../packaging/vipctl.toml")).unwrap();
+        assert_eq!(c.masters["mymaster"].vips.len(), 2);
+        assert_eq!(c.masters["mymaster"].sentinels.len(), 3);
+    }
+
+    #[test]
     fn unknown_key_names_line() {
         let e = err("[masters.m]\nvips = [\"198.51.100.100/24\"]\nvipz = 1\n");
         assert!(e.contains("line 3"), "{e}");

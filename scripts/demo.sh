@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A live failover, start to finish, in a lab of network namespaces built for the occasion:
+# three hosts with redis-server + redis-sentinel and vipctl as Sentinel's client-reconfig-script,
+# and a client writing INCR through the VIP every 10 ms. Kills the master's redis and prints a
+# timeline: fault, Sentinel's view, promotion, the VIP's move, the client's first write after.
+#
+# Run as root on a fresh Debian/Ubuntu machine; it installs what it needs. Leaves nothing behind.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+[[ $(id -u) -eq 0 ]] || { echo "demo.sh: run as root (the lab builds network namespaces)" >&2; exit 2; }
+scripts/install-deps.sh >/dev/null
+scripts/lab.sh sweep >/dev/null
+
+echo "Building vipctl (release) ..."
+cargo build --quiet --release --locked --bin vipctl --example lab_writer
+vipctl=$repo/target/release/vipctl
+writer=$repo/target/release/examples/lab_writer
+
+lab=/tmp/vipctl-labs/demo-$$
+cleanup() { "$repo/scripts/lab.sh" down "$lab" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "Building the lab: switch, h1 h2 h3 (redis + sentinel), client ..."
+LAB_HOOK=$vipctl LAB_OWNER_PID=$$ scripts/lab.sh up "$lab" >/dev/null
+ns() { scripts/lab.sh ns "$lab" "$1"; }
+ms() { date +%s%3N; }
+vipctl_on() { ip netns exec "$(ns "$1")" env VIPCTL_LOG_FILE="$lab/$1/vipctl.log" "$vipctl" --config "$lab/vipctl.toml" "${@:2}"; }
+
+echo "Config shared by all three hosts ($lab/vipctl.toml):"
+sed 's/^/    /' "$lab/vipctl.toml"
+echo
+echo "Initial claim on h1: vipctl claim"
+vipctl_on h1 claim 2>/dev/null | sed 's/^/    /'
+
+ip netns exec "$(ns cl)" "$writer" 198.51.100.100 6379 --interval-ms 10 --duration-ms 12000 >"$lab/writer.log" 2>/dev/null &
+echo $! >>"$lab/extra.pids"
+sleep 1.5
+before_mac=$(scripts/lab.sh neigh "$lab" 198.51.100.100)
+
+fault=$(ms)
+scripts/lab.sh kill-redis "$lab" h1 >/dev/null
+echo
+echo "kill -9 of redis on h1 at $(date -u -d @"${fault:0:10}" +%T).${fault:10:3} UTC; waiting for the failover ..."
+
+# Bounded wait for a new master to hold the VIP.
+new=
+for ((i = 0; i < 300; i++)); do
+    vips=$(scripts/lab.sh vips "$lab")
+    new=$(awk '$1 != "h1" && $2 != "-" {print $1}' <<<"$vips")
+    [[ -n $new && $(awk '$1 == "h1" {print $2}' <<<"$vips") == "-" ]] && break
+    new=
+    sleep 0.05
+done
+[[ -n $new ]] || { echo "demo.sh: the VIP did not move within 15 s" >&2; exit 1; }
+sleep 2.5 # let the writer record its recovery and the hooks log their decisions
+kill "$(tail -n 1 "$lab/extra.pids")" 2>/dev/null || true
+
+# Timeline: every source has millisecond timestamps; print them relative to the fault.
+# A source with no matching line is normal (a host had no such event), so no errexit here.
+set +e +o pipefail
+to_ms() { date -u -d "$1" +%s%3N; }
+{
+    for h in h1 h2 h3; do
+        # Sentinel/redis log lines look like: "PID:X 22 Nov 2026 00:00:04.720 # +promoted-slave ..."
+        grep -hE ' (\+sdown master|\+odown|\+elected-leader|\+selected-slave|\+promoted-slave|\+switch-master)' "$lab/$h/sentinel.log" 2>/dev/null |
+            while read -r _ d mo y t _ ev rest; do
+                echo "$(($(to_ms "$d $mo $y $t") - fault)) sentinel on $h: $ev ${rest%% @*}"
+            done
+        grep -hE 'MASTER MODE enabled' "$lab/$h/redis.log" 2>/dev/null | while read -r _ d mo y t _; do
+            echo "$(($(to_ms "$d $mo $y $t") - fault)) redis on $h reports role:master (promotion)"
+        done
+        # vipctl decision lines: "<end time> vipctl[pid]: hook ... elapsed_ms=E" with first_frame_ms=F on a claim.
+        grep -h 'hook master=' "$lab/$h/vipctl.log" 2>/dev/null | while read -r stamp _ rest; do
+            end=$(to_ms "$stamp")
+            el=$(grep -o 'elapsed_ms=[0-9.]*' <<<"$rest" | cut -d= -f2)
+            role=$(grep -o 'role=[a-z]*' <<<"$rest" | cut -d= -f2)
+            dec=$(grep -o 'decision=[a-z]*' <<<"$rest" | cut -d= -f2)
+            start=$((end - ${el%.*}))
+            echo "$((start - fault)) vipctl hook on $h ($role): $dec, $(grep -o 'actions="[^"]*"' <<<"$rest"), ${el} ms wall"
+        done
+    done
+    # Writes already in flight at the fault may still succeed; the outage starts at the first failure.
+    awk -v f="$fault" '$1 >= f && $2 == "err" && !bad {bad = $1} $2 == "ok" && !bad {last = $1}
+        $2 == "ok" && bad && !back {back = $1}
+        END {printf "%d client: last successful write before the outage\n%d client: first successful write through the VIP after the outage (%.3f s without writes)\n", last - f, back - f, (back - last) / 1000}' "$lab/writer.log"
+} | sort -n | awk '{t = $1; $1 = ""; printf "  %+8.3f s %s\n", t / 1000, $0}'
+
+after_mac=$(scripts/lab.sh neigh "$lab" 198.51.100.100)
+echo
+awk -v f="$fault" '$2 == "ok" {if (prev && $1 - prev > gap) gap = $1 - prev; prev = $1; n++} $2 == "err" {e++}
+    END {printf "client: %d writes ok, %d failed; longest gap between successful writes %.3f s\n", n, e, gap / 1000}' "$lab/writer.log"
+echo "client's ARP entry for 198.51.100.100: $before_mac before, $after_mac after (h1 is 02:00:00:00:00:11; $new is $(ip -n "$(ns "$new")" link show eth0 | awk '/ether/ {print $2}')); nothing was flushed"
+echo "VIPs now:"
+scripts/lab.sh vips "$lab" | sed 's/^/    /'
