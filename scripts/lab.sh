@@ -16,6 +16,9 @@
 #   lab.sh exec DIR HOST CMD...    run CMD inside HOST's namespace
 #   lab.sh kill-redis DIR HOST [SIGNAL]   signal HOST's redis-server
 #   lab.sh start-redis DIR HOST    start HOST's redis-server again
+#   lab.sh signal-sentinel DIR HOST SIGNAL   signal HOST's redis-sentinel
+#   lab.sh start-sentinel DIR HOST start HOST's redis-sentinel again
+#   lab.sh link DIR HOST up|down   plug or pull HOST's port on the switch
 #   lab.sh master DIR [HOST]       print "IP PORT" of the master per sentinel
 #   lab.sh vips DIR                print the VIPs present on each host's eth0
 #   lab.sh neigh DIR VIP           print the client's neighbour MAC for VIP
@@ -46,6 +49,8 @@ usage() {
 usage: lab.sh up DIR | down DIR | sweep [ROOT] | ns DIR HOST
        lab.sh exec DIR HOST CMD... | kill-redis DIR HOST [SIGNAL]
        lab.sh start-redis DIR HOST | master DIR [HOST] | vips DIR
+       lab.sh signal-sentinel DIR HOST SIGNAL | start-sentinel DIR HOST
+       lab.sh link DIR HOST up|down
        lab.sh neigh DIR VIP
 HOST: h1 h2 h3 cl sw.  Callers should create labs as /tmp/vipctl-labs/NAME.
 Environment for "up":
@@ -369,7 +374,7 @@ spawn_daemon() {
         done
         # Sentinel passes its environment to client-reconfig-script, which
         # is how the hook learns its config and log file.
-        export VIPCTL_CONFIG=$LAB_CONFIG VIPCTL_LOG_FILE=$dir/$host/vipctl.log
+        export VIPCTL_CONFIG=$LAB_CONFIG VIPCTL_LOG_FILE=$dir/$host/vipctl.log VIPCTL_SOCKET=$dir/$host/vipctl.sock
         exec ip netns exec "$ns" "$bin" "$conf" </dev/null >>"$dir/$host/$kind.start.log" 2>&1
     ); then
         die "$bin on $host failed to start: $(tail -n 5 "$dir/$host/$kind.start.log" "$dir/$host/$kind.log" 2>/dev/null | tr '\n' ' ')"
@@ -797,6 +802,60 @@ cmd_start_redis() {
     die "redis-server on $host does not answer PING"
 }
 
+# signal-sentinel DIR HOST SIGNAL: e.g. STOP/CONT to make a sentinel
+# unreachable and back, KILL to kill it (start-sentinel brings it back).
+cmd_signal_sentinel() {
+    (($# == 3)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    check_redis_host "$2"
+    local sig=${3^^} pid
+    pid=$(redis_pid "$LAB_DIR" "$2" sentinel) ||
+        die "redis-sentinel on $2 is not running (pidfile $LAB_DIR/$2/sentinel.pid is missing or stale)"
+    kill -s "${sig#SIG}" "$pid" || die "could not send SIG${sig#SIG} to redis-sentinel on $2 (pid $pid)"
+    echo "sent SIG${sig#SIG} to redis-sentinel on $2 (pid $pid)"
+}
+
+# start-sentinel DIR HOST: bring back a killed sentinel with its own
+# (rewritten) config, so it remembers the current epoch.
+cmd_start_sentinel() {
+    (($# == 2)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    check_redis_host "$2"
+    local host=$2 deadline
+    if redis_pid "$LAB_DIR" "$host" sentinel >/dev/null; then
+        die "redis-sentinel on $host is already running"
+    fi
+    LAB_CONFIG=$(cat "$LAB_DIR/config.path" 2>/dev/null) || LAB_CONFIG=$LAB_DIR/vipctl.toml
+    deadline=$((SECONDS + 10))
+    lock_dir "$LAB_DIR" -w 10 || die "could not lock $LAB_DIR"
+    spawn_daemon "$LAB_DIR" "$host" sentinel "$LAB_DIR/$host/sentinel.conf"
+    wait_pidfile "$LAB_DIR" "$host" sentinel "$deadline"
+    echo "started redis-sentinel on $host (pid $(<"$LAB_DIR/$host/sentinel.pid"))"
+}
+
+# link DIR HOST up|down: plug or pull HOST's cable, i.e. its port on the
+# switch. The host's own eth0 stays administratively up (it loses carrier).
+cmd_link() {
+    (($# == 3)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    case $2 in h1 | h2 | h3 | cl) ;; *) die "unknown host '$2'" ;; esac
+    case $3 in up | down) ;; *) die "link state must be up or down, not '$3'" ;; esac
+    ip -n "$(ns_name "$LAB_ID" sw)" link set "$2" "$3"
+    echo "switch port of $2 is $3"
+}
+
 cmd_master() {
     (($# == 1 || $# == 2)) || {
         usage
@@ -881,6 +940,9 @@ main() {
     kill-redis) cmd_kill_redis "$@" ;;
     start-redis) cmd_start_redis "$@" ;;
     master) cmd_master "$@" ;;
+    signal-sentinel) cmd_signal_sentinel "$@" ;;
+    start-sentinel) cmd_start_sentinel "$@" ;;
+    link) cmd_link "$@" ;;
     vips) cmd_vips "$@" ;;
     neigh) cmd_neigh "$@" ;;
     -h | --help | help)

@@ -65,10 +65,19 @@ pub enum Command {
     },
     /// Check the config, the interfaces and the privileges; change nothing.
     Check,
+    /// Run the daemon that keeps every master's VIPs where the sentinels say the master is.
+    Watch {
+        /// Sentinel to follow, HOST:PORT; repeat for each. Replaces the config's lists.
+        #[arg(long = "sentinel", value_name = "HOST:PORT")]
+        sentinels: Vec<String>,
+        /// Release the VIPs when stopping (default: leave them; the VIP belongs to the master).
+        #[arg(long)]
+        release_on_exit: bool,
+    },
 }
 
 /// Names that are subcommands (plus clap's own), so anything else in first place is Sentinel's call.
-const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "help"];
+const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "watch", "help"];
 
 /// Rewrites Sentinel's bare call `vipctl a b c d e f g` into `vipctl hook a b c d e f g`.
 ///

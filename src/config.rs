@@ -40,6 +40,46 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Where per-master lock files live.
     pub lock_dir: Option<PathBuf>,
+    /// Settings of the `vipctl watch` daemon (and of hooks that hand work to it).
+    pub watch: Watch,
+}
+
+/// Where the daemon's control socket lives unless the config or `VIPCTL_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/vipctl/vipctl.sock";
+/// Env var overriding `[watch] socket` (one per host when hosts share a filesystem, as in the lab).
+pub const SOCKET_ENV: &str = "VIPCTL_SOCKET";
+
+/// The daemon's settings (`[watch]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The Unix socket hooks and `status` talk to.
+    pub socket: PathBuf,
+    /// Users (names or uids) whose hooks the daemon serves, besides root and its own user.
+    pub hook_users: Vec<String>,
+    /// How often the daemon re-checks everything even without events.
+    pub reconcile_interval: Duration,
+    /// How long a VIP holder may go without reaching a majority of sentinels before it lets go.
+    pub minority_timeout: Duration,
+    /// Periodic re-announcement while holding; zero disables it.
+    pub announce_refresh: Duration,
+    /// Release the VIPs when the daemon stops (default: keep them; the VIP belongs to the master).
+    pub release_on_exit: bool,
+    /// Watch for other hosts claiming a held VIP, and re-announce at once when one does.
+    pub defend: bool,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            hook_users: Vec::new(),
+            reconcile_interval: Duration::from_millis(500),
+            minority_timeout: Duration::from_millis(5000),
+            announce_refresh: Duration::ZERO,
+            release_on_exit: false,
+            defend: true,
+        }
+    }
 }
 
 /// One Redis master as named in Sentinel, and the VIPs that follow it.
@@ -69,7 +109,7 @@ pub struct Announce {
 }
 
 /// A sentinel's address as written (`host:port`, `[v6]:port`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SentinelAddr {
     /// Host name or address, without brackets.
     pub host: String,
@@ -177,6 +217,7 @@ struct RawConfig {
     log_file: Option<PathBuf>,
     lock_dir: Option<PathBuf>,
     announce: Option<RawAnnounce>,
+    watch: Option<RawWatch>,
     #[serde(default)]
     masters: BTreeMap<String, RawMaster>,
 }
@@ -194,6 +235,19 @@ struct RawAuth {
 struct RawAnnounce {
     rounds: Option<Spanned<u32>>,
     interval_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    socket: Option<PathBuf>,
+    #[serde(default)]
+    hook_users: Vec<String>,
+    reconcile_interval_ms: Option<Spanned<u64>>,
+    minority_timeout_ms: Option<Spanned<u64>>,
+    announce_refresh_ms: Option<Spanned<u64>>,
+    release_on_exit: Option<bool>,
+    defend: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +410,7 @@ impl Config {
             }
         }
 
+        let watch = parse_watch(&lines, raw.watch)?;
         Ok(Config {
             path: path.to_path_buf(),
             masters,
@@ -363,6 +418,7 @@ impl Config {
             sentinel_auth,
             log_file: raw.log_file,
             lock_dir: raw.lock_dir,
+            watch,
         })
     }
 
@@ -439,6 +495,36 @@ fn parse_announce(lines: &Lines<'_>, raw: Option<RawAnnounce>, default: Announce
     Ok(Announce { rounds, interval })
 }
 
+fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, ConfigError> {
+    let mut w = Watch::default();
+    if let Ok(p) = std::env::var(SOCKET_ENV)
+        && !p.is_empty()
+    {
+        w.socket = PathBuf::from(p);
+    }
+    let Some(raw) = raw else { return Ok(w) };
+    let ms = |v: &Option<Spanned<u64>>, key: &str, range: std::ops::RangeInclusive<u64>, default: Duration| match v {
+        Some(x) if !range.contains(x.get_ref()) => Err(lines.err(
+            x.span(),
+            format!("[watch] {key} must be {}–{} (default {})", range.start(), range.end(), default.as_millis()),
+        )),
+        Some(x) => Ok(Duration::from_millis(*x.get_ref())),
+        None => Ok(default),
+    };
+    w.reconcile_interval = ms(&raw.reconcile_interval_ms, "reconcile_interval_ms", 50..=60_000, w.reconcile_interval)?;
+    w.minority_timeout = ms(&raw.minority_timeout_ms, "minority_timeout_ms", 0..=600_000, w.minority_timeout)?;
+    w.announce_refresh = ms(&raw.announce_refresh_ms, "announce_refresh_ms", 0..=3_600_000, w.announce_refresh)?;
+    if std::env::var_os(SOCKET_ENV).is_none()
+        && let Some(s) = raw.socket
+    {
+        w.socket = s;
+    }
+    w.hook_users = raw.hook_users;
+    w.release_on_exit = raw.release_on_exit.unwrap_or(w.release_on_exit);
+    w.defend = raw.defend.unwrap_or(w.defend);
+    Ok(w)
+}
+
 fn parse_auth(lines: &Lines<'_>, raw: RawAuth) -> Result<SentinelAuth, ConfigError> {
     let password = match (raw.password, raw.password_file) {
         (Some(_), Some(f)) => {
@@ -485,6 +571,17 @@ interface = "eth0"
         assert_eq!(m.sentinels.len(), 2);
         assert_eq!(m.announce, Announce { rounds: 3, interval: Duration::from_millis(100) });
         assert_eq!(c.pick_master(None).unwrap().name, "mymaster");
+    }
+
+    #[test]
+    fn watch_settings() {
+        let c = parse("[watch]\nminority_timeout_ms = 3000\nhook_users = [\"redis\"]\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n")
+            .unwrap();
+        assert_eq!(c.watch.minority_timeout, Duration::from_secs(3));
+        assert_eq!(c.watch.hook_users, ["redis"]);
+        assert_eq!(c.watch.reconcile_interval, Duration::from_millis(500));
+        let e = err("[watch]\nreconcile_interval_ms = 1\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n");
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -5,8 +5,11 @@ mod apply;
 mod cli;
 mod commands;
 mod config;
+mod control;
 mod decide;
+mod defend;
 mod error;
+mod events;
 mod host;
 mod lock;
 mod logging;
@@ -15,6 +18,7 @@ mod netlink;
 mod privilege;
 mod sentinel;
 mod vip;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -46,6 +50,10 @@ fn main() -> ExitCode {
             Command::Release { master } => commands::claim::run(&ctx, master.as_deref(), Want::Release, false).await,
             Command::Status { json } => commands::status::run(&ctx, *json).await,
             Command::Check => commands::check::run(&ctx).await,
+            Command::Watch { sentinels, release_on_exit } => {
+                let opts = watch::Options { sentinels: sentinels.clone(), release_on_exit: *release_on_exit };
+                watch::run(&ctx, opts).await
+            }
         }
     });
     match result {

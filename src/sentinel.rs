@@ -106,7 +106,7 @@ impl View {
         let r = self.reachable();
         match self.verdict() {
             Verdict::Master { addr, epoch, agreeing } => {
-                format!("{addr} (epoch {epoch}, {agreeing} of {r}/{n} reachable agree)")
+                format!("{addr} (epoch {epoch}; {r} of {n} sentinels answered, {agreeing} at that epoch)")
             }
             Verdict::Conflict(e) => format!("conflicting masters at epoch {e} ({r}/{n} reachable)"),
             Verdict::NoAnswer => format!("no master known ({r}/{n} reachable)"),

@@ -9,7 +9,7 @@ use support::*;
 
 #[test]
 fn kill_master_moves_vip_and_corrects_client_caches() {
-    let Some(lab) = Lab::up("failover", LabOptions { hook: true }) else { return };
+    let Some(lab) = Lab::up("failover", LabOptions { hook: true, ..LabOptions::default() }) else { return };
 
     // Initial claim by hand, as an operator does once.
     let out = lab.vipctl("h1", &["claim"]);

@@ -2,17 +2,20 @@
 //! as its client-reconfig-script. Decides from who the master is *now*, not from `<role>`/`<state>`.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
 use super::{Ctx, ask_sentinels, is_this_host, managed};
 use crate::apply;
+use crate::config::Config;
+use crate::control::{self, Request};
 use crate::decide::Want;
 use crate::error::{Failure, Outcome};
 use crate::logging;
 use crate::lookup;
-use crate::netlink::Netlink;
+use crate::netlink::{GRANT_HINT, Netlink};
+use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::Verdict;
 
 /// The usage line Sentinel's argument list follows.
@@ -126,6 +129,14 @@ async fn run_inner(ctx: &Ctx, raw: &[String], log_file: &mut Option<std::path::P
         _ => Failure::permanent(anyhow!("argument 6 (to-ip): {e}")),
     })?;
 
+    // Under a sandboxed sentinel (Debian's unit: no capabilities, no netlink or packet sockets) the
+    // privileged work is the daemon's; this hook only tells it to look now.
+    let caps = Caps::current();
+    let privileged = caps.has(CAP_NET_ADMIN) && caps.has(CAP_NET_RAW);
+    if !privileged && !ctx.dry_run {
+        return delegate(&config, &args, raw).await;
+    }
+
     let _lock = ctx.lock(&config, master)?;
 
     // Sentinel retries a failed hook for hours with the original arguments: ask who the master is
@@ -167,6 +178,29 @@ async fn run_inner(ctx: &Ctx, raw: &[String], log_file: &mut Option<std::path::P
         return Err(Failure::transient(anyhow!("{line}; announcement problems: {}", report.warnings.join("; "))));
     }
     Ok(format!("{line} result=ok"))
+}
+
+/// How long a delegated hook waits for the daemon: far below Sentinel's 60 s kill.
+const DELEGATE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Hands the event to `vipctl watch` and returns its verdict; no answer is worth a retry (exit 1).
+async fn delegate(config: &Config, args: &HookArgs, raw: &[String]) -> Outcome<String> {
+    let socket = &config.watch.socket;
+    let req = Request::Hook { master: args.master.clone(), args: raw.to_vec() };
+    match control::ask(socket, &req, DELEGATE_TIMEOUT).await {
+        Ok(reply) if reply.status == 0 => {
+            Ok(format!("delegated to the daemon at {}: {} result=ok", socket.display(), reply.message))
+        }
+        Ok(reply) => {
+            let e = anyhow!("delegated to the daemon at {}: {}", socket.display(), reply.message);
+            Err(if reply.status == 1 { Failure::transient(e) } else { Failure::permanent(e) })
+        }
+        Err(e) => Err(Failure::transient(anyhow!(
+            "this hook lacks CAP_NET_ADMIN/CAP_NET_RAW (a sandboxed sentinel?) and no vipctl watch daemon answered at {}: {e}; \
+             start `vipctl watch`, or {GRANT_HINT}",
+            socket.display()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -92,6 +92,8 @@ pub struct Lab {
 pub struct LabOptions {
     /// Set vipctl as each sentinel's client-reconfig-script.
     pub hook: bool,
+    /// Set this program instead (e.g. a wrapper that drops privileges first).
+    pub hook_program: Option<PathBuf>,
 }
 
 impl Lab {
@@ -109,7 +111,9 @@ impl Lab {
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
         let mut cmd = Command::new(repo().join("scripts/lab.sh"));
         cmd.arg("up").arg(&dir).env("LAB_OWNER_PID", std::process::id().to_string());
-        if opts.hook {
+        if let Some(p) = &opts.hook_program {
+            cmd.env("LAB_HOOK", p);
+        } else if opts.hook {
             cmd.env("LAB_HOOK", vipctl_bin());
         }
         let lab = Lab { dir, name: name.to_string(), _serial: serial };
@@ -314,4 +318,94 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A `vipctl watch` daemon running in a lab host.
+pub struct Daemon {
+    child: Child,
+    pub host: String,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Lab {
+    /// Writes a config for this lab: the lab's own plus `extra` TOML (e.g. a `[watch]` table).
+    pub fn config_with(&self, name: &str, extra: &str) -> PathBuf {
+        let base = std::fs::read_to_string(self.config()).expect("lab config");
+        let path = self.dir.join(name);
+        std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
+        path
+    }
+
+    /// Starts `vipctl watch` on `host` with `config`; waits (bounded) until its socket answers.
+    pub fn watch(&self, host: &str, config: &Path) -> Daemon {
+        let log = self.dir.join(host).join("watch.log");
+        let out =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(host).join("watch.out")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .arg(vipctl_bin())
+            .arg("--config")
+            .arg(config)
+            .arg("watch")
+            .env("VIPCTL_LOG_FILE", &log)
+            .env("VIPCTL_SOCKET", self.socket(host))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut pids = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("extra.pids")).unwrap();
+        std::io::Write::write_all(&mut pids, format!("{}\n", child.id()).as_bytes()).unwrap();
+        let d = Daemon { child, host: host.to_string() };
+        self.wait(&format!("vipctl watch on {host} to answer on its socket"), Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(self.socket(host)).ok().map(|_| ())
+        });
+        d
+    }
+
+    /// The control socket of `host`'s daemon (hosts share one filesystem, so one socket each).
+    pub fn socket(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("vipctl.sock")
+    }
+
+    /// The watch daemon's decision log of `host`.
+    pub fn watch_log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.join(host).join("watch.log")).unwrap_or_default()
+    }
+
+    /// Runs `ip` with `args` inside `host`'s namespace, asserting success.
+    pub fn ip(&self, host: &str, args: &[&str]) {
+        let out = Command::new("ip").args(["-n", &self.ns(host)]).args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?} on {host}: {}", text(&out));
+    }
+
+    /// Samples the VIP holders every 20 ms for `period`; returns every distinct holder set seen.
+    pub fn holders_during(&self, vip: &str, period: Duration) -> Vec<Vec<String>> {
+        let start = Instant::now();
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        while start.elapsed() < period {
+            let h = self.holders(vip);
+            if !seen.contains(&h) {
+                seen.push(h);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    }
 }

@@ -1,0 +1,82 @@
+//! Sentinel's pub/sub events: which ones mean "the master may have changed", and which master they
+//! are about. Payloads are only ever a hint to re-ask the sentinels, never the truth.
+
+/// Event channels that make the daemon re-check at once. Anything about failovers, the master's
+/// health, configuration propagation or TILT.
+pub const TRIGGERS: &[&str] = &[
+    "+switch-master",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+    "+failover-state-wait-promotion",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-end",
+    "+failover-end-for-timeout",
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+    "+config-update-from",
+    "+convert-to-slave",
+    "+odown",
+    "-odown",
+    "+sdown",
+    "-sdown",
+    "+tilt",
+    "-tilt",
+    "+reset-master",
+    "+monitor",
+    "-monitor",
+];
+
+/// A parsed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The channel (event name).
+    pub kind: String,
+    /// The master it concerns, when the payload names one; `None` means "maybe any" (e.g. TILT).
+    pub master: Option<String>,
+}
+
+/// Parses one message; `None` for channels that do not call for a re-check.
+///
+/// Payload forms (see the Sentinel contract): `<name> <old-ip> <old-port> <new-ip> <new-port>` for
+/// `+switch-master`; `<type> <name> <ip> <port> @ <master> <ip> <port>` for instance events;
+/// `master <name> <ip> <port> …` for master events; `sentinel <runid> <ip> <port> @ <name> …`.
+pub fn parse(channel: &str, payload: &str) -> Option<Event> {
+    if !TRIGGERS.contains(&channel) {
+        return None;
+    }
+    let words: Vec<&str> = payload.split_whitespace().collect();
+    let master = if channel == "+switch-master" {
+        words.first().map(|s| s.to_string())
+    } else if let Some(at) = words.iter().position(|w| *w == "@") {
+        words.get(at + 1).map(|s| s.to_string())
+    } else if words.first() == Some(&"master") {
+        words.get(1).map(|s| s.to_string())
+    } else {
+        None
+    };
+    Some(Event { kind: channel.to_string(), master })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_forms() {
+        let e = parse("+switch-master", "mymaster 198.51.100.11 6379 198.51.100.12 6379").unwrap();
+        assert_eq!(e.master.as_deref(), Some("mymaster"));
+        let e = parse("+promoted-slave", "slave 198.51.100.12:6379 198.51.100.12 6379 @ mymaster 198.51.100.11 6379")
+            .unwrap();
+        assert_eq!(e.master.as_deref(), Some("mymaster"));
+        let e = parse("+config-update-from", "sentinel 3f2a 198.51.100.13 26379 @ other 198.51.100.11 6379").unwrap();
+        assert_eq!(e.master.as_deref(), Some("other"));
+        let e = parse("+odown", "master mymaster 198.51.100.11 6379 #quorum 2/2").unwrap();
+        assert_eq!(e.master.as_deref(), Some("mymaster"));
+        assert_eq!(parse("+tilt", "#tilt mode entered").unwrap().master, None);
+        assert_eq!(parse("+sentinel", "sentinel x 1 2 @ m 1 2"), None);
+        assert_eq!(parse("+switch-master", "").unwrap().master, None);
+        assert_eq!(parse("+promoted-slave", "slave a b c @").unwrap().master, None);
+    }
+}

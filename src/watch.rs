@@ -1,0 +1,638 @@
+//! `vipctl watch`: the long-running companion. It follows every sentinel's events, asks the
+//! sentinels who the master is on every event, on reconnect and on a timer, and keeps each master's
+//! VIPs bound here exactly when this host is the master. It also serves hooks that lack privileges,
+//! steps down on the minority side of a partition, and defends held VIPs against other claimants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::anyhow;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply;
+use crate::commands::{Ctx, LOCK_TIMEOUT, is_this_host, managed};
+use crate::config::{Config, SentinelAddr, SentinelAuth};
+use crate::control::{self, Reply, Request};
+use crate::decide::{self, Action, Observation, Want};
+use crate::defend::{self, Conflict, Held};
+use crate::error::{Failure, Outcome};
+use crate::events;
+use crate::lock::{self, MasterLock};
+use crate::logging;
+use crate::netlink::{GRANT_HINT, Netlink};
+use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
+use crate::sentinel::{self, Answer, Verdict, View};
+
+/// Options of `vipctl watch` that override the config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--sentinel`: replaces every master's sentinel list.
+    pub sentinels: Vec<String>,
+    /// `--release-on-exit`.
+    pub release_on_exit: bool,
+}
+
+/// What reaches the main loop.
+enum Signal {
+    /// A sentinel event that may concern `master` (`None`: any master).
+    Event { sentinel: SentinelAddr, kind: String, master: Option<String> },
+    /// An event connection came up: re-check everything.
+    Connected(SentinelAddr),
+    /// An event connection went down.
+    Lost(SentinelAddr, String),
+    /// A request on the control socket.
+    Control(Request, u32, oneshot::Sender<Reply>),
+    /// Another host claimed one of our VIPs.
+    Conflict(Conflict),
+}
+
+/// What the daemon knows about one master, for decisions and for `status`.
+#[derive(Default)]
+struct MasterState {
+    minority_since: Option<Instant>,
+    last_reason: String,
+    view: Option<View>,
+    holding: bool,
+    last_change: Option<(SystemTime, String)>,
+    last_announce: Option<Instant>,
+    transitions: u64,
+    conflicts: u64,
+    last_error: Option<String>,
+}
+
+struct Daemon {
+    config: Config,
+    nl: Netlink,
+    managed: Vec<IpAddr>,
+    states: BTreeMap<String, MasterState>,
+    allowed_uids: BTreeSet<u32>,
+    log_file: Option<PathBuf>,
+    held: Arc<Mutex<Vec<Held>>>,
+    lock_dir: PathBuf,
+    started: SystemTime,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
+    let mut config = ctx.config()?;
+    if !opts.sentinels.is_empty() {
+        let list = opts
+            .sentinels
+            .iter()
+            .map(|s| SentinelAddr::parse(s).map_err(|m| Failure::permanent(anyhow!("--sentinel {m}"))))
+            .collect::<Outcome<Vec<_>>>()?;
+        for m in config.masters.values_mut() {
+            m.sentinels = list.clone();
+        }
+    }
+    if let Some(m) = config.masters.values().find(|m| m.sentinels.is_empty()) {
+        return Err(Failure::permanent(anyhow!(
+            "master `{}` has no sentinels to follow: set `sentinels` in {} or pass --sentinel HOST:PORT",
+            m.name,
+            config.path.display()
+        )));
+    }
+    config.watch.release_on_exit |= opts.release_on_exit;
+    if !ctx.dry_run {
+        let caps = Caps::current();
+        for (cap, name) in [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")] {
+            if !caps.has(cap) {
+                return Err(Failure::permanent(anyhow!("vipctl watch needs {name}: {GRANT_HINT}")));
+            }
+        }
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Signal>(1024);
+    let listener = bind_socket(&config.watch.socket)?;
+    let own_uid = unsafe_getuid();
+    let mut allowed_uids: BTreeSet<u32> = [0, own_uid].into();
+    for u in &config.watch.hook_users {
+        match control::uid_of(u) {
+            Some(uid) => {
+                allowed_uids.insert(uid);
+            }
+            None => tracing::warn!("[watch] hook_users: no user `{u}` on this host; ignored"),
+        }
+    }
+
+    let nl = Netlink::open()?;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    if config.watch.defend && !ctx.dry_run {
+        let tx = tx.clone();
+        if let Err(e) = defend::spawn(held.clone(), move |c| tx.blocking_send(Signal::Conflict(c)).is_ok()) {
+            tracing::warn!("cannot watch for VIP conflicts: {e}; continuing without defence");
+        }
+    }
+    let sentinels: BTreeSet<SentinelAddr> = config.masters.values().flat_map(|m| m.sentinels.iter().cloned()).collect();
+    for s in sentinels {
+        tokio::spawn(follow(s, config.sentinel_auth.clone(), tx.clone()));
+    }
+    tokio::spawn(serve(listener, tx.clone()));
+
+    let mut d = Daemon {
+        log_file: logging::decision_file(config.log_file.as_deref()),
+        managed: managed(&config),
+        states: config.masters.keys().map(|k| (k.clone(), MasterState::default())).collect(),
+        lock_dir: config.lock_dir.clone().unwrap_or_else(lock::default_dir),
+        config,
+        nl,
+        allowed_uids,
+        held,
+        started: SystemTime::now(),
+    };
+    logging::decision(
+        &format!(
+            "watch started: masters={} socket={} reconcile_ms={} minority_timeout_ms={} release_on_exit={}",
+            d.states.keys().cloned().collect::<Vec<_>>().join(","),
+            d.config.watch.socket.display(),
+            d.config.watch.reconcile_interval.as_millis(),
+            d.config.watch.minority_timeout.as_millis(),
+            d.config.watch.release_on_exit
+        ),
+        d.log_file.as_deref(),
+        false,
+    );
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::transient(anyhow!("cannot handle SIGTERM: {e}")))?;
+    let mut tick = tokio::time::interval(d.config.watch.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let names: Vec<String> = d.states.keys().cloned().collect();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for name in &names {
+                    let _ = d.reconcile(name, ctx.dry_run, "timer").await;
+                }
+            }
+            Some(sig) = rx.recv() => d.handle(sig, &names, ctx.dry_run).await,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+
+    if d.config.watch.release_on_exit && !ctx.dry_run {
+        for name in &names {
+            let _ = d.apply(name, Want::Release, "stopping with release_on_exit", false).await;
+        }
+    }
+    let _ = std::fs::remove_file(&d.config.watch.socket);
+    logging::decision(
+        &format!("watch stopped; VIPs {}", if d.config.watch.release_on_exit { "released" } else { "left in place" }),
+        d.log_file.as_deref(),
+        false,
+    );
+    Ok(())
+}
+
+fn unsafe_getuid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+impl Daemon {
+    async fn handle(&mut self, sig: Signal, names: &[String], dry_run: bool) {
+        match sig {
+            Signal::Event { sentinel, kind, master } => {
+                tracing::debug!("event {kind} from sentinel {sentinel} about {master:?}");
+                let targets: Vec<String> = match master {
+                    Some(m) if self.states.contains_key(&m) => vec![m],
+                    Some(_) => vec![],
+                    None => names.to_vec(),
+                };
+                for m in targets {
+                    let _ = self.reconcile(&m, dry_run, &format!("event {kind} from {sentinel}")).await;
+                }
+            }
+            Signal::Connected(s) => {
+                tracing::info!("following events of sentinel {s}");
+                for m in names {
+                    let _ = self.reconcile(m, dry_run, &format!("connected to sentinel {s}")).await;
+                }
+            }
+            Signal::Lost(s, why) => tracing::warn!("lost the event connection to sentinel {s}: {why}; reconnecting"),
+            Signal::Control(req, uid, reply) => {
+                let answer = self.control(req, uid, dry_run).await;
+                let _ = reply.send(answer);
+            }
+            Signal::Conflict(c) => {
+                let Some(name) = self
+                    .config
+                    .masters
+                    .values()
+                    .find(|m| m.vips.iter().any(|v| v.addr == c.vip))
+                    .map(|m| m.name.clone())
+                else {
+                    return;
+                };
+                // A frame from one of this host's own interfaces (a bond, a second NIC on the segment) is no conflict.
+                if let Ok(host) = self.nl.snapshot().await
+                    && host.interfaces.iter().any(|i| i.mac == Some(c.mac))
+                {
+                    return;
+                }
+                let st = self.states.entry(name.clone()).or_default();
+                if !st.holding {
+                    return;
+                }
+                st.conflicts += 1;
+                let line = format!(
+                    "watch master={name} conflict: {} claimed by {} on {} (conflict #{}); re-announcing",
+                    c.vip,
+                    defend::mac_string(&c.mac),
+                    c.ifname,
+                    st.conflicts
+                );
+                logging::decision(&line, self.log_file.as_deref(), true);
+                if !dry_run {
+                    let _ = self.apply(&name, Want::Hold, "defending against a conflicting claim", true).await;
+                }
+            }
+        }
+    }
+
+    async fn control(&mut self, req: Request, uid: u32, dry_run: bool) -> Reply {
+        match req {
+            Request::Status => Reply { status: 0, message: "ok".into(), state: Some(self.status_json()) },
+            Request::Hook { .. } if !self.allowed_uids.contains(&uid) => Reply {
+                status: 2,
+                message: format!(
+                    "uid {uid} may not hand hooks to this daemon: add the user to [watch] hook_users in the config"
+                ),
+                state: None,
+            },
+            Request::Hook { master, args } => {
+                if !self.states.contains_key(&master) {
+                    return Reply {
+                        status: 2,
+                        message: format!(
+                            "master `{master}` is not in config {}; add a [masters.{master}] table or fix the name in sentinel.conf",
+                            self.config.path.display()
+                        ),
+                        state: None,
+                    };
+                }
+                let why = format!("hook from uid {uid} args={args:?}");
+                let result = self.reconcile(&master, dry_run, &why).await;
+                let st = &self.states[&master];
+                logging::decision(
+                    &format!(
+                        "watch master={master} {why} answered status={} belief=\"{}\" holding={}",
+                        result.as_ref().map_or_else(Failure::status, |_| 0),
+                        st.last_reason,
+                        st.holding
+                    ),
+                    self.log_file.as_deref(),
+                    result.is_err(),
+                );
+                match result {
+                    Ok(()) => Reply {
+                        status: 0,
+                        message: format!(
+                            "daemon reconciled `{master}`: {}; VIPs {} here",
+                            st.last_reason,
+                            if st.holding { "held" } else { "not held" }
+                        ),
+                        state: None,
+                    },
+                    Err(f) => Reply {
+                        status: f.status(),
+                        message: format!("daemon could not reconcile `{master}`: {f}"),
+                        state: None,
+                    },
+                }
+            }
+        }
+    }
+
+    /// One round for one master: ask, decide, act. Failures are logged and kept for `status`; the
+    /// result matters only to a hook waiting for it.
+    async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
+        let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
+        let view = sentinel::ask_all(
+            &master.sentinels,
+            self.config.sentinel_auth.as_ref(),
+            name,
+            self.config.sentinel_timeout,
+        )
+        .await;
+        let host = match self.nl.snapshot().await {
+            Ok(h) => h,
+            Err(f) => {
+                self.note_error(name, &f);
+                return Err(f);
+            }
+        };
+        let holding = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
+        let master_here = match view.verdict() {
+            Verdict::Master { addr, .. } => match is_this_host(&addr.host, &host, &self.managed) {
+                Ok(b) => Some(b),
+                Err(f) => {
+                    tracing::warn!("master `{name}`: cannot tell whether {addr} is this host: {f}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let obs = Observation { master_here, reachable: view.reachable(), configured: view.answers.len(), holding };
+        let st = self.states.entry(name.to_string()).or_default();
+        let (want, reason) =
+            decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), self.config.watch.minority_timeout);
+        st.view = Some(view.clone());
+        st.holding = holding;
+        if reason != st.last_reason {
+            tracing::info!("master `{name}`: {reason} ({})", view.summary());
+            st.last_reason = reason.clone();
+        }
+        let Some(want) = want else { return Ok(()) };
+        let actions = decide::plan(&master, want, &host, &self.managed).map_err(Failure::permanent);
+        let actions = match actions {
+            Ok(a) => a,
+            Err(f) => {
+                self.note_error(name, &f);
+                return Err(f);
+            }
+        };
+        let changes = actions.iter().any(Action::changes_addresses);
+        let refresh = self.config.watch.announce_refresh;
+        let refresh_due =
+            want == Want::Hold && !refresh.is_zero() && st.last_announce.is_none_or(|t| t.elapsed() >= refresh);
+        if !changes && !refresh_due {
+            return Ok(());
+        }
+        if dry_run {
+            tracing::info!(
+                "dry run: would {want} `{name}`: {}",
+                actions.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            );
+            return Ok(());
+        }
+        let why = format!("{reason}; trigger: {trigger}; sentinels: {}", view.summary());
+        self.apply(name, want, &why, !changes).await
+    }
+
+    /// Takes the master's lock, re-reads the host, and converges; logs one decision line.
+    async fn apply(&mut self, name: &str, want: Want, why: &str, announce_only: bool) -> Outcome<()> {
+        let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
+        let start = Instant::now();
+        let dir = self.lock_dir.clone();
+        let lock_name = name.to_string();
+        // The lock waits with a blocking sleep; keep it off the event loop.
+        let lock = tokio::task::spawn_blocking(move || MasterLock::acquire(&dir, &lock_name, LOCK_TIMEOUT))
+            .await
+            .map_err(|e| Failure::transient(anyhow!("lock task failed: {e}")))
+            .and_then(|r| r);
+        let _lock = match lock {
+            Ok(l) => l,
+            Err(f) => {
+                self.note_error(name, &f);
+                return Err(f);
+            }
+        };
+        // A hook may have changed things while we waited: plan on fresh state.
+        let result = match self.nl.snapshot().await {
+            Ok(host) => apply::converge(&self.nl, &master, want, &host, &self.managed, false).await,
+            Err(f) => Err(f),
+        };
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        let st = self.states.entry(name.to_string()).or_default();
+        match result {
+            Ok(report) => {
+                let failed = !report.warnings.is_empty();
+                if report.frames_sent > 0 {
+                    st.last_announce = Some(Instant::now());
+                }
+                if report.actions.iter().any(Action::changes_addresses) {
+                    st.transitions += 1;
+                    st.last_change = Some((SystemTime::now(), format!("{want}: {}", report.summary())));
+                }
+                st.holding = want == Want::Hold;
+                let kind = if announce_only { "re-announce" } else { "decision" };
+                let mut line = format!(
+                    "watch master={name} {kind}={want} reason=\"{why}\" actions=\"{}\" frames={} elapsed_ms={elapsed:.1}",
+                    report.summary(),
+                    report.frames_sent
+                );
+                if failed {
+                    line.push_str(&format!(" result=error warnings=\"{}\"", report.warnings.join("; ")));
+                } else {
+                    line.push_str(" result=ok");
+                    st.last_error = None;
+                }
+                logging::decision(&line, self.log_file.as_deref(), failed);
+                self.update_held();
+                if failed { Err(Failure::transient(anyhow!("{}", report.warnings.join("; ")))) } else { Ok(()) }
+            }
+            Err(f) => {
+                logging::decision(
+                    &format!(
+                        "watch master={name} decision={want} reason=\"{why}\" result=error error=\"{f}\" elapsed_ms={elapsed:.1}"
+                    ),
+                    self.log_file.as_deref(),
+                    true,
+                );
+                self.note_error(name, &f);
+                Err(f)
+            }
+        }
+    }
+
+    fn note_error(&mut self, name: &str, f: &Failure) {
+        let st = self.states.entry(name.to_string()).or_default();
+        let text = f.to_string();
+        if st.last_error.as_deref() != Some(text.as_str()) {
+            tracing::warn!("master `{name}`: {text}");
+        }
+        st.last_error = Some(text);
+    }
+
+    /// Tells the conflict watcher which VIPs we hold, and with which MACs.
+    fn update_held(&self) {
+        let held: Vec<Held> = self
+            .config
+            .masters
+            .values()
+            .filter(|m| self.states.get(&m.name).is_some_and(|s| s.holding))
+            .flat_map(|m| m.vips.iter().map(|v| v.addr))
+            .map(|vip| Held { vip })
+            .collect();
+        if let Ok(mut h) = self.held.lock() {
+            *h = held;
+        }
+    }
+
+    fn status_json(&self) -> Value {
+        let masters: Vec<Value> = self
+            .states
+            .iter()
+            .map(|(name, st)| {
+                let sentinels: Vec<Value> = st
+                    .view
+                    .as_ref()
+                    .map(|v| {
+                        v.answers
+                            .iter()
+                            .map(|(s, a)| match a {
+                                Answer::Master { addr, epoch, flags } => {
+                                    json!({"sentinel": s.to_string(), "master": addr.to_string(), "config_epoch": epoch, "flags": flags})
+                                }
+                                Answer::Unknown => json!({"sentinel": s.to_string(), "unknown_master": true}),
+                                Answer::Unreachable(e) => json!({"sentinel": s.to_string(), "unreachable": e}),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "name": name,
+                    "holding": st.holding,
+                    "belief": st.last_reason,
+                    "sentinels": sentinels,
+                    "summary": st.view.as_ref().map(View::summary),
+                    "minority_for_ms": st.minority_since.map(|t| t.elapsed().as_millis() as u64),
+                    "last_change": st.last_change.as_ref().map(|(t, what)| json!({"at": humantime::format_rfc3339_millis(*t).to_string(), "what": what})),
+                    "transitions": st.transitions,
+                    "conflicts": st.conflicts,
+                    "last_error": st.last_error,
+                })
+            })
+            .collect();
+        json!({
+            "pid": std::process::id(),
+            "started": humantime::format_rfc3339_millis(self.started).to_string(),
+            "masters": masters,
+        })
+    }
+}
+
+/// Binds the control socket, refusing to steal it from a running daemon.
+fn bind_socket(path: &Path) -> Outcome<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Failure::permanent(anyhow!(
+                "cannot create {}: {e}; create it or set [watch] socket in the config",
+                dir.display()
+            ))
+        })?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Failure::permanent(anyhow!(
+                "another vipctl watch already serves {}; stop it first (or set a different [watch] socket)",
+                path.display()
+            )));
+        }
+        // Left by a daemon that died: nobody listens, so it is ours to replace.
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Failure::permanent(anyhow!("cannot listen on {}: {e}", path.display())))?;
+    // Anyone may connect; who may do what is decided per request from SO_PEERCRED.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    Ok(listener)
+}
+
+/// Accepts control connections; each request goes to the main loop, which answers it.
+async fn serve(listener: UnixListener, tx: mpsc::Sender<Signal>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_one(stream, tx).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_one(stream: UnixStream, tx: mpsc::Sender<Signal>) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), control::read_line_limited(&mut reader, &mut line)).await;
+    let reply = match read {
+        Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Request>(line.trim_end()) {
+            Ok(req) => {
+                let (rtx, rrx) = oneshot::channel();
+                if tx.send(Signal::Control(req, uid, rtx)).await.is_err() {
+                    return Ok(());
+                }
+                rrx.await.unwrap_or(Reply { status: 1, message: "the daemon is stopping".into(), state: None })
+            }
+            Err(e) => Reply { status: 2, message: format!("malformed request: {e}"), state: None },
+        },
+        _ => return Ok(()),
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    let mut stream = reader.into_inner();
+    stream.write_all(&out).await
+}
+
+/// Follows one sentinel's events forever, reconnecting with capped exponential backoff and jitter,
+/// so that a sentinel restart, TILT or a partition only delays events, never stops the daemon.
+async fn follow(s: SentinelAddr, auth: Option<SentinelAuth>, tx: mpsc::Sender<Signal>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut was_down = false;
+    loop {
+        match subscribe(&s, auth.as_ref()).await {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                was_down = false;
+                if tx.send(Signal::Connected(s.clone())).await.is_err() {
+                    return;
+                }
+                let mut stream = pubsub.into_on_message();
+                while let Some(msg) = stream.next().await {
+                    let channel = msg.get_channel_name().to_string();
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some(ev) = events::parse(&channel, &payload) {
+                        let sig = Signal::Event { sentinel: s.clone(), kind: ev.kind, master: ev.master };
+                        if tx.send(sig).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if tx.send(Signal::Lost(s.clone(), "connection closed".into())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !was_down {
+                    tracing::warn!("cannot follow sentinel {s}: {e:#}; retrying with backoff");
+                    was_down = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff + jitter(backoff / 2)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe(s: &SentinelAddr, auth: Option<&SentinelAuth>) -> anyhow::Result<redis::aio::PubSub> {
+    let client = redis::Client::open(sentinel::connection_info(s, auth)?)?;
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| anyhow!("no answer within 2 s"))??;
+    pubsub.psubscribe("*").await?;
+    Ok(pubsub)
+}
+
+/// A pseudo-random duration below `max`, so that many daemons do not reconnect in lockstep.
+fn jitter(max: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let x = (u64::from(nanos) ^ u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Duration::from_nanos(x % (max.as_nanos() as u64).max(1))
+}

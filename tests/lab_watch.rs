@@ -1,0 +1,202 @@
+//! `vipctl watch` in the lab, with real sentinels: the daemon alone moves the VIP, restores it,
+//! survives its own restart and the sentinels' faults, steps down on the minority side of a
+//! partition, and serves hooks that have no privileges.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn all_daemons(lab: &Lab, config: &std::path::Path) -> Vec<Daemon> {
+    HOSTS.iter().map(|h| lab.watch(h, config)).collect()
+}
+
+fn only_on(lab: &Lab, host: &str) -> Option<()> {
+    (lab.holders(VIP4) == [host] && lab.holders(VIP6) == [host]).then_some(())
+}
+
+#[test]
+fn daemon_alone_moves_restores_and_survives_restart() {
+    let Some(lab) = Lab::up("watch-failover", LabOptions::default()) else { return };
+    let cfg = lab.config();
+    let mut daemons = all_daemons(&lab, &cfg);
+
+    // No manual claim: the daemons converge at start.
+    lab.wait("the daemons to put the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let mut w = lab.writer(VIP4, Duration::from_secs(60));
+    lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
+
+    // The daemon on the master is killed and restarted in steady state: no change, no outage.
+    let restart_from = unix_ms();
+    daemons[0].kill();
+    let seen = lab.holders_during(VIP4, Duration::from_millis(600));
+    daemons[0] = lab.watch("h1", &cfg);
+    let seen_after = lab.holders_during(VIP4, Duration::from_millis(1500));
+    assert_eq!(seen, [vec!["h1".to_string()]], "the VIP must stay on h1 while its daemon is down");
+    assert_eq!(seen_after, [vec!["h1".to_string()]], "a restarted daemon must change nothing");
+    let failed: Vec<_> = w.lines().into_iter().filter(|l| !l.ok && l.at_ms > restart_from).collect();
+    assert!(failed.is_empty(), "writes failed during a daemon restart: {failed:?}");
+    let restart_log = lab.watch_log("h1");
+    let after_restart = restart_log.rsplit("watch started").next().unwrap_or("");
+    assert!(!after_restart.contains("decision="), "the restarted daemon changed something:\n{after_restart}");
+
+    // An operator removes the VIP by hand: it is back within one reconcile period (500 ms).
+    lab.ip("h1", &["addr", "del", &format!("{VIP4}/24"), "dev", "eth0"]);
+    let removed = Instant::now();
+    lab.wait("the daemon to restore the VIP", Duration::from_secs(3), || only_on(&lab, "h1"));
+    eprintln!("[watch-failover] removed VIP restored after {} ms", removed.elapsed().as_millis());
+
+    // kill -9 of the master's redis, with no hooks configured: the daemons alone move the VIP.
+    let fault = unix_ms();
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let moved = unix_ms();
+    lab.wait("the client's ARP entry to follow", Duration::from_secs(3), || {
+        (lab.neigh(VIP4) == mac_of(new_master)).then_some(())
+    });
+    let back = lab.wait("a write after the move", Duration::from_secs(10), || {
+        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|l| l.at_ms)
+    });
+    eprintln!(
+        "[watch-failover] VIP on {new_master} {} ms after the fault; writes back at +{} ms",
+        moved - fault,
+        back - fault
+    );
+    lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
+        lab.watch_log(new_master).contains("decision=claim").then_some(())
+    });
+    w.stop();
+}
+
+#[test]
+fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
+    let Some(lab) = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 3000\n");
+    let _daemons = all_daemons(&lab, &cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+
+    // Pull h1's cable: the majority (h2, h3) fails over; h1 can reach only its own sentinel.
+    let cut = Instant::now();
+    assert!(lab.sh(&["link", "h1", "down"]).status.success());
+    let new_master = lab.wait("the majority to promote a replica", Duration::from_secs(30), || {
+        ["h2", "h3"].into_iter().find(|h| lab.holders(VIP4).contains(&h.to_string()))
+    });
+    // Still cut off, h1 lets go by itself once the minority timeout has passed.
+    lab.wait("h1 to drop the VIP while cut off", Duration::from_secs(10), || {
+        (!lab.holders(VIP4).contains(&"h1".to_string()) && !lab.holders(VIP6).contains(&"h1".to_string())).then_some(())
+    });
+    let dropped = cut.elapsed();
+    assert!(dropped >= Duration::from_millis(3000), "h1 let go before its minority timeout ({dropped:?})");
+    assert!(lab.watch_log("h1").contains("minority side"), "{}", lab.watch_log("h1"));
+    eprintln!(
+        "[watch-partition] h1 dropped the VIP {} ms after the cut (minority_timeout_ms 3000)",
+        dropped.as_millis()
+    );
+
+    // Heal: the VIP stays on the new master only, and h1 does not take it back.
+    assert!(lab.sh(&["link", "h1", "up"]).status.success());
+    let seen = lab.holders_during(VIP4, Duration::from_secs(4));
+    assert_eq!(seen, [vec![new_master.to_string()]], "after the heal the VIP must stay on {new_master} alone");
+    only_on(&lab, new_master).expect("both VIPs on the new master only");
+    let mut w = lab.writer(VIP4, Duration::from_secs(2));
+    lab.wait("the client to write through the VIP", Duration::from_secs(5), || {
+        w.lines().iter().any(|l| l.ok).then_some(())
+    });
+    w.stop();
+    assert_eq!(lab.neigh(VIP4), mac_of(new_master));
+}
+
+#[test]
+fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
+    let Some(lab) = Lab::up("watch-sentinels", LabOptions::default()) else { return };
+    let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 2500\n");
+    let _daemons = all_daemons(&lab, &cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+
+    // One sentinel killed and restarted: nothing moves.
+    assert!(lab.sh(&["signal-sentinel", "h2", "KILL"]).status.success());
+    let seen = lab.holders_during(VIP4, Duration::from_millis(1000));
+    let out = lab.sh(&["start-sentinel", "h2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen2 = lab.holders_during(VIP4, Duration::from_millis(1500));
+    assert_eq!((seen, seen2), (vec![vec!["h1".to_string()]], vec![vec!["h1".to_string()]]));
+
+    // Every sentinel unreachable (stopped) for less than the minority timeout: nothing moves.
+    for h in HOSTS {
+        assert!(lab.sh(&["signal-sentinel", h, "STOP"]).status.success());
+    }
+    let seen = lab.holders_during(VIP4, Duration::from_millis(1500));
+    for h in HOSTS {
+        assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
+    }
+    assert_eq!(seen, [vec!["h1".to_string()]], "a short sentinel outage must not move the VIP");
+
+    // Unreachable for longer: the holder steps down (it cannot know what the majority decided),
+    // and takes the VIP back as soon as the sentinels answer again.
+    for h in HOSTS {
+        assert!(lab.sh(&["signal-sentinel", h, "STOP"]).status.success());
+    }
+    lab.wait("h1 to step down", Duration::from_secs(8), || lab.holders(VIP4).is_empty().then_some(()));
+    for h in HOSTS {
+        assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
+    }
+    lab.wait("h1 to claim again", Duration::from_secs(10), || only_on(&lab, "h1"));
+}
+
+#[test]
+fn unprivileged_hook_hands_its_event_to_the_daemon() {
+    // A hook like one under Debian's redis-sentinel unit: an unprivileged user, no capabilities at
+    // all. Sentinel refuses to change its script at run time, so the wrapper exists before the lab.
+    let wrapper = std::env::temp_dir().join(format!("vipctl-sandboxed-hook-{}", std::process::id()));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(wrapper.clone());
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all {} \"$@\"\n",
+            vipctl_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()) };
+    let Some(lab) = Lab::up("watch-sandboxed-hook", opts) else { return };
+    // The hook's log file must be writable by the unprivileged user.
+    for h in HOSTS {
+        let log = lab.dir.join(h).join("vipctl.log");
+        std::fs::write(&log, "").unwrap();
+        std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    }
+    // Daemons that serve that user's hooks, and that would otherwise wait for their timer: a long
+    // reconcile period makes the hook's nudge visible.
+    let cfg = lab.config_with("watch.toml", "[watch]\nhook_users = [\"65534\"]\nreconcile_interval_ms = 60000\n");
+    let _daemons = all_daemons(&lab, &cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    // The sandboxed hooks ran, reached their daemons, and exited with the daemons' verdict.
+    lab.wait("the sandboxed hooks to log their delegation", Duration::from_secs(10), || {
+        HOSTS
+            .iter()
+            .all(|h| {
+                let log = std::fs::read_to_string(lab.dir.join(h).join("vipctl.log")).unwrap_or_default();
+                log.contains("delegated to the daemon") && log.contains("result=ok")
+            })
+            .then_some(())
+    });
+    let daemon_log = lab.watch_log(new_master);
+    assert!(daemon_log.contains("hook from uid 65534"), "{daemon_log}");
+}
