@@ -20,7 +20,7 @@
 #   lab.sh start-sentinel DIR HOST start HOST's redis-sentinel again
 #   lab.sh link DIR HOST up|down   plug or pull HOST's port on the switch
 #   lab.sh master DIR [HOST]       print "IP PORT" of the master per sentinel
-#   lab.sh vips DIR                print the VIPs present on each host's eth0
+#   lab.sh vips DIR                print the VIPs present on each host (any interface)
 #   lab.sh neigh DIR VIP           print the client's neighbour MAC for VIP
 # HOST is one of h1 h2 h3 cl sw.  See usage() below for the environment.
 
@@ -902,7 +902,8 @@ cmd_vips() {
             case ${f[3]:-} in
             "$VIP4"/* | "$VIP6"/*) found+=("${f[3]}") ;;
             esac
-        done < <(ip -n "$ns" -o addr show dev eth0)
+        # Every interface, not just eth0: "the VIP is nowhere else" includes lo.
+        done < <(ip -n "$ns" -o addr show)
         ((${#found[@]} > 0)) || found=(-)
         echo "$host ${found[*]}"
     done

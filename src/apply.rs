@@ -11,7 +11,7 @@ use crate::config::Master;
 use crate::decide::{self, Action, Want};
 use crate::error::{Failure, Outcome};
 use crate::host::HostState;
-use crate::netlink::{GRANT_HINT, Netlink};
+use crate::netlink::{Netlink, grant_hint};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 
 /// What a converge run did.
@@ -58,63 +58,97 @@ pub async fn converge(
     let caps = Caps::current();
     if changes && !caps.has(CAP_NET_ADMIN) {
         return Err(Failure::permanent(anyhow!(
-            "missing CAP_NET_ADMIN, needed to change addresses for master `{}`: {GRANT_HINT}",
-            master.name
+            "missing CAP_NET_ADMIN, needed to change addresses for master `{}`: {}",
+            master.name,
+            grant_hint()
         )));
     }
     let socket = if announces {
         if !caps.has(CAP_NET_RAW) {
             return Err(Failure::permanent(anyhow!(
-                "missing CAP_NET_RAW, needed to announce the VIPs of master `{}`: {GRANT_HINT}",
-                master.name
+                "missing CAP_NET_RAW, needed to announce the VIPs of master `{}`: {}",
+                master.name,
+                grant_hint()
             )));
         }
         Some(PacketSocket::open().map_err(|e| {
-            let hint = if e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
-                "packet sockets are forbidden here (RestrictAddressFamilies= without AF_PACKET?)"
-            } else {
-                GRANT_HINT
-            };
-            Failure::permanent(anyhow!("cannot open a packet socket to announce master `{}`: {e}; {hint}", master.name))
+            Failure::permanent(anyhow!(
+                "cannot open a packet socket to announce master `{}`: {e}; {}",
+                master.name,
+                packet_socket_hint(&e)
+            ))
         })?)
     } else {
         None
     };
 
-    let mut targets: BTreeMap<u32, Target> = BTreeMap::new();
+    // Address changes first. On a failure, stop changing but still announce what is bound: a VIP
+    // that is up but unannounced is the worst of both (clients keep the old MAC).
+    let mut failure = None;
+    let mut bound_ok: Vec<std::net::IpAddr> = Vec::new();
     for action in &report.actions {
-        match action {
-            Action::Remove { vip, prefix, index, ifname } => nl.remove(vip, *prefix, *index, ifname).await?,
-            Action::Add { vip, index, ifname } => nl.add(vip, *index, ifname, master.label.as_deref()).await?,
-            Action::Announce { vip, index, ifname } => {
-                let iface = host.interface(*index);
-                let Some(mac) = iface.and_then(|i| i.mac) else {
-                    report
-                        .warnings
-                        .push(format!("{ifname} has no Ethernet address: VIP {} bound but not announced", vip.addr));
-                    continue;
-                };
-                if iface.is_some_and(|i| !i.up) {
-                    report.warnings.push(format!(
-                        "{ifname} is down: VIP {} bound, announcements will fail until it is up",
-                        vip.addr
-                    ));
+        if failure.is_some() {
+            break;
+        }
+        let res = match action {
+            Action::Remove { vip, prefix, index, ifname, takes_along } => {
+                if takes_along.is_empty() {
+                    nl.remove(vip, *prefix, *index, ifname).await
+                } else {
+                    // The VIP is the primary of its subnet: without promotion the kernel would delete
+                    // these host addresses with it, and vipctl never touches what it does not manage.
+                    match nl.ensure_promote_secondaries(ifname, vip, takes_along) {
+                        Ok(()) => nl.remove(vip, *prefix, *index, ifname).await,
+                        Err(f) => Err(f),
+                    }
                 }
-                targets
-                    .entry(*index)
-                    .or_insert_with(|| Target {
-                        ifindex: *index,
-                        ifname: ifname.clone(),
-                        mac,
-                        link_local: host.link_local(*index),
-                        vips: Vec::new(),
-                    })
-                    .vips
-                    .push(vip.addr);
             }
+            Action::Add { vip, index, ifname } => {
+                let r = nl.add(vip, *index, ifname, master.label.as_deref()).await;
+                if r.is_ok() {
+                    bound_ok.push(vip.addr);
+                }
+                r
+            }
+            Action::Announce { .. } => Ok(()),
+        };
+        if let Err(f) = res {
+            failure = Some(f);
         }
     }
-
+    let mut targets: BTreeMap<u32, Target> = BTreeMap::new();
+    for action in &report.actions {
+        let Action::Announce { vip, index, ifname } = action else { continue };
+        let added_now = report.actions.iter().any(|a| matches!(a, Action::Add { vip: v, .. } if v == vip));
+        if failure.is_some() && added_now && !bound_ok.contains(&vip.addr) {
+            continue; // never bound: nothing to announce
+        }
+        let iface = host.interface(*index);
+        let Some(mac) = iface.and_then(|i| i.mac) else {
+            // Not Ethernet-like (tun, ppp): binding is all there is to do; retrying would not help.
+            tracing::warn!(
+                "{ifname} has no Ethernet address: VIP {} bound but not announced (set announce rounds = 0 to silence)",
+                vip.addr
+            );
+            continue;
+        };
+        if iface.is_some_and(|i| !i.up) {
+            report
+                .warnings
+                .push(format!("{ifname} is down: VIP {} bound, announcements fail until it is up", vip.addr));
+        }
+        targets
+            .entry(*index)
+            .or_insert_with(|| Target {
+                ifindex: *index,
+                ifname: ifname.clone(),
+                mac,
+                link_local: host.link_local(*index),
+                vips: Vec::new(),
+            })
+            .vips
+            .push(vip.addr);
+    }
     if let Some(socket) = &socket {
         let schedule = Schedule { rounds: master.announce.rounds, interval: master.announce.interval };
         let reports =
@@ -128,5 +162,18 @@ pub async fn converge(
             report.warnings.extend(r.errors);
         }
     }
-    Ok(report)
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(report),
+    }
+}
+
+/// What to do when a packet socket cannot be opened.
+pub fn packet_socket_hint(e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        "packet sockets are forbidden here (a systemd sandbox with RestrictAddressFamilies= without AF_PACKET?)"
+            .to_string()
+    } else {
+        grant_hint()
+    }
 }

@@ -317,8 +317,9 @@ impl Config {
             Announce { rounds: DEFAULT_ROUNDS, interval: Duration::from_millis(DEFAULT_INTERVAL_MS) },
         )?;
         let sentinel_timeout = match &raw.sentinel_timeout_ms {
-            Some(t) if *t.get_ref() == 0 || *t.get_ref() > 30_000 => {
-                return Err(lines.err(t.span(), "sentinel_timeout_ms must be 1–30000 (default 500)"));
+            // Capped so that a hook (lock + sentinels + announcements) stays far from Sentinel's 60 s kill.
+            Some(t) if *t.get_ref() == 0 || *t.get_ref() > 5_000 => {
+                return Err(lines.err(t.span(), "sentinel_timeout_ms must be 1–5000 (default 500)"));
             }
             Some(t) => Duration::from_millis(*t.get_ref()),
             None => Duration::from_millis(DEFAULT_SENTINEL_TIMEOUT_MS),

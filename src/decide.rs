@@ -50,6 +50,9 @@ pub enum Action {
         index: u32,
         /// Interface name (for messages).
         ifname: String,
+        /// Host addresses the kernel would delete with it (the VIP is the primary of their subnet),
+        /// unless the interface promotes secondaries first.
+        takes_along: Vec<std::net::IpAddr>,
     },
     /// Send gratuitous ARP / unsolicited NA for `vip` out of interface `index`.
     Announce {
@@ -110,6 +113,20 @@ pub enum PlanError {
         /// The VIP.
         vip: Vip,
     },
+    /// The label must start with the interface name, and the interface was picked automatically.
+    #[error(
+        "label `{label}` of master `{master}` does not start with `{ifname}`, the interface VIP {vip} goes on; fix `label` or set `interface`"
+    )]
+    LabelMismatch {
+        /// Master name.
+        master: String,
+        /// The label.
+        label: String,
+        /// The chosen interface.
+        ifname: String,
+        /// The VIP.
+        vip: Vip,
+    },
     /// Several interfaces do.
     #[error(
         "several interfaces ({ifnames}) have addresses in the subnet of VIP {vip} (master `{master}`); set `interface` for the master in the config"
@@ -157,6 +174,16 @@ pub fn interface_for(
     }
 }
 
+fn remove(vip: &Vip, a: &crate::host::Address, host: &HostState) -> Action {
+    Action::Remove {
+        vip: *vip,
+        prefix: a.prefix,
+        index: a.index,
+        ifname: host.name_of(a.index),
+        takes_along: host.secondaries_of(a).iter().map(|o| o.addr).collect(),
+    }
+}
+
 /// What to do so that the host matches `want` for `master`.
 ///
 /// Holding: each VIP ends up on its interface (moved there if bound elsewhere) and is announced,
@@ -174,12 +201,7 @@ pub fn plan(
         Want::Release => {
             for vip in &master.vips {
                 for a in host.bound(vip.addr) {
-                    actions.push(Action::Remove {
-                        vip: *vip,
-                        prefix: a.prefix,
-                        index: a.index,
-                        ifname: host.name_of(a.index),
-                    });
+                    actions.push(remove(vip, a, host));
                 }
             }
         }
@@ -187,17 +209,26 @@ pub fn plan(
             let mut announces = Vec::new();
             for vip in &master.vips {
                 let (index, ifname) = interface_for(master, vip, host, managed)?;
+                if let Some(label) = &master.label
+                    && vip.addr.is_ipv4()
+                    && !label.starts_with(&ifname)
+                {
+                    return Err(PlanError::LabelMismatch {
+                        master: master.name.clone(),
+                        label: label.clone(),
+                        ifname,
+                        vip: *vip,
+                    });
+                }
                 let mut here = false;
                 for a in host.bound(vip.addr) {
-                    if a.index == index && a.prefix == vip.prefix {
+                    // An IPv6 VIP that is tentative, failed DAD, or may serve as a source address
+                    // (not added by vipctl) is re-added the right way.
+                    let sound = !a.tentative && !a.preferred;
+                    if a.index == index && a.prefix == vip.prefix && sound {
                         here = true;
                     } else {
-                        actions.push(Action::Remove {
-                            vip: *vip,
-                            prefix: a.prefix,
-                            index: a.index,
-                            ifname: host.name_of(a.index),
-                        });
+                        actions.push(remove(vip, a, host));
                     }
                 }
                 if !here {
@@ -318,10 +349,7 @@ mod tests {
                 Interface { index: 2, name: "eth0".into(), mac: Some([2, 0, 0, 0, 0, 0x11]), up: true },
                 Interface { index: 3, name: "eth1".into(), mac: Some([2, 0, 0, 0, 0, 0x21]), up: true },
             ],
-            addresses: addrs
-                .iter()
-                .map(|(i, a, p)| Address { index: *i, addr: a.parse().unwrap(), prefix: *p })
-                .collect(),
+            addresses: addrs.iter().map(|(i, a, p)| Address::new(*i, a.parse().unwrap(), *p)).collect(),
         }
     }
 
@@ -353,6 +381,54 @@ mod tests {
         let h = host(&[(3, "198.51.100.100", 32)]);
         let p = plan(&m, Want::Hold, &h, &managed(&m)).unwrap();
         assert!(matches!(&p[0], Action::Remove { index: 3, prefix: 32, .. }));
+        assert!(matches!(&p[1], Action::Add { index: 2, .. }));
+    }
+
+    #[test]
+    fn primary_vip_names_the_secondaries_it_would_take_along() {
+        let m = master(&["198.51.100.100/24"], Some("eth0"));
+        let mut h = host(&[(2, "198.51.100.100", 24), (2, "198.51.100.11", 24), (2, "2001:db8::1", 64)]);
+        h.addresses[1].secondary = true;
+        let p = plan(&m, Want::Release, &h, &managed(&m)).unwrap();
+        let own: std::net::IpAddr = "198.51.100.11".parse().unwrap();
+        assert_eq!(
+            p,
+            vec![Action::Remove {
+                vip: m.vips[0],
+                prefix: 24,
+                index: 2,
+                ifname: "eth0".into(),
+                takes_along: vec![own]
+            }]
+        );
+    }
+
+    #[test]
+    fn unsound_ipv6_vip_is_readded() {
+        let m = master(&["2001:db8:51::100/64"], Some("eth0"));
+        let mut h = host(&[(2, "2001:db8:51::100", 64)]);
+        h.addresses[0].preferred = true;
+        let p = plan(&m, Want::Hold, &h, &managed(&m)).unwrap();
+        assert!(matches!(&p[0], Action::Remove { .. }));
+        assert!(matches!(&p[1], Action::Add { .. }));
+        h.addresses[0].preferred = false;
+        h.addresses[0].tentative = true;
+        assert!(matches!(&plan(&m, Want::Hold, &h, &managed(&m)).unwrap()[0], Action::Remove { .. }));
+    }
+
+    #[test]
+    fn label_must_match_the_chosen_interface() {
+        let mut m = master(&["198.51.100.100/24"], None);
+        m.label = Some("bond0:redis".into());
+        let e = plan(&m, Want::Hold, &host(&[(2, "198.51.100.11", 24)]), &managed(&m)).unwrap_err();
+        assert!(matches!(e, PlanError::LabelMismatch { .. }));
+    }
+
+    #[test]
+    fn moved_vip_keeps_order() {
+        let m = master(&["198.51.100.100/24"], Some("eth0"));
+        let h = host(&[(3, "198.51.100.100", 32)]);
+        let p = plan(&m, Want::Hold, &h, &managed(&m)).unwrap();
         assert!(matches!(&p[1], Action::Add { index: 2, .. }));
     }
 
@@ -423,10 +499,12 @@ mod tests {
     }
 
     prop_compose! {
-        fn arb_host()(addrs in prop::collection::vec((1u32..5, arb_ip(), 1u8..129), 0..24)) -> HostState {
+        fn arb_host()(addrs in prop::collection::vec((1u32..5, arb_ip(), 1u8..129, any::<bool>(), any::<bool>(), any::<bool>()), 0..24)) -> HostState {
             HostState {
                 interfaces: (1..5).map(|i| Interface { index: i, name: format!("if{i}"), mac: Some([2, 0, 0, 0, 0, i as u8]), up: true }).collect(),
-                addresses: addrs.into_iter().map(|(index, addr, p)| Address { index, addr, prefix: if addr.is_ipv4() { p.min(32) } else { p } }).collect(),
+                addresses: addrs.into_iter().map(|(index, addr, p, secondary, tentative, preferred)| Address {
+                    index, addr, prefix: if addr.is_ipv4() { p.min(32) } else { p }, secondary, tentative, preferred,
+                }).collect(),
             }
         }
     }
@@ -447,8 +525,11 @@ mod tests {
             if let Ok(actions) = plan(&m, want, &host, &managed(&m)) {
                 for a in &actions {
                     prop_assert!(m.vips.contains(&a.vip()), "{a} is not a configured VIP");
-                    if let Action::Remove { vip, prefix, index, .. } = a {
+                    if let Action::Remove { vip, prefix, index, takes_along, .. } = a {
                         prop_assert!(host.addresses.iter().any(|h| h.addr == vip.addr && h.prefix == *prefix && h.index == *index));
+                        // Whatever the kernel would delete along with a primary is named, so apply can protect it.
+                        let bound = host.addresses.iter().find(|h| h.addr == vip.addr && h.prefix == *prefix && h.index == *index).unwrap();
+                        prop_assert_eq!(takes_along, &host.secondaries_of(bound).iter().map(|o| o.addr).collect::<Vec<_>>());
                     }
                     if want == Want::Release {
                         prop_assert!(matches!(a, Action::Remove { .. }), "release planned {}", a);

@@ -25,6 +25,21 @@ pub struct Address {
     pub addr: IpAddr,
     /// Its prefix length.
     pub prefix: u8,
+    /// IPv4: a secondary address of its subnet (deleting the primary deletes the secondaries too,
+    /// unless the interface promotes them).
+    pub secondary: bool,
+    /// IPv6: still in, or failed, duplicate address detection: not usable.
+    pub tentative: bool,
+    /// IPv6: has a preferred lifetime, so the kernel may pick it as a source address.
+    pub preferred: bool,
+}
+
+impl Address {
+    /// A plain address: primary, usable, deprecated (as vipctl adds IPv6 VIPs).
+    #[cfg(test)]
+    pub fn new(index: u32, addr: IpAddr, prefix: u8) -> Address {
+        Address { index, addr, prefix, secondary: false, tentative: false, preferred: false }
+    }
 }
 
 /// Everything vipctl needs to know about the host's network state.
@@ -57,9 +72,28 @@ impl HostState {
         self.addresses.iter().filter(move |a| a.addr == addr)
     }
 
-    /// True when `addr` is one of this host's own addresses (not counting `managed` VIPs).
+    /// True when `addr` is one of this host's own addresses (not counting `managed` VIPs, nor
+    /// loopback: every host has 127.0.0.1, so it names no host).
     pub fn is_local(&self, addr: IpAddr, managed: &[IpAddr]) -> bool {
-        !managed.contains(&addr) && self.addresses.iter().any(|a| a.addr == addr)
+        !addr.is_loopback() && !managed.contains(&addr) && self.addresses.iter().any(|a| a.addr == addr)
+    }
+
+    /// The other addresses that the kernel deletes along with `a` when `a` is the primary IPv4
+    /// address of its subnet and the interface does not promote secondaries.
+    pub fn secondaries_of(&self, a: &Address) -> Vec<Address> {
+        if !a.addr.is_ipv4() || a.secondary {
+            return Vec::new();
+        }
+        self.addresses
+            .iter()
+            .filter(|o| {
+                o.index == a.index
+                    && o.addr != a.addr
+                    && o.secondary
+                    && crate::vip::same_network(a.addr, o.addr, a.prefix)
+            })
+            .copied()
+            .collect()
     }
 
     /// The interface's IPv6 link-local address, the proper source of a neighbour advertisement.

@@ -54,7 +54,7 @@ pub fn resolve(host: &str) -> Result<Vec<IpAddr>, LookupError> {
     let hints = AddrInfoHints { socktype: libc::SOCK_STREAM, ..AddrInfoHints::default() };
     let iter = dns_lookup::getaddrinfo(Some(host), None, Some(hints)).map_err(|e| match e.kind() {
         LookupErrorKind::NoName | LookupErrorKind::NoData => LookupError::NotFound(host.to_string()),
-        kind => LookupError::Transient(host.to_string(), format!("{kind:?}")),
+        _ => LookupError::Transient(host.to_string(), std::io::Error::from(e).to_string()),
     })?;
     let mut out: Vec<IpAddr> = iter.filter_map(Result::ok).map(|ai| ai.sockaddr.ip()).collect();
     out.sort_unstable();

@@ -20,8 +20,13 @@ pub struct Netlink {
     handle: Handle,
 }
 
-/// How to run the hook's user through granting a missing capability.
-pub const GRANT_HINT: &str = "grant CAP_NET_ADMIN and CAP_NET_RAW (e.g. `setcap cap_net_admin,cap_net_raw+ep /usr/bin/vipctl`, or AmbientCapabilities= in its systemd unit)";
+/// How to grant the missing capabilities, naming this very binary.
+pub fn grant_hint() -> String {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/usr/bin/vipctl".into());
+    format!(
+        "grant CAP_NET_ADMIN and CAP_NET_RAW (`setcap cap_net_admin,cap_net_raw+ep {exe}`, or AmbientCapabilities= in its systemd unit)"
+    )
+}
 
 /// Classifies an OS error from netlink: missing privilege and missing devices are permanent,
 /// anything else (ENOBUFS, EBUSY, …) may pass.
@@ -31,7 +36,7 @@ fn classify(what: String, err: io::Error) -> Failure {
         Some(libc::EPERM | libc::EACCES | libc::ENODEV | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EINVAL)
     );
     let hint = match err.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => format!("; this process lacks CAP_NET_ADMIN: {GRANT_HINT}"),
+        Some(libc::EPERM | libc::EACCES) => format!("; this process lacks CAP_NET_ADMIN: {}", grant_hint()),
         Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT) => {
             "; netlink sockets are forbidden here (a systemd sandbox with RestrictAddressFamilies= without AF_NETLINK?)"
                 .to_string()
@@ -93,8 +98,26 @@ impl Netlink {
                 .attributes
                 .iter()
                 .find_map(|a| if let AddressAttribute::Address(ip) = a { Some(*ip) } else { None });
+            let flags = msg
+                .attributes
+                .iter()
+                .find_map(|a| if let AddressAttribute::Flags(f) = a { Some(*f) } else { None })
+                .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits())));
+            let preferred = msg
+                .attributes
+                .iter()
+                .find_map(|a| if let AddressAttribute::CacheInfo(c) = a { Some(c.ifa_preferred) } else { None })
+                .is_some_and(|p| p > 0);
             if let Some(addr) = local.or(address) {
-                addresses.push(Address { index: msg.header.index, addr, prefix: msg.header.prefix_len });
+                addresses.push(Address {
+                    index: msg.header.index,
+                    addr,
+                    prefix: msg.header.prefix_len,
+                    secondary: flags.contains(AddressFlags::Secondary),
+                    tentative: flags.intersects(AddressFlags::Dadfailed)
+                        || (flags.contains(AddressFlags::Tentative) && !flags.contains(AddressFlags::Optimistic)),
+                    preferred: addr.is_ipv6() && preferred && !flags.contains(AddressFlags::Deprecated),
+                });
             }
         }
         Ok(HostState { interfaces, addresses })
@@ -123,8 +146,33 @@ impl Netlink {
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if os_error(&e).raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            // Capabilities were checked before any change, so EACCES on an IPv6 add means IPv6 is off there.
+            Err(e) if vip.addr.is_ipv6() && os_error(&e).raw_os_error() == Some(libc::EACCES) => {
+                Err(Failure::permanent(anyhow::anyhow!(
+                    "cannot add VIP {vip} on {ifname}: IPv6 is disabled there (net.ipv6.conf.{ifname}.disable_ipv6 = 1); enable it or drop the IPv6 VIP"
+                )))
+            }
             Err(e) => Err(classify(format!("cannot add VIP {vip} on {ifname}"), os_error(&e))),
         }
+    }
+
+    /// Makes the kernel keep `others` when the primary `vip` goes: sets
+    /// net.ipv4.conf.IF.promote_secondaries (keepalived's `promote_secondaries` does the same).
+    /// Writing it needs only CAP_NET_ADMIN, but a sandbox may make /proc/sys read-only: then refuse.
+    pub fn ensure_promote_secondaries(&self, ifname: &str, vip: &Vip, others: &[IpAddr]) -> Outcome<()> {
+        let path = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            return Ok(());
+        }
+        std::fs::write(&path, "1").map_err(|e| {
+            let list = others.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            Failure::permanent(anyhow::anyhow!(
+                "refusing to remove VIP {vip} from {ifname}: it is the primary address of its subnet there, and the kernel \
+                 would delete {list} with it; cannot set {path} ({e}): run `sysctl -w net.ipv4.conf.{ifname}.promote_secondaries=1`"
+            ))
+        })?;
+        tracing::info!("set net.ipv4.conf.{ifname}.promote_secondaries=1 so that removing VIP {vip} keeps {others:?}");
+        Ok(())
     }
 
     /// Unbinds `vip` (bound with `prefix`) from interface `index`. Already gone counts as success.

@@ -155,6 +155,13 @@ async fn ask_one(s: &SentinelAddr, auth: Option<&SentinelAuth>, master: &str) ->
         .query_async(&mut con)
         .await
         .with_context(|| format!("sentinel {s}"))?;
+    if let Value::ServerError(e) = &details {
+        // Without the epoch, "newest answer wins" cannot see this sentinel's epoch: say so.
+        tracing::warn!(
+            "sentinel {s} refused SENTINEL MASTER {master} ({}); its answer counts as epoch 0: allow the ACL user `+sentinel`",
+            e.details().unwrap_or(e.code())
+        );
+    }
     parse_answer(&addr, &details).with_context(|| format!("sentinel {s}"))
 }
 

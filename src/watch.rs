@@ -26,7 +26,7 @@ use crate::error::{Failure, Outcome};
 use crate::events;
 use crate::lock::{self, MasterLock};
 use crate::logging;
-use crate::netlink::{GRANT_HINT, Netlink};
+use crate::netlink::{Netlink, grant_hint};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::{self, Answer, Verdict, View};
 
@@ -104,7 +104,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         let caps = Caps::current();
         for (cap, name) in [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")] {
             if !caps.has(cap) {
-                return Err(Failure::permanent(anyhow!("vipctl watch needs {name}: {GRANT_HINT}")));
+                return Err(Failure::permanent(anyhow!("vipctl watch needs {name}: {}", grant_hint())));
             }
         }
     }

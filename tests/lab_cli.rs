@@ -89,6 +89,8 @@ fn bad_hook_arguments_and_configs_change_nothing() {
     let path = lab.dir.join("no-iface.toml");
     std::fs::write(&path, "[masters.mymaster]\nvips = [\"198.51.100.100/24\"]\ninterface = \"eth7\"\n").unwrap();
     refused(&lab, &["--config", path.to_str().unwrap(), "claim"], 2, "eth7");
+    let out = lab.vipctl("h2", &["--config", path.to_str().unwrap(), "release"]);
+    assert!(out.status.success(), "a release needs no interface: {}", text(&out));
 
     assert_eq!(lab.holders(VIP4), ["h1"], "the VIP stayed where it was");
 }
@@ -172,6 +174,7 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
     // Twenty hooks at once on every host, with mixed (some stale) arguments: they serialise on the
     // lock, each asks the sentinels, and the end state is the right one.
     let mut children = Vec::new();
+    // Spawned all at once (not one after another), so that they really contend for the lock.
     for i in 0..20 {
         let host = HOSTS[i % 3];
         let to = ip_of(HOSTS[(i / 3) % 3]);
@@ -180,10 +183,11 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
             .arg(vipctl_bin())
             .args(["--config", lab.config().to_str().unwrap()])
             .args(["mymaster", "observer", "start", "198.51.100.13", "6379", to, "6379"]);
-        children.push((host, cmd.output()));
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        children.push((host, cmd.spawn().unwrap()));
     }
-    for (host, out) in children {
-        let out = out.unwrap();
+    for (host, child) in children {
+        let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{host}: {}", text(&out));
     }
     assert_eq!(lab.holders(VIP4), ["h1"]);
@@ -192,4 +196,57 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
     // check: all good on h1.
     let out = lab.vipctl("h1", &["check"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn host_names_ipv6_arguments_and_primary_vips() {
+    let Some(lab) = Lab::up("cli-names", LabOptions::default()) else { return };
+    // Without sentinels the hook acts on its arguments: names (from the lab hosts' /etc/hosts) and
+    // unbracketed IPv6 addresses must both be understood.
+    let cfg = lab.dir.join("no-sentinels.toml");
+    std::fs::write(
+        &cfg,
+        "[masters.mymaster]\nvips = [\"198.51.100.100/24\", \"2001:db8:51::100/64\"]\ninterface = \"eth0\"\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let hook = |host: &str, to: &str| {
+        let out = lab.vipctl(host, &["--config", c, "mymaster", "observer", "start", "h1.lab", "6379", to, "6379"]);
+        assert!(out.status.success(), "{host} to={to}: {}", text(&out));
+    };
+    hook("h2", "h2.lab");
+    assert_eq!(lab.holders(VIP4), ["h2"]);
+    hook("h2", "2001:db8:51::12");
+    hook("h3", "2001:db8:51::12");
+    assert_eq!(lab.holders(VIP6), ["h2"]);
+    hook("h2", "h3.lab");
+    hook("h3", "h3.lab");
+    assert_eq!(lab.holders(VIP4), ["h3"]);
+
+    // IPv6 VIPs carry no DAD and preferred lifetime 0, so the kernel never uses them as a source.
+    let out = std::process::Command::new("ip")
+        .args(["-n", &lab.ns("h3"), "-6", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let v6 = String::from_utf8_lossy(&out.stdout);
+    assert!(v6.contains("2001:db8:51::100/64 scope global nodad deprecated"), "{v6}");
+
+    // A VIP that became the primary address of its subnet (the host's own address was re-added
+    // after it, as DHCP or networkd may do): releasing it must not take the host address along.
+    hook("h3", "h1.lab");
+    lab.ip("h2", &["addr", "del", "198.51.100.12/24", "dev", "eth0"]);
+    hook("h2", "h2.lab");
+    lab.ip("h2", &["addr", "add", "198.51.100.12/24", "dev", "eth0"]);
+    let out = lab.exec(
+        "h2",
+        std::path::Path::new("/usr/sbin/sysctl"),
+        &["-w", "net.ipv4.conf.eth0.promote_secondaries=0"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(lab.addresses("h2").contains("198.51.100.12/24 scope global secondary"), "{}", lab.addresses("h2"));
+    hook("h2", "h1.lab");
+    let after = lab.addresses("h2");
+    assert!(after.contains("198.51.100.12/24"), "releasing the primary VIP deleted the host's own address:\n{after}");
+    assert!(lab.holders(VIP4).is_empty(), "{:?}", lab.vips());
 }

@@ -84,4 +84,13 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
             .any(|l| l.contains("hook ") && l.contains("decision=release") && l.contains("result=ok"))
             .then_some(())
     });
+    // No hook failed, and Sentinel saw no script error or timeout.
+    for h in HOSTS {
+        assert!(!read(h).contains("result=error"), "{h}'s hook failed:\n{}", read(h));
+        let sentinel_log = std::fs::read_to_string(lab.dir.join(h).join("sentinel.log")).unwrap_or_default();
+        assert!(
+            !sentinel_log.contains("-script-error") && !sentinel_log.contains("-script-timeout"),
+            "{h}: {sentinel_log}"
+        );
+    }
 }

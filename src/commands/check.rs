@@ -6,7 +6,7 @@ use super::{Ctx, ask_sentinels, is_this_host, managed};
 use crate::announce::PacketSocket;
 use crate::decide::interface_for;
 use crate::error::{Failure, Outcome};
-use crate::netlink::{GRANT_HINT, Netlink};
+use crate::netlink::{Netlink, grant_hint};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::Verdict;
 
@@ -48,12 +48,12 @@ pub async fn run(ctx: &Ctx) -> Outcome<()> {
         if caps.has(cap) {
             c.ok(format!("has {name}"));
         } else {
-            c.fail(format!("missing {name}: {GRANT_HINT}"));
+            c.fail(format!("missing {name}: {}", grant_hint()));
         }
     }
     match PacketSocket::open() {
         Ok(_) => c.ok("a packet socket can be opened"),
-        Err(e) => c.fail(format!("cannot open a packet socket: {e}")),
+        Err(e) => c.fail(format!("cannot open a packet socket: {e}; {}", crate::apply::packet_socket_hint(&e))),
     }
     let nl = match Netlink::open() {
         Ok(nl) => nl,

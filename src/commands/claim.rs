@@ -30,7 +30,15 @@ pub async fn run(ctx: &Ctx, name: Option<&str>, want: Want, force: bool) -> Outc
     if let Some(view) = ask_sentinels(&config, master).await {
         match view.verdict() {
             Verdict::Master { addr, .. } => {
-                let here = is_this_host(&addr.host, &host, &managed)?;
+                // A release must not be blocked by a name lookup; a claim must be sure.
+                let here = match (want, is_this_host(&addr.host, &host, &managed)) {
+                    (_, Ok(b)) => b,
+                    (Want::Release, Err(f)) => {
+                        tracing::warn!("cannot tell whether {addr} is this host ({f}); releasing anyway");
+                        false
+                    }
+                    (Want::Hold, Err(f)) => return Err(f),
+                };
                 match (want, here) {
                     (Want::Hold, false) if !force => {
                         return Err(Failure::permanent(anyhow!(

@@ -14,7 +14,7 @@ use crate::decide::Want;
 use crate::error::{Failure, Outcome};
 use crate::logging;
 use crate::lookup;
-use crate::netlink::{GRANT_HINT, Netlink};
+use crate::netlink::{Netlink, grant_hint};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::Verdict;
 
@@ -95,9 +95,24 @@ impl HookArgs {
     }
 }
 
+/// The longest a hook may run. Sentinel kills it at 60 s and retries with the same arguments; a
+/// hook that stops itself first can still log why and ask for that retry (exit 1).
+const DEADLINE: Duration = Duration::from_secs(45);
+
 /// Runs the hook; every outcome is logged as one decision line.
 pub async fn run(ctx: &Ctx, raw: &[String]) -> Outcome<()> {
     let start = Instant::now();
+    // A watchdog thread, because a blocking call (a name lookup) cannot be cancelled from async code.
+    let watched = raw.to_vec();
+    std::thread::spawn(move || {
+        std::thread::sleep(DEADLINE);
+        let line = format!(
+            "hook args={watched:?} result=error exit=1 error=\"did not finish within {} s; exiting so that Sentinel retries\"",
+            DEADLINE.as_secs()
+        );
+        logging::decision(&line, logging::decision_file(None).as_deref(), true);
+        std::process::exit(1);
+    });
     let mut log_file = logging::decision_file(None);
     let result = run_inner(ctx, raw, &mut log_file).await;
     let elapsed = start.elapsed().as_secs_f64() * 1000.0;
@@ -153,7 +168,15 @@ async fn run_inner(ctx: &Ctx, raw: &[String], log_file: &mut Option<std::path::P
                 };
                 (addr.host.clone(), format!("sentinel:{}{note}", view.summary()))
             }
-            _ => (args.to.host.clone(), format!("arguments (sentinels: {})", view.summary())),
+            // Sentinels at one epoch naming different masters should not happen; acting on possibly
+            // hours-old arguments then would be worse than waiting for the retry.
+            Verdict::Conflict(_) => {
+                return Err(Failure::transient(anyhow!(
+                    "the sentinels disagree ({}); not acting, retry",
+                    view.summary()
+                )));
+            }
+            Verdict::NoAnswer => (args.to.host.clone(), format!("arguments (sentinels: {})", view.summary())),
         },
     };
 
@@ -197,8 +220,9 @@ async fn delegate(config: &Config, args: &HookArgs, raw: &[String]) -> Outcome<S
         }
         Err(e) => Err(Failure::transient(anyhow!(
             "this hook lacks CAP_NET_ADMIN/CAP_NET_RAW (a sandboxed sentinel?) and no vipctl watch daemon answered at {}: {e}; \
-             start `vipctl watch`, or {GRANT_HINT}",
-            socket.display()
+             start `vipctl watch`, or {}",
+            socket.display(),
+            grant_hint()
         ))),
     }
 }

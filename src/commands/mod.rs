@@ -57,6 +57,13 @@ pub fn is_this_host(master_host: &str, host: &HostState, managed: &[IpAddr]) -> 
         LookupError::Transient(..) => Failure::transient(e),
         _ => Failure::permanent(e),
     })?;
+    if ips.iter().all(|ip| ip.is_loopback()) {
+        // Debian's /etc/hosts maps the host's own name to 127.0.1.1: that names no host.
+        return Err(Failure::permanent(anyhow::anyhow!(
+            "`{master_host}` resolves only to loopback here ({}); put its real address in /etc/hosts or DNS",
+            ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )));
+    }
     Ok(ips.iter().any(|ip| host.is_local(*ip, managed)))
 }
 
