@@ -30,6 +30,7 @@ readonly -a NEEDS=(
     nsenter:util-linux
     sysctl:procps
     pgrep:procps
+    openssl:openssl
 )
 
 log() {

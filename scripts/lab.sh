@@ -27,6 +27,8 @@
 set -euo pipefail
 
 readonly PROG=${0##*/}
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO_DIR
 readonly HOSTS=(h1 h2 h3)
 readonly ALL_NODES=(h1 h2 h3 cl)
 readonly VIP4=198.51.100.100
@@ -59,6 +61,8 @@ Environment for "up":
                   which "up" writes; when set elsewhere nothing is written)
   LAB_OWNER_PID   process owning the lab, for "sweep" (default: our parent)
   LAB_UP_TIMEOUT  seconds to wait for the lab to become ready (default 30)
+  LAB_TLS_DIR     folder with ca.crt, server.crt, server.key: sentinels also
+                  serve TLS on port 26380
 EOF
 }
 
@@ -433,18 +437,21 @@ write_sentinel_conf() {
         echo "sentinel failover-timeout mymaster 5000"
         echo "sentinel parallel-syncs mymaster 1"
         [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script mymaster $LAB_HOOK"
+        # LAB_TLS_DIR (ca.crt, server.crt, server.key): sentinels also accept TLS on 26380.
+        if [[ -n ${LAB_TLS_DIR:-} ]]; then
+            echo "tls-port 26380"
+            echo "tls-cert-file $LAB_TLS_DIR/server.crt"
+            echo "tls-key-file $LAB_TLS_DIR/server.key"
+            echo "tls-ca-cert-file $LAB_TLS_DIR/ca.crt"
+            echo "tls-auth-clients no"
+        fi
     } >"$dir/$host/sentinel.conf"
 }
 
+# The lab uses the very example config that the package installs, so the
+# documented one cannot rot (its addresses are the lab's already).
 write_vipctl_conf() {
-    cat >"$1" <<'EOF'
-# vipctl configuration for the namespace lab
-sentinels = ["198.51.100.11:26379", "198.51.100.12:26379", "198.51.100.13:26379"]
-
-[masters.mymaster]
-vips = ["198.51.100.100/24", "2001:db8:51::100/64"]
-interface = "eth0"
-EOF
+    cp -- "$REPO_DIR/packaging/vipctl.toml" "$1"
 }
 
 # lab_etc NS: "ip netns exec" bind-mounts /etc/netns/NS/* over /etc, so each

@@ -36,6 +36,8 @@ pub struct Config {
     pub sentinel_timeout: Duration,
     /// Credentials for the sentinels, if they need any.
     pub sentinel_auth: Option<SentinelAuth>,
+    /// TLS to the sentinels (their `tls-port`), if configured.
+    pub sentinel_tls: Option<SentinelTls>,
     /// A file that gets one line per decision, besides syslog.
     pub log_file: Option<PathBuf>,
     /// Where per-master lock files live.
@@ -174,6 +176,21 @@ impl fmt::Debug for SentinelAuth {
     }
 }
 
+/// TLS settings for sentinel connections: PEM contents read at load time.
+#[derive(Clone)]
+pub struct SentinelTls {
+    /// CA bundle that signed the sentinels' certificates; `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key, when the sentinels want mutual TLS (`tls-auth-clients yes`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for SentinelTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelTls").field("ca", &self.ca.is_some()).field("client", &self.client.is_some()).finish()
+    }
+}
+
 /// A config problem, pinned to a line of the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -214,6 +231,7 @@ struct RawConfig {
     sentinels: Vec<Spanned<String>>,
     sentinel_timeout_ms: Option<Spanned<u64>>,
     sentinel_auth: Option<RawAuth>,
+    sentinel_tls: Option<RawTls>,
     log_file: Option<PathBuf>,
     lock_dir: Option<PathBuf>,
     announce: Option<RawAnnounce>,
@@ -235,6 +253,14 @@ struct RawAuth {
 struct RawAnnounce {
     rounds: Option<Spanned<u32>>,
     interval_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<Spanned<PathBuf>>,
+    cert_file: Option<Spanned<PathBuf>>,
+    key_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +351,7 @@ impl Config {
             None => Duration::from_millis(DEFAULT_SENTINEL_TIMEOUT_MS),
         };
         let sentinel_auth = raw.sentinel_auth.map(|a| parse_auth(&lines, a)).transpose()?;
+        let sentinel_tls = raw.sentinel_tls.map(|t| parse_tls(&lines, t)).transpose()?;
 
         if raw.masters.is_empty() {
             return Err(lines.whole("no masters: add a `[masters.NAME]` table with `vips = [\"ADDRESS/PREFIX\"]` for each Sentinel master name"));
@@ -417,6 +444,7 @@ impl Config {
             masters,
             sentinel_timeout,
             sentinel_auth,
+            sentinel_tls,
             log_file: raw.log_file,
             lock_dir: raw.lock_dir,
             watch,
@@ -524,6 +552,23 @@ fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, Config
     w.release_on_exit = raw.release_on_exit.unwrap_or(w.release_on_exit);
     w.defend = raw.defend.unwrap_or(w.defend);
     Ok(w)
+}
+
+fn parse_tls(lines: &Lines<'_>, raw: RawTls) -> Result<SentinelTls, ConfigError> {
+    let read = |f: &Spanned<PathBuf>, what: &str| {
+        std::fs::read(f.get_ref())
+            .map_err(|e| lines.err(f.span(), format!("cannot read sentinel_tls.{what} {}: {e}", f.get_ref().display())))
+    };
+    let ca = raw.ca_file.as_ref().map(|f| read(f, "ca_file")).transpose()?;
+    let client = match (&raw.cert_file, &raw.key_file) {
+        (Some(c), Some(k)) => Some((read(c, "cert_file")?, read(k, "key_file")?)),
+        (None, None) => None,
+        (Some(f), None) | (None, Some(f)) => {
+            return Err(lines
+                .err(f.span(), "sentinel_tls needs both cert_file and key_file for a client certificate, or neither"));
+        }
+    };
+    Ok(SentinelTls { ca, client })
 }
 
 fn parse_auth(lines: &Lines<'_>, raw: RawAuth) -> Result<SentinelAuth, ConfigError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 
-use crate::config::{SentinelAddr, SentinelAuth};
+use crate::config::{SentinelAddr, SentinelAuth, SentinelTls};
 
 /// A master's address as Sentinel reports it (the host may be a name with `announce-hostnames`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,9 +115,9 @@ impl View {
 }
 
 /// Asks every sentinel at once, each bounded by `timeout`; never fails as a whole.
-pub async fn ask_all(sentinels: &[SentinelAddr], auth: Option<&SentinelAuth>, master: &str, timeout: Duration) -> View {
+pub async fn ask_all(sentinels: &[SentinelAddr], access: &Access, master: &str, timeout: Duration) -> View {
     let futs = sentinels.iter().map(|s| async move {
-        let answer = match tokio::time::timeout(timeout, ask_one(s, auth, master)).await {
+        let answer = match tokio::time::timeout(timeout, ask_one(s, access, master)).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => Answer::Unreachable(format!("{e:#}")),
             Err(_) => Answer::Unreachable(format!("no answer within {} ms", timeout.as_millis())),
@@ -127,20 +127,52 @@ pub async fn ask_all(sentinels: &[SentinelAddr], auth: Option<&SentinelAuth>, ma
     View { answers: futures::future::join_all(futs).await }
 }
 
-/// Connection settings for one sentinel.
-pub fn connection_info(s: &SentinelAddr, auth: Option<&SentinelAuth>) -> redis::RedisResult<redis::ConnectionInfo> {
-    let mut redis_settings = RedisConnectionInfo::default();
-    if let Some(a) = auth {
-        if let Some(u) = &a.username {
-            redis_settings = redis_settings.set_username(u);
-        }
-        redis_settings = redis_settings.set_password(&a.password);
-    }
-    Ok(ConnectionAddr::Tcp(s.host.clone(), s.port).into_connection_info()?.set_redis_settings(redis_settings))
+/// How to reach the sentinels: credentials and TLS, shared by every connection.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// AUTH credentials.
+    pub auth: Option<SentinelAuth>,
+    /// TLS settings.
+    pub tls: Option<SentinelTls>,
 }
 
-async fn ask_one(s: &SentinelAddr, auth: Option<&SentinelAuth>, master: &str) -> anyhow::Result<Answer> {
-    let client = redis::Client::open(connection_info(s, auth)?)?;
+impl Access {
+    /// A client for sentinel `s`. With TLS the sentinel's certificate must name the address or
+    /// host name written in the config (an IP SAN for an IP).
+    pub fn client(&self, s: &SentinelAddr) -> redis::RedisResult<redis::Client> {
+        let mut redis_settings = RedisConnectionInfo::default();
+        if let Some(a) = &self.auth {
+            if let Some(u) = &a.username {
+                redis_settings = redis_settings.set_username(u);
+            }
+            redis_settings = redis_settings.set_password(&a.password);
+        }
+        match &self.tls {
+            None => {
+                let info = ConnectionAddr::Tcp(s.host.clone(), s.port)
+                    .into_connection_info()?
+                    .set_redis_settings(redis_settings);
+                redis::Client::open(info)
+            }
+            Some(tls) => {
+                let addr =
+                    ConnectionAddr::TcpTls { host: s.host.clone(), port: s.port, insecure: false, tls_params: None };
+                let info = addr.into_connection_info()?.set_redis_settings(redis_settings);
+                let certs = redis::TlsCertificates {
+                    client_tls: tls
+                        .client
+                        .as_ref()
+                        .map(|(c, k)| redis::ClientTlsConfig { client_cert: c.clone(), client_key: k.clone() }),
+                    root_cert: tls.ca.clone(),
+                };
+                redis::Client::build_with_tls(info, certs)
+            }
+        }
+    }
+}
+
+async fn ask_one(s: &SentinelAddr, access: &Access, master: &str) -> anyhow::Result<Answer> {
+    let client = access.client(s)?;
     let mut con = client.get_multiplexed_async_connection().await.with_context(|| format!("sentinel {s}"))?;
     // Both questions in one pipeline: a sentinel is single-threaded, so the address and the epoch
     // describe the same moment.

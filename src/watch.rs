@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::apply;
 use crate::commands::{Ctx, LOCK_TIMEOUT, is_this_host, managed};
-use crate::config::{Config, SentinelAddr, SentinelAuth};
+use crate::config::{Config, SentinelAddr};
 use crate::control::{self, Reply, Request};
 use crate::decide::{self, Action, Observation, Want};
 use crate::defend::{self, Conflict, Held};
@@ -75,6 +75,7 @@ struct Daemon {
     allowed_uids: BTreeSet<u32>,
     log_file: Option<PathBuf>,
     held: Arc<Mutex<Vec<Held>>>,
+    access: sentinel::Access,
     lock_dir: PathBuf,
     started: SystemTime,
 }
@@ -132,7 +133,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
     }
     let sentinels: BTreeSet<SentinelAddr> = config.masters.values().flat_map(|m| m.sentinels.iter().cloned()).collect();
     for s in sentinels {
-        tokio::spawn(follow(s, config.sentinel_auth.clone(), tx.clone()));
+        tokio::spawn(follow(s, crate::commands::access(&config), tx.clone()));
     }
     tokio::spawn(serve(listener, tx.clone()));
 
@@ -141,6 +142,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         managed: managed(&config),
         states: config.masters.keys().map(|k| (k.clone(), MasterState::default())).collect(),
         lock_dir: config.lock_dir.clone().unwrap_or_else(lock::default_dir),
+        access: crate::commands::access(&config),
         config,
         nl,
         allowed_uids,
@@ -316,13 +318,7 @@ impl Daemon {
     /// result matters only to a hook waiting for it.
     async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
         let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
-        let view = sentinel::ask_all(
-            &master.sentinels,
-            self.config.sentinel_auth.as_ref(),
-            name,
-            self.config.sentinel_timeout,
-        )
-        .await;
+        let view = sentinel::ask_all(&master.sentinels, &self.access, name, self.config.sentinel_timeout).await;
         let host = match self.nl.snapshot().await {
             Ok(h) => h,
             Err(f) => {
@@ -583,11 +579,11 @@ async fn serve_one(stream: UnixStream, tx: mpsc::Sender<Signal>) -> std::io::Res
 
 /// Follows one sentinel's events forever, reconnecting with capped exponential backoff and jitter,
 /// so that a sentinel restart, TILT or a partition only delays events, never stops the daemon.
-async fn follow(s: SentinelAddr, auth: Option<SentinelAuth>, tx: mpsc::Sender<Signal>) {
+async fn follow(s: SentinelAddr, access: sentinel::Access, tx: mpsc::Sender<Signal>) {
     let mut backoff = Duration::from_millis(100);
     let mut was_down = false;
     loop {
-        match subscribe(&s, auth.as_ref()).await {
+        match subscribe(&s, &access).await {
             Ok(pubsub) => {
                 backoff = Duration::from_millis(100);
                 was_down = false;
@@ -621,8 +617,8 @@ async fn follow(s: SentinelAddr, auth: Option<SentinelAuth>, tx: mpsc::Sender<Si
     }
 }
 
-async fn subscribe(s: &SentinelAddr, auth: Option<&SentinelAuth>) -> anyhow::Result<redis::aio::PubSub> {
-    let client = redis::Client::open(sentinel::connection_info(s, auth)?)?;
+async fn subscribe(s: &SentinelAddr, access: &sentinel::Access) -> anyhow::Result<redis::aio::PubSub> {
+    let client = access.client(s)?;
     let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
         .await
         .map_err(|_| anyhow!("no answer within 2 s"))??;

@@ -69,6 +69,14 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
         lab.watch_log(new_master).contains("decision=claim").then_some(())
     });
+    // `status` shows what the daemon believes.
+    let out = lab.vipctl(new_master, &["status"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && s.contains("daemon:   the sentinels name this host") && s.contains("VIPs held"),
+        "{}",
+        text(&out)
+    );
     w.stop();
 }
 
@@ -168,7 +176,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()) };
+    let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()), ..LabOptions::default() };
     let Some(lab) = Lab::up("watch-sandboxed-hook", opts) else { return };
     // The hook's log file must be writable by the unprivileged user.
     for h in HOSTS {
@@ -199,4 +207,77 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     });
     let daemon_log = lab.watch_log(new_master);
     assert!(daemon_log.contains("hook from uid 65534"), "{daemon_log}");
+}
+
+#[test]
+fn a_rogue_claim_is_answered_at_once() {
+    let Some(lab) = Lab::up("watch-defend", LabOptions::default()) else { return };
+    let _daemons = all_daemons(&lab, &lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let mut w = lab.writer(VIP4, Duration::from_millis(500));
+    lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
+    w.stop();
+    assert_eq!(lab.neigh(VIP4), mac_of("h1"));
+
+    // Someone binds and announces the VIP on h2 by hand (like a cut-off old master coming back).
+    let out = lab.vipctl("h2", &["claim", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // h1's daemon answers every claim with its own announcement; h2's daemon lets go of the VIP.
+    lab.wait("h1's daemon to log the conflict", Duration::from_secs(3), || {
+        lab.watch_log("h1").contains("conflict:").then_some(())
+    });
+    lab.wait("the client's ARP entry back on h1", Duration::from_secs(3), || {
+        (lab.neigh(VIP4) == mac_of("h1")).then_some(())
+    });
+    lab.wait("the VIP on h1 only", Duration::from_secs(3), || only_on(&lab, "h1"));
+    assert!(lab.watch_log("h1").contains(mac_of("h2")), "{}", lab.watch_log("h1"));
+    // And it stays there.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.neigh(VIP4), mac_of("h1"));
+}
+
+#[test]
+fn sentinels_over_tls() {
+    let certs = TestCerts::make();
+    let opts = LabOptions { tls_dir: Some(certs.dir.clone()), ..LabOptions::default() };
+    let Some(lab) = Lab::up("watch-tls", opts) else { return };
+    let cfg = lab.dir.join("tls.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sentinels = [\"198.51.100.11:26380\", \"198.51.100.12:26380\", \"198.51.100.13:26380\"]\n\
+             [sentinel_tls]\nca_file = \"{}\"\n\
+             [masters.mymaster]\nvips = [\"198.51.100.100/24\", \"2001:db8:51::100/64\"]\ninterface = \"eth0\"\n",
+            certs.dir.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = lab.vipctl("h1", &["--config", c, "status"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    let why = lab.vipctl("h1", &["--config", c, "status", "--json"]);
+    assert!(
+        out.status.success() && s.contains("3 of 3 sentinels answered") && s.contains("this host"),
+        "{}",
+        text(&why)
+    );
+
+    // A wrong trust anchor (the server's own certificate is no CA) is refused: no sentinel counts.
+    let bad = lab.dir.join("tls-bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("ca.crt", "server.crt")).unwrap();
+    let out = lab.vipctl("h1", &["--config", bad.to_str().unwrap(), "status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no master known (0/3 reachable)"), "{}", text(&out));
+
+    // The daemons follow events and ask over TLS: they claim, then move the VIP on a failover.
+    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
+        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
+    });
+    assert!(claim.contains("trigger: event"), "the move should come from a TLS event subscription:\n{claim}");
 }

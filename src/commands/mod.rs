@@ -72,8 +72,10 @@ pub async fn ask_sentinels(config: &Config, master: &Master) -> Option<View> {
     if master.sentinels.is_empty() {
         return None;
     }
-    Some(
-        sentinel::ask_all(&master.sentinels, config.sentinel_auth.as_ref(), &master.name, config.sentinel_timeout)
-            .await,
-    )
+    Some(sentinel::ask_all(&master.sentinels, &access(config), &master.name, config.sentinel_timeout).await)
+}
+
+/// Credentials and TLS for the sentinels, as configured.
+pub fn access(config: &Config) -> sentinel::Access {
+    sentinel::Access { auth: config.sentinel_auth.clone(), tls: config.sentinel_tls.clone() }
 }

@@ -1,8 +1,11 @@
 //! `vipctl status`: per master, its VIPs, where they are bound, and who the sentinels say is master.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{Ctx, ask_sentinels, is_this_host, managed};
+use crate::control::{self, Request};
 use crate::decide::interface_for;
 use crate::error::Outcome;
 use crate::netlink::Netlink;
@@ -62,8 +65,18 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> Outcome<()> {
         };
         masters.push(json!({"name": master.name, "vips": vips, "sentinel": sentinel}));
     }
+    // What the daemon believes, when one runs: its view is continuous, this command's is a snapshot.
+    let daemon = match control::ask(&config.watch.socket, &Request::Status, Duration::from_secs(2)).await {
+        Ok(reply) => reply.state.unwrap_or(Value::Null),
+        Err(e) => {
+            json!({"running": false, "socket": config.watch.socket.display().to_string(), "error": e.to_string()})
+        }
+    };
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&json!({ "masters": masters })).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "masters": masters, "daemon": daemon })).unwrap_or_default()
+        );
         return Ok(());
     }
     for m in &masters {
@@ -89,6 +102,31 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> Outcome<()> {
                 println!("  sentinel: {}{who}", s["summary"].as_str().unwrap_or("?"));
             }
         }
+        if let Some(d) = daemon["masters"].as_array().and_then(|a| a.iter().find(|d| d["name"] == m["name"])) {
+            println!(
+                "  daemon:   {} ({}); VIPs {}; {} transition(s), {} conflict(s){}",
+                d["belief"].as_str().unwrap_or("?"),
+                d["summary"].as_str().unwrap_or("no answer yet"),
+                if d["holding"].as_bool() == Some(true) { "held" } else { "not held" },
+                d["transitions"],
+                d["conflicts"],
+                d["last_change"]["at"]
+                    .as_str()
+                    .map(|t| format!("; last change {t}: {}", d["last_change"]["what"].as_str().unwrap_or("")))
+                    .unwrap_or_default()
+            );
+            if let Some(e) = d["last_error"].as_str() {
+                println!("  daemon error: {e}");
+            }
+        }
+    }
+    match daemon["pid"].as_u64() {
+        Some(pid) => println!("daemon: vipctl watch pid {pid}, up since {}", daemon["started"].as_str().unwrap_or("?")),
+        None => println!(
+            "daemon: not running ({}: {})",
+            config.watch.socket.display(),
+            daemon["error"].as_str().unwrap_or("no answer")
+        ),
     }
     Ok(())
 }

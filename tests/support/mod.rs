@@ -94,6 +94,8 @@ pub struct LabOptions {
     pub hook: bool,
     /// Set this program instead (e.g. a wrapper that drops privileges first).
     pub hook_program: Option<PathBuf>,
+    /// Folder with ca.crt, server.crt, server.key: sentinels also serve TLS on 26380.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Lab {
@@ -111,6 +113,9 @@ impl Lab {
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
         let mut cmd = Command::new(repo().join("scripts/lab.sh"));
         cmd.arg("up").arg(&dir).env("LAB_OWNER_PID", std::process::id().to_string());
+        if let Some(d) = &opts.tls_dir {
+            cmd.env("LAB_TLS_DIR", d);
+        }
         if let Some(p) = &opts.hook_program {
             cmd.env("LAB_HOOK", p);
         } else if opts.hook {
@@ -162,7 +167,13 @@ impl Lab {
         // A test that names its own config (a broken one, say) gets that one.
         let mut full = if args.contains(&"--config") { vec![] } else { vec!["--config", cfg.to_str().unwrap()] };
         full.extend_from_slice(args);
-        self.exec(host, &vipctl_bin(), &full, &[("VIPCTL_LOG_FILE", log.to_str().unwrap())])
+        let socket = self.socket(host);
+        self.exec(
+            host,
+            &vipctl_bin(),
+            &full,
+            &[("VIPCTL_LOG_FILE", log.to_str().unwrap()), ("VIPCTL_SOCKET", socket.to_str().unwrap())],
+        )
     }
 
     /// `ip -o addr show` on a host, one line per address: the whole state a test must not disturb.
@@ -407,5 +418,81 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         }
         seen
+    }
+}
+
+/// A throwaway CA and a sentinel certificate valid for the lab's addresses, made with openssl.
+pub struct TestCerts {
+    pub dir: PathBuf,
+}
+
+impl TestCerts {
+    pub fn make() -> TestCerts {
+        let dir = std::env::temp_dir().join(format!("vipctl-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl (scripts/install-deps.sh installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=vipctl-lab-ca",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=lab-sentinel",
+        ]);
+        std::fs::write(
+            dir.join("ext"),
+            "subjectAltName=IP:127.0.0.1,IP:198.51.100.11,IP:198.51.100.12,IP:198.51.100.13\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        TestCerts { dir }
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
