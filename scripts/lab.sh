@@ -63,6 +63,7 @@ Environment for "up":
   LAB_UP_TIMEOUT  seconds to wait for the lab to become ready (default 30)
   LAB_TLS_DIR     folder with ca.crt, server.crt, server.key: sentinels also
                   serve TLS on port 26380
+  LAB_SENTINEL_PASS  sentinels require this password (requirepass)
 EOF
 }
 
@@ -251,9 +252,13 @@ load_lab() {
 # rcli NS IP PORT ARGS...: redis-cli inside a namespace, bounded in time.
 # --foreground keeps timeout in our process group so Ctrl-C reaches it.
 rcli() {
-    local ns=$1 ip=$2 port=$3
+    local ns=$1 ip=$2 port=$3 pass=
     shift 3
-    timeout --foreground -k 1 2 ip netns exec "$ns" redis-cli -h "$ip" -p "$port" "$@" 2>/dev/null
+    # Sentinels of a lab made with LAB_SENTINEL_PASS want AUTH (redis-cli reads REDISCLI_AUTH).
+    if [[ $port == 26379 && -s ${LAB_DIR:-${UP_DIR:-/nonexistent}}/sentinel.pass ]]; then
+        pass=$(<"${LAB_DIR:-$UP_DIR}/sentinel.pass")
+    fi
+    REDISCLI_AUTH=$pass timeout --foreground -k 1 2 ip netns exec "$ns" redis-cli -h "$ip" -p "$port" "$@" 2>/dev/null
 }
 
 # kv_get KEY: read a flat key/value reply (one item per line) on stdin.
@@ -437,6 +442,11 @@ write_sentinel_conf() {
         echo "sentinel failover-timeout mymaster 5000"
         echo "sentinel parallel-syncs mymaster 1"
         [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script mymaster $LAB_HOOK"
+        # LAB_SENTINEL_PASS: sentinels want AUTH from clients and from each other.
+        if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
+            echo "requirepass $LAB_SENTINEL_PASS"
+            echo "sentinel sentinel-pass $LAB_SENTINEL_PASS"
+        fi
         # LAB_TLS_DIR (ca.crt, server.crt, server.key): sentinels also accept TLS on 26380.
         if [[ -n ${LAB_TLS_DIR:-} ]]; then
             echo "tls-port 26380"
@@ -597,6 +607,9 @@ cmd_up() {
     LAB_ID=$id
     # id first: teardown treats a directory with an id as a lab it may remove.
     echo "$id" >"$dir/id"
+    if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
+        (umask 077 && printf '%s' "$LAB_SENTINEL_PASS" >"$dir/sentinel.pass")
+    fi
     # Every process of the lab starts after this one, which lets teardown
     # reject recorded PIDs that were reused by older processes.
     proc_field "$BASHPID" 22 >"$dir/start.ticks"

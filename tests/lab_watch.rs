@@ -281,3 +281,40 @@ fn sentinels_over_tls() {
     });
     assert!(claim.contains("trigger: event"), "the move should come from a TLS event subscription:\n{claim}");
 }
+
+#[test]
+fn sentinels_with_a_password() {
+    let opts = LabOptions { sentinel_pass: Some("s3cret-lab".into()), ..LabOptions::default() };
+    let Some(lab) = Lab::up("watch-auth", opts) else { return };
+    // Without credentials every sentinel refuses, and says why.
+    let out = lab.vipctl("h1", &["status", "--json"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("NOAUTH") || s.contains("Authentication"), "{}", text(&out));
+
+    let pass = lab.dir.join("sentinel.pass.txt");
+    std::fs::write(&pass, "s3cret-lab\n").unwrap();
+    let cfg = lab.config_with("auth.toml", &format!("[sentinel_auth]\npassword_file = \"{}\"\n", pass.display()));
+    let c = cfg.to_str().unwrap();
+    let out = lab.vipctl("h1", &["--config", c, "status"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("3 of 3 sentinels answered") && s.contains("this host"), "{}", text(&out));
+    assert!(
+        !s.contains("s3cret") && !String::from_utf8_lossy(&out.stderr).contains("s3cret"),
+        "the password leaked: {}",
+        text(&out)
+    );
+
+    // The daemons authenticate both their questions and their event subscriptions.
+    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
+        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
+    });
+    assert!(claim.contains("trigger: event"), "{claim}");
+    assert!(!lab.watch_log(new_master).contains("s3cret"), "the password leaked into the log");
+}

@@ -96,6 +96,8 @@ pub struct LabOptions {
     pub hook_program: Option<PathBuf>,
     /// Folder with ca.crt, server.crt, server.key: sentinels also serve TLS on 26380.
     pub tls_dir: Option<PathBuf>,
+    /// Sentinels require this password.
+    pub sentinel_pass: Option<String>,
 }
 
 impl Lab {
@@ -113,6 +115,9 @@ impl Lab {
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
         let mut cmd = Command::new(repo().join("scripts/lab.sh"));
         cmd.arg("up").arg(&dir).env("LAB_OWNER_PID", std::process::id().to_string());
+        if let Some(p) = &opts.sentinel_pass {
+            cmd.env("LAB_SENTINEL_PASS", p);
+        }
         if let Some(d) = &opts.tls_dir {
             cmd.env("LAB_TLS_DIR", d);
         }
