@@ -63,8 +63,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the config, the interfaces and the privileges; change nothing.
-    Check,
+    /// Check everything that commonly breaks a setup, print a fix for each failure; change nothing.
+    #[command(visible_alias = "doctor")]
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// A sentinel.conf to check for the client-reconfig-script lines (repeatable); default:
+        /// /etc/redis/sentinel.conf and /etc/valkey/sentinel.conf when present.
+        #[arg(long = "sentinel-conf", value_name = "PATH")]
+        sentinel_conf: Vec<PathBuf>,
+        /// Where to look for the sentinel's systemd unit and its drop-ins (repeatable); default:
+        /// /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system, /lib/systemd/system.
+        #[arg(long = "unit-dir", value_name = "DIR")]
+        unit_dir: Vec<PathBuf>,
+    },
     /// Run the daemon that keeps every master's VIPs where the sentinels say the master is.
     Watch {
         /// Sentinel to follow, HOST:PORT; repeat for each. Replaces the config's lists.
@@ -77,7 +90,7 @@ pub enum Command {
 }
 
 /// Names that are subcommands (plus clap's own), so anything else in first place is Sentinel's call.
-const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "watch", "help"];
+const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "doctor", "watch", "generate", "help"];
 
 /// Rewrites Sentinel's bare call `vipctl a b c d e f g` into `vipctl hook a b c d e f g`.
 ///

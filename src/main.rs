@@ -49,7 +49,9 @@ fn main() -> ExitCode {
             Command::Claim { master, force } => commands::claim::run(&ctx, master.as_deref(), Want::Hold, *force).await,
             Command::Release { master } => commands::claim::run(&ctx, master.as_deref(), Want::Release, false).await,
             Command::Status { json } => commands::status::run(&ctx, *json).await,
-            Command::Check => commands::check::run(&ctx).await,
+            Command::Check { json, sentinel_conf, unit_dir } => {
+                commands::check::run(&ctx, &commands::check::Options { json: *json, sentinel_conf: sentinel_conf.clone(), unit_dir: unit_dir.clone() }).await
+            }
             Command::Watch { sentinels, release_on_exit } => {
                 let opts = watch::Options { sentinels: sentinels.clone(), release_on_exit: *release_on_exit };
                 watch::run(&ctx, opts).await

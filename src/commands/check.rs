@@ -27,8 +27,19 @@ impl Checks {
     }
 }
 
+/// What `check` looks at beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--json`.
+    pub json: bool,
+    /// sentinel.conf files to inspect.
+    pub sentinel_conf: Vec<std::path::PathBuf>,
+    /// systemd unit folders to inspect.
+    pub unit_dir: Vec<std::path::PathBuf>,
+}
+
 /// Runs every check, prints one line each; exit 0 only when nothing failed.
-pub async fn run(ctx: &Ctx) -> Outcome<()> {
+pub async fn run(ctx: &Ctx, _opts: &Options) -> Outcome<()> {
     let mut c = Checks { failures: 0 };
     let config = match ctx.config() {
         Ok(cfg) => {
