@@ -87,6 +87,13 @@ pub enum Command {
         #[arg(long)]
         release_on_exit: bool,
     },
+    /// Print the man page or a shell completion script (for packaging; hidden from --help).
+    #[command(hide = true)]
+    Generate {
+        /// man, complete-bash, complete-zsh or complete-fish.
+        #[arg(value_enum)]
+        kind: crate::commands::generate::Kind,
+    },
 }
 
 /// Names that are subcommands (plus clap's own), so anything else in first place is Sentinel's call.

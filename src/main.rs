@@ -17,6 +17,7 @@ mod lookup;
 mod netlink;
 mod privilege;
 mod sentinel;
+mod sentinel_conf;
 mod vip;
 mod watch;
 
@@ -50,12 +51,21 @@ fn main() -> ExitCode {
             Command::Release { master } => commands::claim::run(&ctx, master.as_deref(), Want::Release, false).await,
             Command::Status { json } => commands::status::run(&ctx, *json).await,
             Command::Check { json, sentinel_conf, unit_dir } => {
-                commands::check::run(&ctx, &commands::check::Options { json: *json, sentinel_conf: sentinel_conf.clone(), unit_dir: unit_dir.clone() }).await
+                commands::check::run(
+                    &ctx,
+                    &commands::check::Options {
+                        json: *json,
+                        sentinel_conf: sentinel_conf.clone(),
+                        unit_dir: unit_dir.clone(),
+                    },
+                )
+                .await
             }
             Command::Watch { sentinels, release_on_exit } => {
                 let opts = watch::Options { sentinels: sentinels.clone(), release_on_exit: *release_on_exit };
                 watch::run(&ctx, opts).await
             }
+            Command::Generate { kind } => commands::generate::run(*kind),
         }
     });
     match result {

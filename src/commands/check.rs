@@ -1,131 +1,364 @@
-//! `vipctl check`: validates the config, the interfaces and the privileges without changing anything.
+//! `vipctl check` (alias `doctor`): checks everything that commonly breaks a setup, on the host it
+//! runs on, and prints a fix for each failure. Changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
+use serde_json::json;
 
 use super::{Ctx, ask_sentinels, is_this_host, managed};
 use crate::announce::PacketSocket;
+use crate::config::Config;
+use crate::control::{self, Request};
 use crate::decide::interface_for;
 use crate::error::{Failure, Outcome};
 use crate::netlink::{Netlink, grant_hint};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
-use crate::sentinel::Verdict;
-
-struct Checks {
-    failures: usize,
-}
-
-impl Checks {
-    fn ok(&self, what: impl AsRef<str>) {
-        println!("ok    {}", what.as_ref());
-    }
-    fn warn(&self, what: impl AsRef<str>) {
-        println!("warn  {}", what.as_ref());
-    }
-    fn fail(&mut self, what: impl AsRef<str>) {
-        self.failures += 1;
-        println!("FAIL  {}", what.as_ref());
-    }
-}
+use crate::sentinel::{Answer, Verdict};
+use crate::sentinel_conf::{self, UnitSandbox};
 
 /// What `check` looks at beyond the config.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--json`.
     pub json: bool,
-    /// sentinel.conf files to inspect.
-    pub sentinel_conf: Vec<std::path::PathBuf>,
-    /// systemd unit folders to inspect.
-    pub unit_dir: Vec<std::path::PathBuf>,
+    /// sentinel.conf files to inspect (default: the usual places, when present).
+    pub sentinel_conf: Vec<PathBuf>,
+    /// systemd unit folders to inspect (default: the usual ones).
+    pub unit_dir: Vec<PathBuf>,
 }
 
-/// Runs every check, prints one line each; exit 0 only when nothing failed.
-pub async fn run(ctx: &Ctx, _opts: &Options) -> Outcome<()> {
-    let mut c = Checks { failures: 0 };
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Item {
+    level: Level,
+    what: String,
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Checks {
+    items: Vec<Item>,
+}
+
+impl Checks {
+    fn ok(&mut self, what: impl Into<String>) {
+        self.items.push(Item { level: Level::Ok, what: what.into(), fix: None });
+    }
+    fn warn(&mut self, what: impl Into<String>, fix: Option<String>) {
+        self.items.push(Item { level: Level::Warn, what: what.into(), fix });
+    }
+    fn fail(&mut self, what: impl Into<String>, fix: impl Into<String>) {
+        self.items.push(Item { level: Level::Fail, what: what.into(), fix: Some(fix.into()) });
+    }
+    fn failures(&self) -> usize {
+        self.items.iter().filter(|i| i.level == Level::Fail).count()
+    }
+    fn print(&self, json_out: bool) {
+        if json_out {
+            let items: Vec<_> = self
+                .items
+                .iter()
+                .map(|i| {
+                    let level = match i.level {
+                        Level::Ok => "ok",
+                        Level::Warn => "warn",
+                        Level::Fail => "fail",
+                    };
+                    json!({"status": level, "check": i.what, "fix": i.fix})
+                })
+                .collect();
+            let out = json!({"ok": self.failures() == 0, "failures": self.failures(), "checks": items});
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            return;
+        }
+        for i in &self.items {
+            let tag = match i.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            println!("{tag}  {}", i.what);
+            if let Some(fix) = &i.fix {
+                println!("      fix: {fix}");
+            }
+        }
+    }
+}
+
+/// Runs every check; exit 0 only when nothing failed.
+pub async fn run(ctx: &Ctx, opts: &Options) -> Outcome<()> {
+    let mut c = Checks::default();
+    let result = checks(ctx, opts, &mut c).await;
+    c.print(opts.json);
+    result?;
+    match c.failures() {
+        0 => Ok(()),
+        n => Err(Failure::permanent(anyhow!("{n} check(s) failed; each FAIL line above says how to fix it"))),
+    }
+}
+
+async fn checks(ctx: &Ctx, opts: &Options, c: &mut Checks) -> Outcome<()> {
     let config = match ctx.config() {
         Ok(cfg) => {
             c.ok(format!("config {} is valid ({} master(s))", cfg.path.display(), cfg.masters.len()));
             cfg
         }
         Err(f) => {
-            c.fail(f.to_string());
-            return Err(Failure::permanent(anyhow!("the config is not valid")));
+            c.fail(f.to_string(), "correct the line named (README, \"Configuration\", lists every key)");
+            return Ok(());
         }
     };
 
+    let daemon = control::ask(&config.watch.socket, &Request::Status, Duration::from_secs(2)).await;
+    match &daemon {
+        Ok(_) => c.ok(format!("the vipctl watch daemon answers on {}", config.watch.socket.display())),
+        Err(e) => c.fail(
+            format!("no vipctl watch daemon answers on {}: {e}", config.watch.socket.display()),
+            "start it: `systemctl enable --now vipctl-watch` (it heals split brain and serves sandboxed hooks)",
+        ),
+    }
+
+    // Privileges of this process: what a hook run the same way would have.
     let caps = Caps::current();
     for (cap, name) in
         [(CAP_NET_ADMIN, "CAP_NET_ADMIN (add/remove addresses)"), (CAP_NET_RAW, "CAP_NET_RAW (send announcements)")]
     {
         if caps.has(cap) {
             c.ok(format!("has {name}"));
+        } else if daemon.is_ok() {
+            c.warn(format!("lacks {name}: hooks run like this hand their events to the daemon"), None);
         } else {
-            c.fail(format!("missing {name}: {}", grant_hint()));
+            c.fail(format!("lacks {name}, and no daemon answers to act for it"), grant_hint());
         }
     }
-    match PacketSocket::open() {
-        Ok(_) => c.ok("a packet socket can be opened"),
-        Err(e) => c.fail(format!("cannot open a packet socket: {e}; {}", crate::apply::packet_socket_hint(&e))),
+    if caps.has(CAP_NET_RAW) {
+        match PacketSocket::open() {
+            Ok(_) => c.ok("a packet socket can be opened"),
+            Err(e) => c.fail(format!("cannot open a packet socket: {e}"), crate::apply::packet_socket_hint(&e)),
+        }
     }
+
     let nl = match Netlink::open() {
         Ok(nl) => nl,
         Err(f) => {
-            c.fail(f.to_string());
-            return Err(Failure::permanent(anyhow!("{} check(s) failed", c.failures)));
+            c.fail(f.to_string(), "run vipctl where netlink sockets are allowed");
+            return Ok(());
         }
     };
     let host = nl.snapshot().await?;
     let managed = managed(&config);
-
     for master in config.masters.values() {
-        for vip in &master.vips {
-            match interface_for(master, vip, &host, &managed) {
-                Ok((index, name)) => {
-                    let iface = host.interface(index);
-                    if iface.is_some_and(|i| !i.up) {
-                        c.fail(format!(
-                            "master `{}`: interface {name} for VIP {vip} is down: `ip link set {name} up`",
-                            master.name
-                        ));
-                    } else if iface.and_then(|i| i.mac).is_none() {
-                        c.fail(format!(
+        check_interfaces(c, master, &host, &managed);
+        check_sentinels(c, &config, master, &host, &managed).await;
+    }
+
+    check_sentinel_confs(c, &config, opts);
+    check_units(c, opts);
+    Ok(())
+}
+
+fn check_interfaces(
+    c: &mut Checks,
+    master: &crate::config::Master,
+    host: &crate::host::HostState,
+    managed: &[std::net::IpAddr],
+) {
+    for vip in &master.vips {
+        match interface_for(master, vip, host, managed) {
+            Ok((index, name)) => {
+                let iface = host.interface(index);
+                if iface.is_some_and(|i| !i.up) {
+                    c.fail(
+                        format!("master `{}`: interface {name} for VIP {vip} is down", master.name),
+                        format!("`ip link set {name} up`"),
+                    );
+                } else if iface.and_then(|i| i.mac).is_none() && master.announce.rounds > 0 {
+                    c.fail(
+                        format!(
                             "master `{}`: interface {name} has no Ethernet address, so VIP {vip} cannot be announced",
                             master.name
-                        ));
-                    } else {
-                        c.ok(format!("master `{}`: VIP {vip} goes on {name}", master.name));
-                    }
-                    let in_subnet = host
-                        .addresses
-                        .iter()
-                        .any(|a| a.index == index && !managed.contains(&a.addr) && vip.subnet_contains(a.addr));
-                    if !in_subnet {
-                        c.warn(format!("master `{}`: {name} has no address of its own in the subnet of VIP {vip}; clients may not reach it", master.name));
-                    }
+                        ),
+                        "set `rounds = 0` under the master's [announce] if the network needs no announcements",
+                    );
+                } else {
+                    c.ok(format!("master `{}`: VIP {vip} goes on {name}", master.name));
                 }
-                Err(e) => c.fail(e.to_string()),
+                let in_subnet = host
+                    .addresses
+                    .iter()
+                    .any(|a| a.index == index && !managed.contains(&a.addr) && vip.subnet_contains(a.addr));
+                if !in_subnet {
+                    c.fail(
+                        format!("master `{}`: {name} has no address of its own in the subnet of VIP {vip}", master.name),
+                        "give the VIP the prefix of the subnet it lives in, or bind it on the interface that is in that subnet",
+                    );
+                }
             }
+            Err(e) => c.fail(e.to_string(), "set `interface` for the master in the config"),
         }
+    }
+}
+
+async fn check_sentinels(
+    c: &mut Checks,
+    config: &Config,
+    master: &crate::config::Master,
+    host: &crate::host::HostState,
+    managed: &[std::net::IpAddr],
+) {
+    let Some(view) = ask_sentinels(config, master).await else {
+        c.warn(
+            format!(
+                "master `{}`: no sentinels configured; hooks trust their (possibly hours-old) arguments",
+                master.name
+            ),
+            Some("list the sentinels in `sentinels`".into()),
+        );
+        return;
+    };
+    for (s, a) in &view.answers {
+        match a {
+            Answer::Unreachable(e) => c.fail(
+                format!("sentinel {s} unreachable: {e}"),
+                "check that it runs, the address and port, [sentinel_auth] and [sentinel_tls]",
+            ),
+            Answer::Unknown => c.fail(
+                format!("sentinel {s} does not monitor `{}`", master.name),
+                "make the master name in the config match `sentinel monitor` in sentinel.conf",
+            ),
+            Answer::Master { .. } => c.ok(format!("sentinel {s} monitors `{}`", master.name)),
+        }
+    }
+    if let Verdict::Master { addr, .. } = view.verdict() {
+        let here = is_this_host(&addr.host, host, managed).unwrap_or(false);
         let bound_here = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
-        match ask_sentinels(&config, master).await {
-            None => c.warn(format!("master `{}`: no sentinels configured; hooks trust their arguments, and retried hooks may act on stale ones", master.name)),
-            Some(view) => {
-                for (s, a) in &view.answers {
-                    match a {
-                        crate::sentinel::Answer::Unreachable(e) => c.warn(format!("sentinel {s} unreachable: {e}")),
-                        crate::sentinel::Answer::Unknown => c.fail(format!("sentinel {s} does not monitor `{}`: check the name in sentinel.conf", master.name)),
-                        crate::sentinel::Answer::Master { .. } => c.ok(format!("sentinel {s} knows `{}`", master.name)),
-                    }
-                }
-                if let Verdict::Master { addr, .. } = view.verdict() {
-                    let here = is_this_host(&addr.host, &host, &managed).unwrap_or(false);
-                    match (here, bound_here) {
-                        (true, false) => c.warn(format!("master `{}` runs here ({addr}) but its VIPs are not bound: `vipctl claim {}`", master.name, master.name)),
-                        (false, true) => c.warn(format!("VIPs of `{}` are bound here but the master is {addr}: `vipctl release {}`", master.name, master.name)),
-                        _ => c.ok(format!("master `{}` is {addr}; VIPs {} here, as they should be", master.name, if here { "bound" } else { "not bound" })),
-                    }
-                }
+        match (here, bound_here) {
+            (true, false) => c.fail(
+                format!("master `{}` runs here ({addr}) but its VIPs are not bound", master.name),
+                format!("`vipctl claim {}`, or start vipctl watch", master.name),
+            ),
+            (false, true) => c.fail(
+                format!("VIPs of `{}` are bound here but the master is {addr}", master.name),
+                format!("`vipctl release {}`, or start vipctl watch", master.name),
+            ),
+            _ => c.ok(format!(
+                "master `{}` is {addr}; its VIPs are {} here, as they should be",
+                master.name,
+                if here { "bound" } else { "not bound" }
+            )),
+        }
+    }
+}
+
+/// The sentinel.conf files to read: those named, or the usual ones that exist.
+fn sentinel_conf_paths(opts: &Options) -> Vec<PathBuf> {
+    if !opts.sentinel_conf.is_empty() {
+        return opts.sentinel_conf.clone();
+    }
+    ["/etc/redis/sentinel.conf", "/etc/valkey/sentinel.conf"]
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn check_sentinel_confs(c: &mut Checks, config: &Config, opts: &Options) {
+    let paths = sentinel_conf_paths(opts);
+    if paths.is_empty() {
+        c.warn(
+            "no local sentinel.conf found (looked in /etc/redis and /etc/valkey)",
+            Some("pass --sentinel-conf PATH".into()),
+        );
+        return;
+    }
+    let exe = std::env::current_exe().ok();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                c.fail(
+                    format!("cannot read {}: {e}", path.display()),
+                    "run check as a user that can read it (e.g. root or redis)",
+                );
+                continue;
+            }
+        };
+        let conf = sentinel_conf::parse(&text);
+        for master in config.masters.keys() {
+            if !conf.monitors.contains(master) {
+                c.warn(format!("{} does not monitor `{master}`", path.display()), None);
+                continue;
+            }
+            match conf.scripts.get(master) {
+                None => c.fail(
+                    format!("{}: no client-reconfig-script for `{master}`", path.display()),
+                    format!("add `sentinel client-reconfig-script {master} {}`", exe_display(exe.as_deref())),
+                ),
+                Some(script) if !is_vipctl(script, exe.as_deref()) => c.fail(
+                    format!("{}: the client-reconfig-script of `{master}` is {script}, not vipctl", path.display()),
+                    format!("set `sentinel client-reconfig-script {master} {}`", exe_display(exe.as_deref())),
+                ),
+                Some(script) => c.ok(format!("{}: `{master}` runs {script} as its hook", path.display())),
             }
         }
     }
-    if c.failures == 0 { Ok(()) } else { Err(Failure::permanent(anyhow!("{} check(s) failed", c.failures))) }
+}
+
+fn exe_display(exe: Option<&Path>) -> String {
+    exe.map(|p| p.display().to_string()).unwrap_or_else(|| "/usr/bin/vipctl".into())
+}
+
+/// True when `script` is this very binary (same file), or at least an executable named vipctl.
+fn is_vipctl(script: &str, exe: Option<&Path>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(script) else { return false };
+    if let Some(exe) = exe
+        && let Ok(me) = std::fs::metadata(exe)
+        && me.ino() == meta.ino()
+        && me.dev() == meta.dev()
+    {
+        return true;
+    }
+    Path::new(script).file_name().is_some_and(|n| n == "vipctl") && meta.mode() & 0o111 != 0
+}
+
+fn check_units(c: &mut Checks, opts: &Options) {
+    let dirs: Vec<PathBuf> = if opts.unit_dir.is_empty() {
+        ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        opts.unit_dir.clone()
+    };
+    let exe = std::env::current_exe().ok();
+    let hook = exe_display(exe.as_deref());
+    let mut found = false;
+    for unit in ["redis-sentinel.service", "valkey-sentinel.service"] {
+        let Some(sandbox) = UnitSandbox::load(&dirs, unit) else { continue };
+        found = true;
+        if sandbox.may_exec(Path::new(&hook)) {
+            c.ok(format!("{unit} lets sentinel execute {hook}"));
+        } else {
+            c.fail(
+                format!("{unit} forbids executing {hook} (NoExecPaths= without a matching ExecPaths=): sentinel will refuse the hook"),
+                format!(
+                    "install the drop-in /usr/lib/systemd/system/{unit}.d/vipctl.conf with `[Service]` and `ExecPaths={hook}` (the .deb ships it), then `systemctl daemon-reload` and restart sentinel"
+                ),
+            );
+        }
+        if !sandbox.allows_privileged_hook() {
+            c.ok(format!("{unit} gives hooks no netlink/packet sockets or capabilities: they will hand their events to vipctl watch"));
+        }
+    }
+    if !found {
+        c.warn("no redis-sentinel.service or valkey-sentinel.service unit found; skipped the sandbox check", None);
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod claim;
+pub mod generate;
 pub mod hook;
 pub mod status;
 

@@ -1,0 +1,176 @@
+//! Reading what is around Sentinel on this host, for `vipctl check`: the client-reconfig-script lines
+//! of sentinel.conf, and the sandbox that Sentinel's systemd unit (with its drop-ins) puts hooks in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What a sentinel.conf says about masters and hooks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SentinelConf {
+    /// Masters named by `sentinel monitor <name> …`.
+    pub monitors: BTreeSet<String>,
+    /// `sentinel client-reconfig-script <name> <path>`, by master.
+    pub scripts: BTreeMap<String, String>,
+}
+
+/// Parses sentinel.conf text (only the two directives vipctl cares about).
+pub fn parse(text: &str) -> SentinelConf {
+    let mut conf = SentinelConf::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [s, monitor, name, ..] if s.eq_ignore_ascii_case("sentinel") && monitor.eq_ignore_ascii_case("monitor") => {
+                conf.monitors.insert(name.to_string());
+            }
+            [s, script, name, path, ..]
+                if s.eq_ignore_ascii_case("sentinel") && script.eq_ignore_ascii_case("client-reconfig-script") =>
+            {
+                conf.scripts.insert(name.to_string(), path.trim_matches('"').to_string());
+            }
+            _ => {}
+        }
+    }
+    conf
+}
+
+/// The sandbox settings of a systemd unit that matter to a hook, after its drop-ins.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UnitSandbox {
+    /// `NoExecPaths=` entries.
+    pub no_exec: Vec<PathBuf>,
+    /// `ExecPaths=` entries.
+    pub exec: Vec<PathBuf>,
+    /// `RestrictAddressFamilies=` (None: unrestricted; a leading `~` deny list is kept as written).
+    pub address_families: Option<String>,
+    /// `CapabilityBoundingSet=` as last assigned.
+    pub bounding_set: Option<String>,
+    /// `NoNewPrivileges=` (file capabilities are not granted under it).
+    pub no_new_privileges: bool,
+}
+
+impl UnitSandbox {
+    /// Loads `unit` from the first of `dirs` that has it (they are in precedence order), then its
+    /// drop-ins (`unit.d/*.conf` from every dir, in file-name order). None when no dir has it.
+    pub fn load(dirs: &[PathBuf], unit: &str) -> Option<UnitSandbox> {
+        let main = dirs.iter().map(|d| d.join(unit)).find(|p| p.is_file())?;
+        let mut sandbox = UnitSandbox::default();
+        sandbox.apply(&std::fs::read_to_string(main).unwrap_or_default());
+        let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
+        // A drop-in of the same name in a higher-precedence dir masks the lower ones.
+        for d in dirs.iter().rev() {
+            if let Ok(entries) = std::fs::read_dir(d.join(format!("{unit}.d"))) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.ends_with(".conf") {
+                        dropins.insert(name, e.path());
+                    }
+                }
+            }
+        }
+        for path in dropins.values() {
+            sandbox.apply(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        Some(sandbox)
+    }
+
+    /// Applies one unit file or drop-in: list settings append, an empty assignment resets.
+    pub fn apply(&mut self, text: &str) {
+        let mut in_service = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_service = line == "[Service]";
+                continue;
+            }
+            if !in_service || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let value = value.trim();
+            let paths = |v: &str| -> Vec<PathBuf> {
+                v.split_whitespace().map(|p| PathBuf::from(p.trim_start_matches(['-', '+']))).collect()
+            };
+            match key.trim() {
+                "NoExecPaths" if value.is_empty() => self.no_exec.clear(),
+                "NoExecPaths" => self.no_exec.extend(paths(value)),
+                "ExecPaths" if value.is_empty() => self.exec.clear(),
+                "ExecPaths" => self.exec.extend(paths(value)),
+                "RestrictAddressFamilies" => self.address_families = (!value.is_empty()).then(|| value.to_string()),
+                "CapabilityBoundingSet" => self.bounding_set = Some(value.to_string()),
+                "NoNewPrivileges" => self.no_new_privileges = matches!(value, "yes" | "true" | "1" | "on"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the unit lets its processes execute `path`: the most specific matching entry of
+    /// ExecPaths=/NoExecPaths= decides, as in systemd.
+    pub fn may_exec(&self, path: &Path) -> bool {
+        let best = |list: &[PathBuf]| list.iter().filter(|p| path.starts_with(p)).map(|p| p.components().count()).max();
+        match (best(&self.no_exec), best(&self.exec)) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(no), Some(yes)) => yes >= no,
+        }
+    }
+
+    /// Whether a hook started by this unit could do privileged work itself.
+    pub fn allows_privileged_hook(&self) -> bool {
+        let families_ok = match &self.address_families {
+            None => true,
+            Some(v) if v.starts_with('~') => !v.contains("AF_NETLINK") && !v.contains("AF_PACKET"),
+            Some(v) => v.contains("AF_NETLINK") && v.contains("AF_PACKET"),
+        };
+        let caps_ok = match &self.bounding_set {
+            None => true,
+            Some(v) => v.contains("CAP_NET_ADMIN") && v.contains("CAP_NET_RAW"),
+        };
+        families_ok && caps_ok && !self.no_new_privileges
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sentinel_conf() {
+        let c = parse(
+            "port 26379\nsentinel monitor mymaster 198.51.100.11 6379 2\n# sentinel client-reconfig-script x /y\nsentinel client-reconfig-script mymaster /usr/bin/vipctl\n",
+        );
+        assert!(c.monitors.contains("mymaster"));
+        assert_eq!(c.scripts.get("mymaster").map(String::as_str), Some("/usr/bin/vipctl"));
+        assert!(!c.scripts.contains_key("x"));
+    }
+
+    /// Debian 12's stock redis-sentinel.service, as the Sentinel contract quotes it.
+    const DEBIAN_UNIT: &str = "[Unit]\nDescription=Advanced key-value store\n[Service]\nUser=redis\nNoNewPrivileges=true\nCapabilityBoundingSet=\nPrivateUsers=true\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nProtectSystem=strict\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n";
+
+    #[test]
+    fn debian_unit_forbids_the_hook_until_the_dropin() {
+        let mut s = UnitSandbox::default();
+        s.apply(DEBIAN_UNIT);
+        assert!(!s.may_exec(Path::new("/usr/bin/vipctl")));
+        assert!(s.may_exec(Path::new("/usr/lib/x")));
+        assert!(!s.allows_privileged_hook());
+        s.apply("[Service]\nExecPaths=/usr/bin/vipctl\n");
+        assert!(s.may_exec(Path::new("/usr/bin/vipctl")));
+        assert!(!s.may_exec(Path::new("/usr/bin/sh")));
+        s.apply("[Service]\nNoExecPaths=\n");
+        assert!(s.may_exec(Path::new("/usr/bin/sh")));
+    }
+
+    #[test]
+    fn loads_unit_and_dropins_from_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let lib = d.path().join("lib");
+        let etc = d.path().join("etc");
+        std::fs::create_dir_all(lib.join("redis-sentinel.service.d")).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(lib.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
+        std::fs::write(lib.join("redis-sentinel.service.d/vipctl.conf"), "[Service]\nExecPaths=/usr/bin/vipctl\n")
+            .unwrap();
+        let s = UnitSandbox::load(&[etc.clone(), lib.clone()], "redis-sentinel.service").unwrap();
+        assert!(s.may_exec(Path::new("/usr/bin/vipctl")));
+        assert!(UnitSandbox::load(&[etc], "redis-sentinel.service").is_none());
+    }
+}

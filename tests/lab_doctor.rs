@@ -1,0 +1,149 @@
+//! `vipctl check` (alias `doctor`) on a lab host: one healthy run, then one run per broken thing,
+//! each reporting that thing with a fix, and exit status 2.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::*;
+
+/// Debian 12's stock redis-sentinel.service sandbox (see the Sentinel contract).
+const DEBIAN_UNIT: &str = "[Unit]\nDescription=Advanced key-value store\n[Service]\nUser=redis\nNoNewPrivileges=true\nCapabilityBoundingSet=\nPrivateUsers=true\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nProtectSystem=strict\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n";
+
+fn units(dir: &Path, with_dropin: bool) -> PathBuf {
+    let d = dir.join(if with_dropin { "units-ok" } else { "units-bare" });
+    std::fs::create_dir_all(d.join("redis-sentinel.service.d")).unwrap();
+    std::fs::write(d.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
+    if with_dropin {
+        // The packaged drop-in, pointed at the binary under test.
+        std::fs::write(
+            d.join("redis-sentinel.service.d/vipctl.conf"),
+            format!("[Service]\nExecPaths={}\n", vipctl_bin().display()),
+        )
+        .unwrap();
+    }
+    d
+}
+
+struct Doctor<'a> {
+    lab: &'a Lab,
+    sentinel_conf: PathBuf,
+    units: PathBuf,
+}
+
+impl Doctor<'_> {
+    /// Runs `vipctl doctor --json` on h1 with `extra` options; returns (exit code, parsed report).
+    fn run(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+        // An option given in `extra` replaces the healthy default (they are lists, so both would count).
+        let mut args = vec!["doctor", "--json"];
+        if !extra.contains(&"--sentinel-conf") {
+            args.extend(["--sentinel-conf", self.sentinel_conf.to_str().unwrap()]);
+        }
+        if !extra.contains(&"--unit-dir") {
+            args.extend(["--unit-dir", self.units.to_str().unwrap()]);
+        }
+        args.extend_from_slice(extra);
+        let out = self.lab.vipctl("h1", &args);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {}", text(&out)));
+        (out.status.code(), v)
+    }
+
+    /// Asserts exit 2 and a failed check containing `needle`, with a fix.
+    fn reports(&self, extra: &[&str], needle: &str) {
+        let (code, v) = self.run(extra);
+        let fails: Vec<&serde_json::Value> =
+            v["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
+        assert_eq!(code, Some(2), "doctor {extra:?} should fail on {needle:?}: {v:#}");
+        assert!(
+            fails.iter().any(|c| c["check"].as_str().unwrap_or("").contains(needle)
+                && c["fix"].as_str().is_some_and(|f| !f.is_empty())),
+            "doctor {extra:?}: no failed check with {needle:?} and a fix: {v:#}"
+        );
+    }
+}
+
+#[test]
+fn doctor_finds_each_broken_thing() {
+    let Some(lab) = Lab::up("doctor", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let mut daemon = lab.watch("h1", &lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || (lab.holders(VIP4) == ["h1"]).then_some(()));
+    let d = Doctor { lab: &lab, sentinel_conf: lab.dir.join("h1/sentinel.conf"), units: units(&lab.dir, true) };
+
+    // Healthy.
+    let (code, v) = d.run(&[]);
+    assert_eq!(code, Some(0), "a healthy host: {v:#}");
+    assert_eq!(v["failures"], 0);
+
+    // The sentinel unit forbids executing the hook (no drop-in).
+    let bare = units(&lab.dir, false);
+    d.reports(&["--unit-dir", bare.to_str().unwrap()], "forbids executing");
+    // sentinel.conf without the hook line.
+    let conf = lab.dir.join("no-hook-sentinel.conf");
+    let conf_text = std::fs::read_to_string(&d.sentinel_conf).unwrap();
+    std::fs::write(
+        &conf,
+        conf_text.lines().filter(|l| !l.contains("client-reconfig-script")).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    d.reports(&["--sentinel-conf", conf.to_str().unwrap()], "no client-reconfig-script");
+    // A hook line that points at something else.
+    std::fs::write(&conf, format!("{conf_text}\nsentinel client-reconfig-script mymaster /bin/true\n")).unwrap();
+    d.reports(&["--sentinel-conf", conf.to_str().unwrap()], "not vipctl");
+    // A config error.
+    let bad = lab.config_with("bad.toml", "bogus_key = 1");
+    d.reports(&["--config", bad.to_str().unwrap()], "bogus_key");
+    // A master the sentinels do not monitor.
+    let other = lab.dir.join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(lab.config()).unwrap().replace("[masters.mymaster]", "[masters.othermaster]"),
+    )
+    .unwrap();
+    d.reports(&["--config", other.to_str().unwrap()], "does not monitor `othermaster`");
+    // A VIP on an interface without an address in its subnet.
+    let lo = lab.dir.join("lo.toml");
+    std::fs::write(
+        &lo,
+        std::fs::read_to_string(lab.config()).unwrap().replace("interface = \"eth0\"", "interface = \"lo\""),
+    )
+    .unwrap();
+    d.reports(&["--config", lo.to_str().unwrap()], "no address of its own in the subnet");
+    // A sentinel that does not answer.
+    assert!(lab.sh(&["signal-sentinel", "h3", "STOP"]).status.success());
+    d.reports(&[], "sentinel 198.51.100.13:26379 unreachable");
+    assert!(lab.sh(&["signal-sentinel", "h3", "CONT"]).status.success());
+
+    // No daemon, and the master's VIP not bound.
+    daemon.kill();
+    let out = lab.vipctl("h1", &["release"]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.reports(&[], "no vipctl watch daemon answers");
+    d.reports(&[], "its VIPs are not bound");
+
+    // Without privileges and without a daemon to act for it.
+    let cfg = lab.config();
+    let out = lab.exec(
+        "h1",
+        Path::new("/usr/bin/setpriv"),
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            vipctl_bin().to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "doctor",
+            "--sentinel-conf",
+            d.sentinel_conf.to_str().unwrap(),
+            "--unit-dir",
+            d.units.to_str().unwrap(),
+        ],
+        &[("VIPCTL_SOCKET", lab.socket("h1").to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lacks CAP_NET_ADMIN"), "{}", text(&out));
+}
