@@ -68,6 +68,8 @@ pub struct Watch {
     pub release_on_exit: bool,
     /// Watch for other hosts claiming a held VIP, and re-announce at once when one does.
     pub defend: bool,
+    /// Where to serve Prometheus metrics and /healthz; `None`: not at all.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Watch {
@@ -80,6 +82,7 @@ impl Default for Watch {
             announce_refresh: Duration::ZERO,
             release_on_exit: false,
             defend: true,
+            metrics_listen: None,
         }
     }
 }
@@ -99,6 +102,19 @@ pub struct Master {
     pub announce: Announce,
     /// Sentinels that know this master (the file's global list unless the master has its own).
     pub sentinels: Vec<SentinelAddr>,
+    /// Commands to run after a change.
+    pub notify: Notify,
+}
+
+/// Notify commands of one master (argv, no shell), and their time limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// Run after this host bound the VIPs.
+    pub on_claim: Vec<String>,
+    /// Run after this host released them.
+    pub on_release: Vec<String>,
+    /// Killed after this long.
+    pub timeout: Duration,
 }
 
 /// Announcement schedule.
@@ -274,6 +290,7 @@ struct RawWatch {
     announce_refresh_ms: Option<Spanned<u64>>,
     release_on_exit: Option<bool>,
     defend: Option<bool>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +301,9 @@ struct RawMaster {
     label: Option<Spanned<String>>,
     announce: Option<RawAnnounce>,
     sentinels: Option<Vec<Spanned<String>>>,
+    on_claim: Option<Spanned<Vec<String>>>,
+    on_release: Option<Spanned<Vec<String>>>,
+    notify_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// Converts byte offsets to 1-based line numbers of one file.
@@ -418,7 +438,29 @@ impl Config {
                 Some(list) => parse_sentinels(&lines, list)?,
                 None => global_sentinels.clone(),
             };
-            masters.insert(name.clone(), Master { name, vips, interface, label, announce, sentinels });
+            let argv = |v: Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<String>, ConfigError> {
+                match v {
+                    Some(a) if a.get_ref().is_empty() || a.get_ref()[0].is_empty() => Err(lines.err(
+                        a.span(),
+                        format!("{key} of master `{name}` must be a command as a list of words, e.g. [\"/usr/local/bin/alert\", \"--vip\"]"),
+                    )),
+                    Some(a) => Ok(a.into_inner()),
+                    None => Ok(Vec::new()),
+                }
+            };
+            let timeout = match &rm.notify_timeout_ms {
+                Some(t) if !(1..=30_000).contains(t.get_ref()) => {
+                    return Err(lines.err(t.span(), "notify_timeout_ms must be 1–30000 (default 10000)"));
+                }
+                Some(t) => Duration::from_millis(*t.get_ref()),
+                None => Duration::from_millis(10_000),
+            };
+            let notify = Notify {
+                on_claim: argv(rm.on_claim, "on_claim")?,
+                on_release: argv(rm.on_release, "on_release")?,
+                timeout,
+            };
+            masters.insert(name.clone(), Master { name, vips, interface, label, announce, sentinels, notify });
         }
 
         // A VIP that is a sentinel's address is some host's own address: moving it would cut that host off.
@@ -551,6 +593,15 @@ fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, Config
     w.hook_users = raw.hook_users;
     w.release_on_exit = raw.release_on_exit.unwrap_or(w.release_on_exit);
     w.defend = raw.defend.unwrap_or(w.defend);
+    if let Some(m) = raw.metrics_listen {
+        let addr = m.get_ref().parse().map_err(|_| {
+            lines.err(
+                m.span(),
+                format!("[watch] metrics_listen {:?} is not ADDRESS:PORT, e.g. \"127.0.0.1:9477\"", m.get_ref()),
+            )
+        })?;
+        w.metrics_listen = Some(addr);
+    }
     Ok(w)
 }
 

@@ -339,6 +339,7 @@ mod tests {
             label: None,
             announce: Announce { rounds: 1, interval: Duration::ZERO },
             sentinels: vec![],
+            notify: crate::config::Notify { on_claim: vec![], on_release: vec![], timeout: Duration::from_secs(1) },
         }
     }
 

@@ -26,7 +26,9 @@ use crate::error::{Failure, Outcome};
 use crate::events;
 use crate::lock::{self, MasterLock};
 use crate::logging;
+use crate::metrics::Metrics;
 use crate::netlink::{Netlink, grant_hint};
+use crate::notify;
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::{self, Answer, Verdict, View};
 
@@ -76,6 +78,7 @@ struct Daemon {
     log_file: Option<PathBuf>,
     held: Arc<Mutex<Vec<Held>>>,
     access: sentinel::Access,
+    metrics: Arc<Metrics>,
     lock_dir: PathBuf,
     started: SystemTime,
 }
@@ -136,6 +139,15 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         tokio::spawn(follow(s, crate::commands::access(&config), tx.clone()));
     }
     tokio::spawn(serve(listener, tx.clone()));
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = config.watch.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Failure::permanent(anyhow!("cannot serve metrics on {addr}: {e}; fix [watch] metrics_listen"))
+        })?;
+        // Healthy while the main loop runs rounds; three missed rounds (plus slack for slow sentinels) is not.
+        let stale = config.watch.reconcile_interval * 3 + Duration::from_secs(2);
+        tokio::spawn(crate::metrics::serve(l, metrics.clone(), stale));
+    }
 
     let mut d = Daemon {
         log_file: logging::decision_file(config.log_file.as_deref()),
@@ -143,6 +155,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         states: config.masters.keys().map(|k| (k.clone(), MasterState::default())).collect(),
         lock_dir: config.lock_dir.clone().unwrap_or_else(lock::default_dir),
         access: crate::commands::access(&config),
+        metrics,
         config,
         nl,
         allowed_uids,
@@ -170,6 +183,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                d.metrics.tick();
                 for name in &names {
                     let _ = d.reconcile(name, ctx.dry_run, "timer").await;
                 }
@@ -245,6 +259,7 @@ impl Daemon {
                     return;
                 }
                 st.conflicts += 1;
+                self.metrics.conflicts.get_or_create(&Metrics::master(&name)).inc();
                 let line = format!(
                     "watch master={name} conflict: {} claimed by {} on {} (conflict #{}); re-announcing",
                     c.vip,
@@ -338,6 +353,12 @@ impl Daemon {
             _ => None,
         };
         let obs = Observation { master_here, reachable: view.reachable(), configured: view.answers.len(), holding };
+        self.metrics.sentinels_reachable.get_or_create(&Metrics::master(name)).set(obs.reachable as i64);
+        self.metrics.sentinels_configured.get_or_create(&Metrics::master(name)).set(obs.configured as i64);
+        for vip in &master.vips {
+            let bound = host.bound(vip.addr).next().is_some();
+            self.metrics.vip_bound.get_or_create(&Metrics::vip(name, &vip.to_string())).set(i64::from(bound));
+        }
         let st = self.states.entry(name.to_string()).or_default();
         let (want, reason) =
             decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), self.config.watch.minority_timeout);
@@ -404,10 +425,32 @@ impl Daemon {
                 let failed = !report.warnings.is_empty();
                 if report.frames_sent > 0 {
                     st.last_announce = Some(Instant::now());
+                    self.metrics.last_announce.get_or_create(&Metrics::master(name)).set(crate::metrics::now_secs());
                 }
-                if report.actions.iter().any(Action::changes_addresses) {
+                let changed = report.actions.iter().any(Action::changes_addresses);
+                if changed {
                     st.transitions += 1;
                     st.last_change = Some((SystemTime::now(), format!("{want}: {}", report.summary())));
+                    self.metrics.transitions.get_or_create(&Metrics::master(name)).inc();
+                    for vip in &master.vips {
+                        let v = i64::from(want == Want::Hold);
+                        self.metrics.vip_bound.get_or_create(&Metrics::vip(name, &vip.to_string())).set(v);
+                    }
+                    // After the change, off the main loop: a slow or failing command never delays a move.
+                    let (m, reason, log_file, metrics) =
+                        (master.clone(), why.to_string(), self.log_file.clone(), self.metrics.clone());
+                    tokio::spawn(async move {
+                        let outcome = notify::run(&m, want, &reason).await;
+                        if outcome == notify::Outcome::None {
+                            return;
+                        }
+                        let failed = matches!(outcome, notify::Outcome::Failed(_));
+                        if failed {
+                            metrics.notify_failures.get_or_create(&Metrics::master(&m.name)).inc();
+                        }
+                        let line = format!("watch master={} notify event={want}{}", m.name, outcome.log_fragment());
+                        logging::decision(&line, log_file.as_deref(), failed);
+                    });
                 }
                 st.holding = want == Want::Hold;
                 let kind = if announce_only { "re-announce" } else { "decision" };
@@ -441,6 +484,7 @@ impl Daemon {
     }
 
     fn note_error(&mut self, name: &str, f: &Failure) {
+        self.metrics.reconcile_errors.get_or_create(&Metrics::master(name)).inc();
         let st = self.states.entry(name.to_string()).or_default();
         let text = f.to_string();
         if st.last_error.as_deref() != Some(text.as_str()) {

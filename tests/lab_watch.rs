@@ -318,3 +318,82 @@ fn sentinels_with_a_password() {
     assert!(claim.contains("trigger: event"), "{claim}");
     assert!(!lab.watch_log(new_master).contains("s3cret"), "the password leaked into the log");
 }
+
+/// GET `path` from the daemon's metrics endpoint on `host` (inside its namespace).
+fn http_get(lab: &Lab, host: &str, path: &str) -> String {
+    let script =
+        format!("exec 3<>/dev/tcp/127.0.0.1/9477; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; timeout 2 cat <&3");
+    let out = lab.exec(host, std::path::Path::new("/bin/bash"), &["-c", &script], &[]);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn notify_commands_and_metrics() {
+    let Some(lab) = Lab::up("watch-notify", LabOptions::default()) else { return };
+    let mut daemons = Vec::new();
+    for h in HOSTS {
+        // h1's command succeeds; the others write their file and then hang past the timeout,
+        // which must be killed, logged and counted without touching the VIP move.
+        let tail = if h == "h1" { "" } else { "; sleep 30" };
+        let cmd = |event: &str| {
+            format!(
+                "[\"/bin/sh\", \"-c\", \"env | grep ^VIPCTL_ | sort > {}/{h}-{event}.env{tail}\"]",
+                lab.dir.display()
+            )
+        };
+        let base = std::fs::read_to_string(lab.config()).unwrap().replace(
+            "interface = \"eth0\"",
+            &format!(
+                "interface = \"eth0\"\non_claim = {}\non_release = {}\nnotify_timeout_ms = 500",
+                cmd("claim"),
+                cmd("release")
+            ),
+        );
+        let path = lab.dir.join(format!("{h}.toml"));
+        std::fs::write(&path, format!("{base}\n[watch]\nmetrics_listen = \"127.0.0.1:9477\"\n")).unwrap();
+        daemons.push(lab.watch(h, &path));
+    }
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let env = lab
+        .wait("h1's on_claim", Duration::from_secs(5), || std::fs::read_to_string(lab.dir.join("h1-claim.env")).ok());
+    assert!(
+        env.contains("VIPCTL_EVENT=claim")
+            && env.contains("VIPCTL_ROLE=master")
+            && env.contains("VIPCTL_MASTER=mymaster"),
+        "{env}"
+    );
+    assert!(env.contains("VIPCTL_VIPS=198.51.100.100/24 2001:db8:51::100/64"), "{env}");
+    lab.wait("h1's notify to be logged", Duration::from_secs(5), || {
+        lab.watch_log("h1").contains("notify=ok").then_some(())
+    });
+
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let env = lab.wait("h1's on_release", Duration::from_secs(5), || {
+        std::fs::read_to_string(lab.dir.join("h1-release.env")).ok()
+    });
+    assert!(env.contains("VIPCTL_EVENT=release") && env.contains("VIPCTL_ROLE=replica"), "{env}");
+    lab.wait("the hung notify to be killed and logged", Duration::from_secs(5), || {
+        lab.watch_log(new_master).contains("notify=failed").then_some(())
+    });
+    assert!(lab.watch_log(new_master).contains("was killed"), "{}", lab.watch_log(new_master));
+    // The failure did not undo the move.
+    only_on(&lab, new_master).expect("the VIP stays on the new master");
+
+    let metrics = http_get(&lab, new_master, "/metrics");
+    for needle in [
+        "vipctl_vip_bound{master=\"mymaster\",vip=\"198.51.100.100/24\"} 1",
+        "vipctl_transitions_total{master=\"mymaster\"} 1",
+        "vipctl_notify_failures_total{master=\"mymaster\"} 1",
+        "vipctl_sentinels_configured{master=\"mymaster\"} 3",
+        "vipctl_last_announce_timestamp_seconds{master=\"mymaster\"}",
+    ] {
+        assert!(metrics.contains(needle), "no {needle:?} in:\n{metrics}");
+    }
+    let old = http_get(&lab, "h1", "/metrics");
+    assert!(old.contains("vipctl_vip_bound{master=\"mymaster\",vip=\"198.51.100.100/24\"} 0"), "{old}");
+    assert!(http_get(&lab, new_master, "/healthz").starts_with("HTTP/1.1 200"), "healthz");
+}

@@ -68,8 +68,13 @@ pub async fn run(ctx: &Ctx, name: Option<&str>, want: Want, force: bool) -> Outc
         Ok(report) => {
             let prefix = if ctx.dry_run { "would " } else { "" };
             println!("{prefix}{want} `{}`: {}", master.name, report.summary());
+            let notified = if !ctx.dry_run && report.actions.iter().any(crate::decide::Action::changes_addresses) {
+                crate::notify::run(master, want, &format!("vipctl {want} by hand")).await.log_fragment()
+            } else {
+                String::new()
+            };
             let line = format!(
-                "{want} master={}{note} actions=\"{}\" frames={} elapsed_ms={elapsed:.1}",
+                "{want} master={}{note} actions=\"{}\" frames={}{notified} elapsed_ms={elapsed:.1}",
                 master.name,
                 report.summary(),
                 report.frames_sent

@@ -193,6 +193,14 @@ async fn run_inner(ctx: &Ctx, raw: &[String], log_file: &mut Option<std::path::P
         report.summary(),
         report.frames_sent
     );
+    if !ctx.dry_run && report.actions.iter().any(crate::decide::Action::changes_addresses) {
+        // After the move, bounded by its own timeout (at most 30 s, inside the hook's deadline).
+        line.push_str(
+            &crate::notify::run(master, want, &format!("hook role={} from={} to={}", args.role, args.from, args.to))
+                .await
+                .log_fragment(),
+        );
+    }
     if let Some(us) = report.first_frame_us {
         line.push_str(&format!(" first_frame_ms={:.2}", us as f64 / 1000.0));
     }

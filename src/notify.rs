@@ -1,0 +1,133 @@
+//! Notify commands (`on_claim`, `on_release`): what keepalived's notify_master/notify_backup do for
+//! alerting, cloud route updates where gratuitous ARP does not reach, or flushing conntrack.
+//!
+//! They run after the change, as argv (no shell), bounded by a timeout. A failure is logged and
+//! counted by the caller; it never undoes or delays the VIP move, which is already done.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::config::Master;
+use crate::decide::Want;
+
+/// How a notify command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No command configured for this change.
+    None,
+    /// Exited 0.
+    Ok {
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// Failed to start, exited non-zero, or ran out of time (and was killed).
+    Failed(String),
+}
+
+/// Runs the master's command for `want`, if any, with the change described in its environment:
+/// `VIPCTL_MASTER`, `VIPCTL_VIPS` (space separated), `VIPCTL_EVENT` (`claim`/`release`),
+/// `VIPCTL_ROLE` (`master`/`replica`: this host's role after the change), `VIPCTL_REASON`.
+pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
+    let argv = match want {
+        Want::Hold => &master.notify.on_claim,
+        Want::Release => &master.notify.on_release,
+    };
+    let Some((program, args)) = argv.split_first() else { return Outcome::None };
+    let vips = master.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+    let start = Instant::now();
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env("VIPCTL_MASTER", &master.name)
+        .env("VIPCTL_VIPS", vips)
+        .env("VIPCTL_EVENT", want.to_string())
+        .env("VIPCTL_ROLE", if want == Want::Hold { "master" } else { "replica" })
+        .env("VIPCTL_REASON", reason)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot start {program}: {e}")),
+    };
+    match tokio::time::timeout(master.notify.timeout, child.wait_with_output()).await {
+        Err(_) => Outcome::Failed(format!(
+            "{program} did not finish within {} ms and was killed",
+            master.notify.timeout.as_millis()
+        )),
+        Ok(Err(e)) => Outcome::Failed(format!("{program}: {e}")),
+        Ok(Ok(out)) if out.status.success() => Outcome::Ok { elapsed: start.elapsed() },
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or("").trim();
+            Outcome::Failed(format!(
+                "{program} exited with {}{}",
+                out.status,
+                if last.is_empty() { String::new() } else { format!(": {last}") }
+            ))
+        }
+    }
+}
+
+impl Outcome {
+    /// A fragment for the decision log line.
+    pub fn log_fragment(&self) -> String {
+        match self {
+            Outcome::None => String::new(),
+            Outcome::Ok { elapsed } => format!(" notify=ok notify_ms={}", elapsed.as_millis()),
+            Outcome::Failed(e) => format!(" notify=failed notify_error=\"{e}\""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Announce, Notify};
+
+    fn master(on_claim: &[&str], timeout_ms: u64) -> Master {
+        Master {
+            name: "m".into(),
+            vips: vec!["198.51.100.100/24".parse().unwrap()],
+            interface: None,
+            label: None,
+            announce: Announce { rounds: 1, interval: Duration::ZERO },
+            sentinels: vec![],
+            notify: Notify {
+                on_claim: on_claim.iter().map(|s| s.to_string()).collect(),
+                on_release: vec![],
+                timeout: Duration::from_millis(timeout_ms),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_argv_with_the_change_in_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let script = format!("env | grep ^VIPCTL_ | sort > {}", out.display());
+        let m = master(&["/bin/sh", "-c", &script], 5000);
+        assert!(matches!(run(&m, Want::Hold, "test").await, Outcome::Ok { .. }));
+        let env = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            env.contains("VIPCTL_MASTER=m") && env.contains("VIPCTL_EVENT=claim") && env.contains("VIPCTL_ROLE=master"),
+            "{env}"
+        );
+        assert!(env.contains("VIPCTL_VIPS=198.51.100.100/24") && env.contains("VIPCTL_REASON=test"), "{env}");
+        assert_eq!(run(&m, Want::Release, "x").await, Outcome::None);
+    }
+
+    #[tokio::test]
+    async fn failures_and_timeouts_are_reported() {
+        let m = master(&["/bin/sh", "-c", "echo boom >&2; exit 3"], 5000);
+        let Outcome::Failed(e) = run(&m, Want::Hold, "t").await else { panic!("should fail") };
+        assert!(e.contains("exit status: 3") && e.contains("boom"), "{e}");
+        let m = master(&["/bin/sleep", "5"], 100);
+        let t = Instant::now();
+        let Outcome::Failed(e) = run(&m, Want::Hold, "t").await else { panic!("should time out") };
+        assert!(e.contains("killed") && t.elapsed() < Duration::from_secs(2), "{e}");
+        let m = master(&["/nonexistent/notify"], 100);
+        assert!(matches!(run(&m, Want::Hold, "t").await, Outcome::Failed(_)));
+    }
+}
