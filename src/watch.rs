@@ -177,12 +177,15 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Failure::transient(anyhow!("cannot handle SIGTERM: {e}")))?;
-    let mut tick = tokio::time::interval(d.config.watch.reconcile_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let names: Vec<String> = d.states.keys().cloned().collect();
+    let mut next_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(next_round) => {
+                // Without a majority, probe continuously (with short timeouts, see `reconcile`), so
+                // that a healed partition is noticed within ~0.1 s rather than a whole period.
+                let period = if d.in_minority() { FAST_PROBE } else { d.config.watch.reconcile_interval };
+                next_round = tokio::time::Instant::now() + period;
                 d.metrics.tick();
                 for name in &names {
                     let _ = d.reconcile(name, ctx.dry_run, "timer").await;
@@ -213,7 +216,15 @@ fn unsafe_getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// Probe period and sentinel timeout while some master lacks a majority of reachable sentinels.
+const FAST_PROBE: Duration = Duration::from_millis(100);
+
 impl Daemon {
+    /// True while some master's last round reached only a minority of its sentinels.
+    fn in_minority(&self) -> bool {
+        self.states.values().any(|s| s.view.as_ref().is_some_and(|v| v.reachable() * 2 <= v.answers.len()))
+    }
+
     async fn handle(&mut self, sig: Signal, names: &[String], dry_run: bool) {
         match sig {
             Signal::Event { sentinel, kind, master } => {
@@ -333,7 +344,12 @@ impl Daemon {
     /// result matters only to a hook waiting for it.
     async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
         let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
-        let view = sentinel::ask_all(&master.sentinels, &self.access, name, self.config.sentinel_timeout).await;
+        let timeout = if self.in_minority() {
+            self.config.sentinel_timeout.min(FAST_PROBE)
+        } else {
+            self.config.sentinel_timeout
+        };
+        let view = sentinel::ask_all(&master.sentinels, &self.access, name, timeout).await;
         let host = match self.nl.snapshot().await {
             Ok(h) => h,
             Err(f) => {
@@ -364,10 +380,12 @@ impl Daemon {
             decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), self.config.watch.minority_timeout);
         st.view = Some(view.clone());
         st.holding = holding;
-        if reason != st.last_reason {
+        // Log a change of belief, not every round of the same one (its counters tick).
+        let gist = |r: &str| r.chars().filter(|c| !c.is_ascii_digit()).collect::<String>();
+        if gist(&reason) != gist(&st.last_reason) {
             tracing::info!("master `{name}`: {reason} ({})", view.summary());
-            st.last_reason = reason.clone();
         }
+        st.last_reason = reason.clone();
         let Some(want) = want else { return Ok(()) };
         let actions = decide::plan(&master, want, &host, &self.managed).map_err(Failure::permanent);
         let actions = match actions {

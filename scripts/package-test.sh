@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# Tests the vipctl .deb made by scripts/package.sh: installs it, checks every file, the conffile,
+# the user, the man page, the completions and the systemd units (offline: no running systemd is
+# needed), then purges it and checks that everything is gone. One `ok`/`FAIL`/`SKIPPED` line per
+# item; exit 1 if anything FAILed, 2 on a usage or setup error.
+#
+#   scripts/package-test.sh [PATH.deb]    # default: the newest target/debian/vipctl_*.deb
+#                                         # (honours CARGO_TARGET_DIR, like package.sh)
+#
+# Runs as root, on Debian 12 (CI: after scripts/package.sh). Installs, when missing: man-db,
+# bash-completion, zsh, fish, and systemd (only for `systemd-analyze`; installing it does not
+# start it). The package is purged on exit, on failure and on Ctrl-C too.
+#
+# Env: VIPCTL_MAX_EXPOSURE (default 3.0): the highest acceptable `systemd-analyze security`
+# exposure score for vipctl-watch.service.
+set -euo pipefail
+
+readonly PROG=${0##*/}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly ROOT
+readonly MAX_EXPOSURE=${VIPCTL_MAX_EXPOSURE:-3.0}
+readonly UNIT=/usr/lib/systemd/system/vipctl-watch.service
+readonly DROPIN=/usr/lib/systemd/system/redis-sentinel.service.d/vipctl.conf
+readonly CONFFILE=/etc/vipctl/vipctl.toml
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+FAILED=0
+ok() { printf 'ok       %s\n' "$*"; }
+fail() { printf 'FAIL     %s\n' "$*"; FAILED=$((FAILED + 1)); }
+skipped() { printf 'SKIPPED  %s\n' "$*"; }
+# check DESCRIPTION COMMAND...: ok if the command succeeds (its output is shown on failure only).
+check() {
+    local what=$1 out
+    shift
+    if out=$(timeout 60 "$@" 2>&1); then
+        ok "$what"
+    else
+        fail "$what"
+        [[ -z $out ]] || printf '%s\n' "$out" | sed 's/^/         | /' | head -n 30
+    fi
+}
+
+[[ $(id -u) -eq 0 ]] || die "run as root (it installs and purges the package)"
+command -v dpkg >/dev/null || die "not a Debian system (no dpkg)"
+
+DEB=${1:-}
+if [[ -z $DEB ]]; then
+    target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+    case $target_dir in /*) ;; *) target_dir=$ROOT/$target_dir ;; esac
+    DEB=$(ls -t "$target_dir"/debian/vipctl_*.deb 2>/dev/null | head -n1 || true)
+    [[ -n $DEB ]] || die "no .deb in $target_dir/debian; run scripts/package.sh first, or pass the path"
+fi
+[[ -f $DEB ]] || die "no such file: $DEB"
+DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+readonly DEB
+[[ $(dpkg-deb -f "$DEB" Package) == vipctl ]] || die "$DEB is not the vipctl package"
+readonly VERSION=$(dpkg-deb -f "$DEB" Version)
+
+if dpkg-query -W -f='${Status}' vipctl 2>/dev/null | grep -q 'installed'; then
+    die "vipctl is already installed here; this test installs and purges it: run \`dpkg -P vipctl\` first"
+fi
+
+WORK=$(mktemp -d /tmp/vipctl-pkgtest.XXXXXX)
+readonly WORK
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if dpkg-query -W -f='${Status}' vipctl 2>/dev/null | grep -q 'installed\|config-files\|unpacked\|half'; then
+        log "cleanup: purging vipctl"
+        timeout 120 dpkg -P vipctl >/dev/null 2>&1 || log "cleanup: dpkg -P vipctl failed"
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "testing $DEB (version $VERSION)"
+
+# --- tools --------------------------------------------------------------------------------------
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1; then
+        timeout 300 apt-get update -q >>"$WORK/apt.log" 2>&1 || true
+        timeout 600 apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1 || {
+            tail -n 20 "$WORK/apt.log" >&2
+            return 1
+        }
+    fi
+}
+apt_install man-db bash-completion zsh fish || die "cannot install the test tools (man-db bash-completion zsh fish)"
+
+SYSTEMD_SKIP=""
+if ! command -v systemd-analyze >/dev/null; then
+    # Installing systemd in a container is normally harmless (it is not started), but refuse if apt
+    # would remove anything (e.g. another init system) to make room for it.
+    if ! dry=$(timeout 120 apt-get install --dry-run --no-install-recommends systemd 2>&1); then
+        SYSTEMD_SKIP="apt-get cannot install systemd here: $(printf '%s' "$dry" | tail -n1)"
+    elif printf '%s\n' "$dry" | grep -q '^Remv '; then
+        SYSTEMD_SKIP="installing systemd would remove: $(printf '%s\n' "$dry" | sed -n 's/^Remv \([^ ]*\).*/\1/p' | tr '\n' ' ')"
+    elif ! apt_install systemd; then
+        SYSTEMD_SKIP="apt-get install systemd failed (see above)"
+    fi
+fi
+
+# dpkg may be told to drop docs and man pages (minimal images: path-exclude in dpkg.cfg.d).
+excluded() {
+    local path=$1 pat excl=1
+    for pat in $(sed -n 's/^path-exclude[= ]\s*//p' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/* 2>/dev/null); do
+        # shellcheck disable=SC2053
+        [[ $path == $pat ]] && excl=0
+    done
+    for pat in $(sed -n 's/^path-include[= ]\s*//p' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/* 2>/dev/null); do
+        # shellcheck disable=SC2053
+        [[ $path == $pat ]] && excl=1
+    done
+    return $excl
+}
+
+# --- install ------------------------------------------------------------------------------------
+user_before=$(getent passwd vipctl || true)
+[[ -z $user_before ]] || log "note: user vipctl exists before the install: $user_before"
+
+if timeout 300 dpkg -i "$DEB" >"$WORK/dpkg-i.log" 2>&1; then
+    ok "dpkg -i $(basename "$DEB")"
+else
+    fail "dpkg -i $(basename "$DEB")"
+    sed 's/^/         | /' "$WORK/dpkg-i.log"
+    exit 1
+fi
+
+# --- files --------------------------------------------------------------------------------------
+# path mode owner
+readonly FILES=(
+    "/usr/bin/vipctl 755 root:root"
+    "$CONFFILE 644 root:root"
+    "/usr/share/man/man1/vipctl.1.gz 644 root:root"
+    "/usr/share/bash-completion/completions/vipctl 644 root:root"
+    "/usr/share/zsh/vendor-completions/_vipctl 644 root:root"
+    "/usr/share/fish/vendor_completions.d/vipctl.fish 644 root:root"
+    "$UNIT 644 root:root"
+    "$DROPIN 644 root:root"
+    "/usr/share/doc/vipctl/README.md 644 root:root"
+    "/usr/share/doc/vipctl/CHANGELOG.md 644 root:root"
+    "/usr/share/doc/vipctl/copyright 644 root:root"
+    "/usr/share/doc/vipctl/examples/sentinel.conf.snippet 644 root:root"
+)
+for entry in "${FILES[@]}"; do
+    read -r path mode owner <<<"$entry"
+    if [[ ! -f $path ]] && excluded "$path"; then
+        skipped "$path: dpkg path-exclude drops it on this system"
+        continue
+    fi
+    if [[ ! -f $path ]]; then
+        fail "$path exists"
+        continue
+    fi
+    got=$(stat -c '%a %U:%G' "$path")
+    if [[ $got == "$mode $owner" ]]; then
+        ok "$path ($got)"
+    else
+        fail "$path is $got, expected $mode $owner"
+    fi
+done
+listed=$(dpkg -L vipctl)
+for entry in "${FILES[@]}"; do
+    read -r path _ <<<"$entry"
+    grep -qxF "$path" <<<"$listed" || fail "dpkg -L vipctl does not list $path"
+done
+
+conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
+if grep -q "^ $CONFFILE [0-9a-f]\{32\}" <<<"$conffiles"; then
+    ok "conffile registered: $(echo $conffiles)"
+else
+    fail "conffile $CONFFILE not registered (dpkg-query Conffiles: '$conffiles')"
+fi
+check "the shipped config is the example (packaging/vipctl.toml)" cmp "$CONFFILE" "$ROOT/packaging/vipctl.toml"
+
+# --- binary, man page, completions --------------------------------------------------------------
+upstream=${VERSION%-*}
+out=$(timeout 10 /usr/bin/vipctl --version 2>&1 || true)
+if [[ $out == "vipctl $upstream" ]]; then ok "vipctl --version: $out"; else fail "vipctl --version: '$out', expected 'vipctl $upstream'"; fi
+out=$(timeout 10 /usr/bin/vipctl --help 2>&1 || true)
+if grep -q generate <<<"$out"; then fail "vipctl --help shows the hidden generate"; else ok "vipctl --help hides generate"; fi
+
+if [[ -f /usr/share/man/man1/vipctl.1.gz ]]; then
+    man_out=$(MANPAGER=cat MANWIDTH=100 timeout 30 man vipctl 2>"$WORK/man.err" || true)
+    if grep -q '^NAME' <<<"$man_out" && grep -q 'COMMANDS' <<<"$man_out" && grep -q 'vipctl watch' <<<"$man_out"; then
+        ok "man vipctl renders ($(wc -l <<<"$man_out") lines): $(sed -n '1p' <<<"$man_out" | tr -s ' ')"
+    else
+        fail "man vipctl does not render"
+        head -n 10 <<<"$man_out" | sed 's/^/         | /'
+        sed 's/^/         | /' "$WORK/man.err"
+    fi
+    check "man page has no roff warnings (man --warnings)" \
+        bash -c '! MANPAGER=cat man --warnings vipctl 2>&1 >/dev/null | grep .'
+else
+    skipped "man vipctl: no man page installed"
+fi
+
+check "bash completion loads (complete -p vipctl)" \
+    bash -c 'source /usr/share/bash-completion/completions/vipctl && complete -p vipctl'
+check "bash completion completes 'vipctl cl' to claim" bash -c '
+    source /usr/share/bash-completion/completions/vipctl
+    COMP_WORDS=(vipctl cl); COMP_CWORD=1; COMP_LINE="vipctl cl"; COMP_POINT=${#COMP_LINE}
+    _vipctl vipctl cl vipctl
+    printf "%s\n" "${COMPREPLY[@]}" | grep -qx claim'
+check "zsh completion parses (zsh -n)" zsh -n /usr/share/zsh/vendor-completions/_vipctl
+check "zsh completion is on zsh's default fpath" \
+    zsh -fc '[[ ${fpath[(ie)/usr/share/zsh/vendor-completions]} -le ${#fpath} ]] && head -n1 /usr/share/zsh/vendor-completions/_vipctl | grep -qx "#compdef vipctl"'
+check "fish completion parses (fish -n)" fish -n /usr/share/fish/vendor_completions.d/vipctl.fish
+check "fish completes 'vipctl cl' to claim" \
+    bash -c 'HOME='"$WORK"' fish --no-config -c "complete -C\"vipctl cl\"" | cut -f1 | grep -qx claim'
+
+# --- user ---------------------------------------------------------------------------------------
+if pw=$(getent passwd vipctl); then
+    IFS=: read -r _ _ uid gid _ home shell <<<"$pw"
+    grp=$(getent group "$gid" | cut -d: -f1)
+    if ((uid < 1000)) && [[ $grp == vipctl && $home == /nonexistent && $shell == */nologin ]]; then
+        ok "system user vipctl: $pw (group $grp)"
+    else
+        fail "user vipctl is not a system user in group vipctl with home /nonexistent and nologin: $pw (group $grp)"
+    fi
+else
+    fail "user vipctl exists"
+fi
+
+# The daemon's privileges as the unit gives them: user vipctl, only CAP_NET_ADMIN + CAP_NET_RAW
+# (ambient, bounding), no new privileges. `vipctl check` must see both capabilities and be able to
+# open a packet socket; its other checks (sentinels, interfaces) depend on this host and are shown
+# for information only.
+if command -v setpriv >/dev/null && getent passwd vipctl >/dev/null; then
+    set +e
+    timeout 60 setpriv --reuid=vipctl --regid=vipctl --clear-groups --no-new-privs \
+        --inh-caps=-all,+net_admin,+net_raw --ambient-caps=-all,+net_admin,+net_raw \
+        --bounding-set=-all,+net_admin,+net_raw \
+        /usr/bin/vipctl check --config "$CONFFILE" >"$WORK/check.out" 2>&1
+    rc=$?
+    set -e
+    if ((rc > 2)); then
+        fail "vipctl check as the daemon's user ran (exit $rc)"
+    elif grep -qE '^ok +has CAP_NET_ADMIN' "$WORK/check.out" && grep -qE '^ok +has CAP_NET_RAW' "$WORK/check.out" &&
+        ! grep -qE '^FAIL.*(CAP_NET|packet socket)' "$WORK/check.out"; then
+        ok "vipctl check as user vipctl with only CAP_NET_ADMIN+CAP_NET_RAW: privileges ok (exit $rc; host-specific checks below)"
+    else
+        fail "vipctl check as user vipctl with only CAP_NET_ADMIN+CAP_NET_RAW does not see its privileges"
+    fi
+    sed 's/^/         | /' "$WORK/check.out" | head -n 40
+    # vipctl check also reads the sentinel unit: with the drop-in, the hook may be executed.
+    if [[ -f /lib/systemd/system/redis-sentinel.service || -f /usr/lib/systemd/system/redis-sentinel.service ]]; then
+        if grep -qE '^ok .*redis-sentinel\.service' "$WORK/check.out" && ! grep -qE '^FAIL .*redis-sentinel\.service' "$WORK/check.out"; then
+            ok "vipctl check accepts redis-sentinel.service with the drop-in"
+        else
+            fail "vipctl check still finds fault with redis-sentinel.service and the drop-in"
+        fi
+    else
+        skipped "vipctl check of redis-sentinel.service: redis-sentinel is not installed here"
+    fi
+else
+    skipped "vipctl check with the daemon's privileges: setpriv (util-linux) is missing"
+fi
+
+# --- systemd units (offline) --------------------------------------------------------------------
+if [[ -n $SYSTEMD_SKIP ]]; then
+    printf '\n*** SKIPPED: systemd-analyze verify/security: %s ***\n\n' "$SYSTEMD_SKIP"
+    skipped "systemd-analyze verify $UNIT"
+    skipped "systemd-analyze verify redis-sentinel.service + $DROPIN"
+    skipped "systemd-analyze security $UNIT"
+else
+    # verify prints problems but exits 0 for mere warnings: any output is a failure.
+    verify() {
+        local out rc=0
+        out=$(cd "$WORK" && SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze verify "$@" 2>&1) || rc=$?
+        printf '%s' "$out"
+        return $rc
+    }
+    out=$(verify "$UNIT") && rc=0 || rc=$?
+    if ((rc == 0)) && [[ -z $out ]]; then ok "systemd-analyze verify $UNIT"; else
+        fail "systemd-analyze verify $UNIT (exit $rc)"
+        printf '%s\n' "$out" | sed 's/^/         | /'
+    fi
+
+    # The drop-in, merged into Debian's redis-sentinel.service. verify reads drop-ins from
+    # UNIT.d/ next to the unit file it is given, so a copy of the unit with the drop-in beside it
+    # works whether or not redis-sentinel is installed (then the unit comes from its .deb).
+    mkdir -p "$WORK/units/redis-sentinel.service.d"
+    sentinel_unit=""
+    for u in /etc/systemd/system/redis-sentinel.service /usr/lib/systemd/system/redis-sentinel.service /lib/systemd/system/redis-sentinel.service; do
+        [[ -f $u ]] && { sentinel_unit=$u; break; }
+    done
+    strict=1
+    if [[ -z $sentinel_unit ]]; then
+        if (cd "$WORK" && timeout 120 apt-get download -q redis-sentinel >/dev/null 2>&1) &&
+            dpkg-deb -x "$WORK"/redis-sentinel_*.deb "$WORK/rs" &&
+            sentinel_unit=$(find "$WORK/rs" -path '*/systemd/system/redis-sentinel.service' | head -n1) &&
+            [[ -n $sentinel_unit ]]; then
+            strict=0   # its ExecStart binary is not installed: judge only what concerns the drop-in
+        else
+            sentinel_unit=""
+        fi
+    fi
+    if [[ -z $sentinel_unit ]]; then
+        skipped "systemd-analyze verify redis-sentinel.service + drop-in: no redis-sentinel.service here and apt-get download redis-sentinel failed"
+    else
+        cp "$sentinel_unit" "$WORK/units/redis-sentinel.service"
+        # Canary: a broken drop-in must be reported, or a clean run below would prove nothing.
+        printf '[Service]\nExecPaths=not/absolute\n' >"$WORK/units/redis-sentinel.service.d/vipctl.conf"
+        canary=$(verify "$WORK/units/redis-sentinel.service" || true)
+        cp "$DROPIN" "$WORK/units/redis-sentinel.service.d/vipctl.conf"
+        out=$(verify "$WORK/units/redis-sentinel.service") && rc=0 || rc=$?
+        if ! grep -q 'vipctl.conf' <<<"$canary"; then
+            fail "systemd-analyze verify does not read drop-ins beside the unit; cannot check $DROPIN"
+        elif grep -q 'vipctl.conf' <<<"$out" || { ((strict)) && { ((rc != 0)) || [[ -n $out ]]; }; }; then
+            fail "systemd-analyze verify $sentinel_unit + $DROPIN (exit $rc)"
+            printf '%s\n' "$out" | sed 's/^/         | /'
+        else
+            ok "systemd-analyze verify $sentinel_unit + $DROPIN$( ((strict)) || echo ' (unit from the redis-sentinel .deb; only drop-in messages judged)')"
+        fi
+    fi
+    if grep -qxE 'ExecPaths=/usr/bin/vipctl' "$DROPIN" &&
+        [[ $(grep -vE '^\s*(#|$)' "$DROPIN" | tr -d ' ') == $'[Service]\nExecPaths=/usr/bin/vipctl' ]]; then
+        ok "the drop-in only adds ExecPaths=/usr/bin/vipctl"
+    else
+        fail "the drop-in does more than ExecPaths=/usr/bin/vipctl: $(grep -vE '^\s*(#|$)' "$DROPIN" | tr '\n' ' ')"
+    fi
+
+    sec=$(cd "$WORK" && SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze security --no-pager --offline=yes "$UNIT" 2>&1 || true)
+    score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' <<<"$sec")
+    if [[ -z $score ]]; then
+        fail "systemd-analyze security --offline=yes $UNIT gave no score"
+        printf '%s\n' "$sec" | tail -n 20 | sed 's/^/         | /'
+    else
+        costs=$(grep '✗' <<<"$sec" | awk '{print $NF, $2}' | sort -rn | head -n 6 | awk '{printf "%s %s; ", $2, $1}')
+        if awk -v s="${score%% *}" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s < m) }'; then
+            ok "systemd-analyze security: exposure $score (< $MAX_EXPOSURE); costliest: $costs"
+        else
+            fail "systemd-analyze security: exposure $score, not below $MAX_EXPOSURE; costliest: $costs"
+        fi
+    fi
+fi
+
+# --- purge --------------------------------------------------------------------------------------
+if timeout 300 dpkg -P vipctl >"$WORK/dpkg-p.log" 2>&1; then
+    ok "dpkg -P vipctl"
+else
+    fail "dpkg -P vipctl"
+    sed 's/^/         | /' "$WORK/dpkg-p.log"
+fi
+status=$(dpkg-query -W -f='${Status}' vipctl 2>/dev/null || true)
+if [[ -z $status || $status == *not-installed* ]]; then ok "vipctl is no longer known to dpkg"; else fail "dpkg still has vipctl: $status"; fi
+left=()
+for entry in "${FILES[@]}"; do
+    read -r path _ <<<"$entry"
+    [[ -e $path ]] && left+=("$path")
+done
+for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentinel.service.d /var/log/vipctl; do
+    [[ -e $d ]] && left+=("$d")
+done
+if ((${#left[@]} == 0)); then ok "every packaged file is gone, the conffile included"; else fail "left after purge: ${left[*]}"; fi
+if [[ -n $user_before ]]; then
+    skipped "user vipctl removed on purge: it existed before the test"
+elif getent passwd vipctl >/dev/null || getent group vipctl >/dev/null; then
+    fail "user/group vipctl still exist after purge: $(getent passwd vipctl) $(getent group vipctl)"
+else
+    ok "user and group vipctl removed on purge"
+fi
+
+echo
+if ((FAILED)); then
+    log "$FAILED check(s) FAILED"
+    exit 1
+fi
+log "all checks passed"
