@@ -42,6 +42,13 @@ check() {
     fi
 }
 
+# True while dpkg has any trace of the package (installed, unpacked, config-files, half-…).
+present() {
+    local st
+    st=$(dpkg-query -W -f='${Status}' vipctl 2>/dev/null) || return 1
+    [[ $st != *" not-installed" ]]
+}
+
 [[ $(id -u) -eq 0 ]] || die "run as root (it installs and purges the package)"
 command -v dpkg >/dev/null || die "not a Debian system (no dpkg)"
 
@@ -49,6 +56,7 @@ DEB=${1:-}
 if [[ -z $DEB ]]; then
     target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
     case $target_dir in /*) ;; *) target_dir=$ROOT/$target_dir ;; esac
+    # shellcheck disable=SC2012 # our own file names; newest first
     DEB=$(ls -t "$target_dir"/debian/vipctl_*.deb 2>/dev/null | head -n1 || true)
     [[ -n $DEB ]] || die "no .deb in $target_dir/debian; run scripts/package.sh first, or pass the path"
 fi
@@ -56,9 +64,10 @@ fi
 DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
 readonly DEB
 [[ $(dpkg-deb -f "$DEB" Package) == vipctl ]] || die "$DEB is not the vipctl package"
-readonly VERSION=$(dpkg-deb -f "$DEB" Version)
+VERSION=$(dpkg-deb -f "$DEB" Version)
+readonly VERSION
 
-if dpkg-query -W -f='${Status}' vipctl 2>/dev/null | grep -q 'installed'; then
+if present; then
     die "vipctl is already installed here; this test installs and purges it: run \`dpkg -P vipctl\` first"
 fi
 
@@ -67,7 +76,7 @@ readonly WORK
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if dpkg-query -W -f='${Status}' vipctl 2>/dev/null | grep -q 'installed\|config-files\|unpacked\|half'; then
+    if present; then
         log "cleanup: purging vipctl"
         timeout 120 dpkg -P vipctl >/dev/null 2>&1 || log "cleanup: dpkg -P vipctl failed"
     fi
@@ -114,15 +123,14 @@ fi
 
 # dpkg may be told to drop docs and man pages (minimal images: path-exclude in dpkg.cfg.d).
 excluded() {
-    local path=$1 pat excl=1
-    for pat in $(sed -n 's/^path-exclude[= ]\s*//p' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/* 2>/dev/null); do
-        # shellcheck disable=SC2053
-        [[ $path == $pat ]] && excl=0
-    done
-    for pat in $(sed -n 's/^path-include[= ]\s*//p' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/* 2>/dev/null); do
-        # shellcheck disable=SC2053
-        [[ $path == $pat ]] && excl=1
-    done
+    local path=$1 key pat excl=1
+    while read -r key pat; do
+        # shellcheck disable=SC2053 # the pattern is a glob on purpose
+        case $key in
+        path-exclude) [[ $path == $pat ]] && excl=0 ;;
+        path-include) [[ $path == $pat ]] && excl=1 ;;
+        esac
+    done < <(cat /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/* 2>/dev/null | sed -n 's/^\(path-[a-z]*\)[= ][[:space:]]*/\1 /p')
     return $excl
 }
 
@@ -179,7 +187,7 @@ done
 
 conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
 if grep -q "^ $CONFFILE [0-9a-f]\{32\}" <<<"$conffiles"; then
-    ok "conffile registered: $(echo $conffiles)"
+    ok "conffile registered: $(tr -s ' \n' ' ' <<<"$conffiles")"
 else
     fail "conffile $CONFFILE not registered (dpkg-query Conffiles: '$conffiles')"
 fi
@@ -209,12 +217,14 @@ fi
 
 check "bash completion loads (complete -p vipctl)" \
     bash -c 'source /usr/share/bash-completion/completions/vipctl && complete -p vipctl'
+# shellcheck disable=SC2016 # expanded by the inner shells
 check "bash completion completes 'vipctl cl' to claim" bash -c '
     source /usr/share/bash-completion/completions/vipctl
     COMP_WORDS=(vipctl cl); COMP_CWORD=1; COMP_LINE="vipctl cl"; COMP_POINT=${#COMP_LINE}
     _vipctl vipctl cl vipctl
     printf "%s\n" "${COMPREPLY[@]}" | grep -qx claim'
 check "zsh completion parses (zsh -n)" zsh -n /usr/share/zsh/vendor-completions/_vipctl
+# shellcheck disable=SC2016
 check "zsh completion is on zsh's default fpath" \
     zsh -fc '[[ ${fpath[(ie)/usr/share/zsh/vendor-completions]} -le ${#fpath} ]] && head -n1 /usr/share/zsh/vendor-completions/_vipctl | grep -qx "#compdef vipctl"'
 check "fish completion parses (fish -n)" fish -n /usr/share/fish/vendor_completions.d/vipctl.fish
@@ -333,7 +343,7 @@ else
         fail "the drop-in does more than ExecPaths=/usr/bin/vipctl: $(grep -vE '^\s*(#|$)' "$DROPIN" | tr '\n' ' ')"
     fi
 
-    sec=$(cd "$WORK" && SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze security --no-pager --offline=yes "$UNIT" 2>&1 || true)
+    sec=$(cd "$WORK" && { SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze security --no-pager --offline=yes "$UNIT" 2>&1 || true; })
     score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' <<<"$sec")
     if [[ -z $score ]]; then
         fail "systemd-analyze security --offline=yes $UNIT gave no score"
@@ -355,8 +365,7 @@ else
     fail "dpkg -P vipctl"
     sed 's/^/         | /' "$WORK/dpkg-p.log"
 fi
-status=$(dpkg-query -W -f='${Status}' vipctl 2>/dev/null || true)
-if [[ -z $status || $status == *not-installed* ]]; then ok "vipctl is no longer known to dpkg"; else fail "dpkg still has vipctl: $status"; fi
+if present; then fail "dpkg still has vipctl: $(dpkg-query -W -f='${Status}' vipctl)"; else ok "vipctl is no longer installed, not even its config files"; fi
 left=()
 for entry in "${FILES[@]}"; do
     read -r path _ <<<"$entry"

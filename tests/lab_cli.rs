@@ -171,11 +171,11 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
     }
     assert!(lab.holders(VIP4).is_empty() && lab.holders(VIP6).is_empty());
 
-    // Twenty hooks at once on every host, with mixed (some stale) arguments: they serialise on the
+    // Fifty hooks at once on every host, with mixed (some stale) arguments: they serialise on the
     // lock, each asks the sentinels, and the end state is the right one.
     let mut children = Vec::new();
     // Spawned all at once (not one after another), so that they really contend for the lock.
-    for i in 0..20 {
+    for i in 0..50 {
         let host = HOSTS[i % 3];
         let to = ip_of(HOSTS[(i / 3) % 3]);
         let mut cmd = std::process::Command::new("ip");
