@@ -229,7 +229,7 @@ check "zsh completion is on zsh's default fpath" \
     zsh -fc '[[ ${fpath[(ie)/usr/share/zsh/vendor-completions]} -le ${#fpath} ]] && head -n1 /usr/share/zsh/vendor-completions/_vipctl | grep -qx "#compdef vipctl"'
 check "fish completion parses (fish -n)" fish -n /usr/share/fish/vendor_completions.d/vipctl.fish
 check "fish completes 'vipctl cl' to claim" \
-    bash -c 'HOME='"$WORK"' fish --no-config -c "complete -C\"vipctl cl\"" | cut -f1 | grep -qx claim'
+    bash -c 'HOME='"$WORK"' fish -c "complete -C\"vipctl cl\"" | cut -f1 | grep -qx claim'
 
 # --- user ---------------------------------------------------------------------------------------
 if pw=$(getent passwd vipctl); then

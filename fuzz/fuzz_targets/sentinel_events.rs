@@ -1,0 +1,12 @@
+//! Sentinel pub/sub payloads: the channel name and payload come from the network.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: (&str, &str)| {
+    let (channel, payload) = input;
+    let _ = vipctl::events::parse(channel, payload);
+    for c in vipctl::events::TRIGGERS {
+        let _ = vipctl::events::parse(c, payload);
+    }
+});
