@@ -73,9 +73,15 @@ fi
 
 WORK=$(mktemp -d /tmp/vipctl-pkgtest.XXXXXX)
 readonly WORK
+# `vipctl check` with the example config would try to reach the example sentinels: it runs in a
+# network namespace of its own, with nothing but loopback, so that no packet leaves this machine.
+NS=vipctl-pkgtest-$$
+readonly NS
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    ip netns del "$NS" 2>/dev/null || true
+    "$ROOT/scripts/lab.sh" down "/tmp/vipctl-labs/pkgtest-$$" >/dev/null 2>&1 || true
     if present; then
         log "cleanup: purging vipctl"
         timeout 120 dpkg -P vipctl >/dev/null 2>&1 || log "cleanup: dpkg -P vipctl failed"
@@ -249,8 +255,10 @@ fi
 # open a packet socket; its other checks (sentinels, interfaces) depend on this host and are shown
 # for information only.
 if command -v setpriv >/dev/null && getent passwd vipctl >/dev/null; then
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
     set +e
-    timeout 60 setpriv --reuid=vipctl --regid=vipctl --clear-groups --no-new-privs \
+    timeout 60 ip netns exec "$NS" setpriv --reuid=vipctl --regid=vipctl --clear-groups --no-new-privs \
         --inh-caps=-all,+net_admin,+net_raw --ambient-caps=-all,+net_admin,+net_raw \
         --bounding-set=-all,+net_admin,+net_raw \
         /usr/bin/vipctl check --config "$CONFFILE" >"$WORK/check.out" 2>&1
@@ -357,6 +365,43 @@ else
         fi
     fi
 fi
+
+# --- a failover in the lab with the installed binary -----------------------------------------------
+# The lab's sentinels run /usr/bin/vipctl as their hook, and a daemon of the installed binary runs
+# on each host with the installed example config (the lab uses that very file). Bounded; the lab
+# is always torn down.
+LAB=/tmp/vipctl-labs/pkgtest-$$
+lab() { "$ROOT/scripts/lab.sh" "$@"; }
+lab_scenario() {
+    local h ns i new=
+    LAB_HOOK=/usr/bin/vipctl LAB_CONFIG=$CONFFILE LAB_OWNER_PID=$$ lab up "$LAB" >/dev/null || return 1
+    for h in h1 h2 h3; do
+        ns=$(lab ns "$LAB" "$h")
+        VIPCTL_SOCKET=$LAB/$h/vipctl.sock VIPCTL_LOG_FILE=$LAB/$h/watch.log \
+            ip netns exec "$ns" /usr/bin/vipctl --config "$CONFFILE" watch >"$LAB/$h/watch.out" 2>&1 &
+        echo $! >>"$LAB/extra.pids"
+    done
+    for ((i = 0; i < 100; i++)); do
+        [[ $(lab vips "$LAB" | awk '$2 != "-" {print $1}') == h1 ]] && break
+        sleep 0.1
+    done
+    [[ $(lab vips "$LAB" | awk '$2 != "-" {print $1}') == h1 ]] || { echo "the installed daemon did not claim on h1"; return 1; }
+    lab kill-redis "$LAB" h1 >/dev/null || return 1
+    for ((i = 0; i < 300; i++)); do
+        new=$(lab vips "$LAB" | awk '$2 != "-" {print $1}')
+        [[ $new == h2 || $new == h3 ]] && break
+        sleep 0.1
+    done
+    [[ $new == h2 || $new == h3 ]] || { echo "the VIP did not move to one new master: $(lab vips "$LAB" | tr '\n' ' ')"; return 1; }
+    echo "VIP moved from h1 to $new"
+}
+if out=$(lab_scenario 2>&1); then
+    ok "lab failover with the installed /usr/bin/vipctl and /etc/vipctl/vipctl.toml: $out"
+else
+    fail "lab failover with the installed /usr/bin/vipctl"
+    printf '%s\n' "$out" | sed 's/^/         | /' | head -n 20
+fi
+lab down "$LAB" >/dev/null 2>&1 || true
 
 # --- purge --------------------------------------------------------------------------------------
 if timeout 300 dpkg -P vipctl >"$WORK/dpkg-p.log" 2>&1; then

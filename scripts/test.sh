@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, unit and property tests, and the lab tests, which build
-# three Redis hosts in network namespaces with real redis-server and redis-sentinel.
+# Runs every test: formatting and lints, unit and property tests, the lab tests (three Redis hosts
+# in network namespaces with real redis-server and redis-sentinel), then, as root, the Debian
+# package (built, installed, checked, used in a lab failover, purged) and a fuzz smoke run.
+# VIPCTL_QUICK=1 stops after the lab tests.
 #
 # As root it installs what is missing (Debian packages) and the lab tests must run: a lab test
 # that cannot run fails instead of skipping. Without root the lab tests skip, loudly.
@@ -20,5 +22,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== cargo test (unit, property and lab tests)"
 cargo test --locked -- --nocapture "$@"
+
+if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
+    echo "== package: build the .deb, install it, check it, run a lab failover with it, purge it"
+    deb=$(scripts/package.sh | tail -n 1)
+    scripts/package-test.sh "$deb"
+    echo "== fuzz smoke (${VIPCTL_FUZZ_SECONDS:-10} s per target)"
+    scripts/fuzz.sh "${VIPCTL_FUZZ_SECONDS:-10}"
+else
+    echo "test.sh: packaging and fuzz stages SKIPPED (need root; VIPCTL_QUICK=1 skips them on purpose)" >&2
+fi

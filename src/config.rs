@@ -70,6 +70,8 @@ pub struct Watch {
     pub defend: bool,
     /// Where to serve Prometheus metrics and /healthz; `None`: not at all.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Claim as soon as the local replica that the leader selected reports role:master.
+    pub early_claim: bool,
 }
 
 impl Default for Watch {
@@ -83,6 +85,7 @@ impl Default for Watch {
             release_on_exit: false,
             defend: true,
             metrics_listen: None,
+            early_claim: false,
         }
     }
 }
@@ -291,6 +294,7 @@ struct RawWatch {
     release_on_exit: Option<bool>,
     defend: Option<bool>,
     metrics_listen: Option<Spanned<String>>,
+    early_claim: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +597,7 @@ fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, Config
     w.hook_users = raw.hook_users;
     w.release_on_exit = raw.release_on_exit.unwrap_or(w.release_on_exit);
     w.defend = raw.defend.unwrap_or(w.defend);
+    w.early_claim = raw.early_claim.unwrap_or(w.early_claim);
     if let Some(m) = raw.metrics_listen {
         let addr = m.get_ref().parse().map_err(|_| {
             lines.err(

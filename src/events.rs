@@ -35,6 +35,9 @@ pub struct Event {
     pub kind: String,
     /// The master it concerns, when the payload names one; `None` means "maybe any" (e.g. TILT).
     pub master: Option<String>,
+    /// The instance the event is about (`<type> <name> <ip> <port> @ …` forms), e.g. the replica
+    /// the leader selected for promotion.
+    pub instance: Option<(String, u16)>,
 }
 
 /// Parses one message; `None` for channels that do not call for a re-check.
@@ -56,7 +59,13 @@ pub fn parse(channel: &str, payload: &str) -> Option<Event> {
     } else {
         None
     };
-    Some(Event { kind: channel.to_string(), master })
+    let instance = match words.as_slice() {
+        [kind, _, ip, port, "@", ..] if *kind == "slave" || *kind == "master" => {
+            port.parse().ok().map(|p| (ip.to_string(), p))
+        }
+        _ => None,
+    };
+    Some(Event { kind: channel.to_string(), master, instance })
 }
 
 #[cfg(test)]
@@ -70,6 +79,7 @@ mod tests {
         let e = parse("+promoted-slave", "slave 198.51.100.12:6379 198.51.100.12 6379 @ mymaster 198.51.100.11 6379")
             .unwrap();
         assert_eq!(e.master.as_deref(), Some("mymaster"));
+        assert_eq!(e.instance, Some(("198.51.100.12".to_string(), 6379)));
         let e = parse("+config-update-from", "sentinel 3f2a 198.51.100.13 26379 @ other 198.51.100.11 6379").unwrap();
         assert_eq!(e.master.as_deref(), Some("other"));
         let e = parse("+odown", "master mymaster 198.51.100.11 6379 #quorum 2/2").unwrap();

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod privilege;
+pub mod redis_role;
 pub mod sentinel;
 pub mod sentinel_conf;
 pub mod vip;

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::netlink::{Netlink, grant_hint};
 use crate::notify;
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
+use crate::redis_role;
 use crate::sentinel::{self, Answer, Verdict, View};
 
 /// Options of `vipctl watch` that override the config.
@@ -43,8 +44,12 @@ pub struct Options {
 
 /// What reaches the main loop.
 enum Signal {
-    /// A sentinel event that may concern `master` (`None`: any master).
-    Event { sentinel: SentinelAddr, kind: String, master: Option<String> },
+    /// A sentinel event that may concern `master` (`None`: any master), about `instance` if named.
+    Event { sentinel: SentinelAddr, kind: String, master: Option<String>, instance: Option<(String, u16)> },
+    /// Early claim: the local replica the leader selected now reports role:master.
+    Promoted { master: String, replica: String, polls: u32 },
+    /// Early claim: the replica did not become master within the window.
+    EarlyGaveUp { master: String },
     /// An event connection came up: re-check everything.
     Connected(SentinelAddr),
     /// An event connection went down.
@@ -67,7 +72,22 @@ struct MasterState {
     transitions: u64,
     conflicts: u64,
     last_error: Option<String>,
+    /// Whether the last verdict named this host.
+    master_here: Option<bool>,
+    /// The local Redis this host holds the VIPs for (the master named, or the early-claimed replica).
+    serving: Option<(String, u16)>,
+    /// A task polls the local replica for early claim.
+    early_watching: bool,
+    /// After an early claim: hold on until the sentinels confirm, a newer epoch, an abort, or this.
+    early_until: Option<Instant>,
+    /// The newest epoch the sentinels reported when the early claim was made.
+    early_epoch: u64,
 }
+
+/// How long early claim polls the selected replica for role:master.
+const EARLY_WINDOW: Duration = Duration::from_secs(15);
+/// How long an early claim holds against sentinels that still name the old master.
+const EARLY_GRACE: Duration = Duration::from_secs(10);
 
 struct Daemon {
     config: Config,
@@ -79,6 +99,7 @@ struct Daemon {
     held: Arc<Mutex<Vec<Held>>>,
     access: sentinel::Access,
     metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Signal>,
     lock_dir: PathBuf,
     started: SystemTime,
 }
@@ -156,6 +177,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         lock_dir: config.lock_dir.clone().unwrap_or_else(lock::default_dir),
         access: crate::commands::access(&config),
         metrics,
+        tx: tx.clone(),
         config,
         nl,
         allowed_uids,
@@ -220,6 +242,20 @@ fn unsafe_getuid() -> u32 {
 const FAST_PROBE: Duration = Duration::from_millis(100);
 
 impl Daemon {
+    /// Starts polling the replica the leader selected, when it is this host's.
+    async fn maybe_watch_replica(&mut self, master: &str, ip: &str, port: u16) {
+        if self.states.get(master).is_some_and(|s| s.early_watching) {
+            return;
+        }
+        let Ok(host) = self.nl.snapshot().await else { return };
+        if !is_this_host(ip, &host, &self.managed).unwrap_or(false) {
+            return;
+        }
+        self.states.entry(master.to_string()).or_default().early_watching = true;
+        tracing::info!("early claim for `{master}`: the leader selected this host's replica {ip}:{port}; watching it");
+        tokio::spawn(watch_replica(master.to_string(), ip.to_string(), port, self.tx.clone()));
+    }
+
     /// True while some master's last round reached only a minority of its sentinels.
     fn in_minority(&self) -> bool {
         self.states.values().any(|s| s.view.as_ref().is_some_and(|v| v.reachable() * 2 <= v.answers.len()))
@@ -227,13 +263,27 @@ impl Daemon {
 
     async fn handle(&mut self, sig: Signal, names: &[String], dry_run: bool) {
         match sig {
-            Signal::Event { sentinel, kind, master } => {
-                tracing::debug!("event {kind} from sentinel {sentinel} about {master:?}");
+            Signal::Event { sentinel, kind, master, instance } => {
+                tracing::debug!("event {kind} from sentinel {sentinel} about {master:?} {instance:?}");
                 let targets: Vec<String> = match master {
                     Some(m) if self.states.contains_key(&m) => vec![m],
                     Some(_) => vec![],
                     None => names.to_vec(),
                 };
+                for m in &targets {
+                    if kind.starts_with("-failover-abort") {
+                        // The failover is off: an early claim must not hold out any longer.
+                        self.states.entry(m.clone()).or_default().early_until = None;
+                    }
+                    let selected = matches!(kind.as_str(), "+selected-slave" | "+failover-state-wait-promotion");
+                    if selected
+                        && self.config.watch.early_claim
+                        && !dry_run
+                        && let Some((ip, port)) = &instance
+                    {
+                        self.maybe_watch_replica(m, ip, *port).await;
+                    }
+                }
                 for m in targets {
                     let _ = self.reconcile(&m, dry_run, &format!("event {kind} from {sentinel}")).await;
                 }
@@ -245,6 +295,26 @@ impl Daemon {
                 }
             }
             Signal::Lost(s, why) => tracing::warn!("lost the event connection to sentinel {s}: {why}; reconnecting"),
+            Signal::Promoted { master, replica, polls } => {
+                let epoch = self.states.get(&master).and_then(|s| s.view.as_ref()).map_or(0, |v| match v.verdict() {
+                    Verdict::Master { epoch, .. } | Verdict::Conflict(epoch) => epoch,
+                    Verdict::NoAnswer => 0,
+                });
+                let st = self.states.entry(master.clone()).or_default();
+                st.early_watching = false;
+                st.early_until = Some(Instant::now() + EARLY_GRACE);
+                st.serving = replica.rsplit_once(':').and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)));
+                st.early_epoch = epoch;
+                let why = format!(
+                    "early claim: local replica {replica}, selected by the leader, reports role:master (after {polls} polls); \
+                     sentinel confirmation pending"
+                );
+                let _ = self.apply(&master, Want::Hold, &why, false).await;
+            }
+            Signal::EarlyGaveUp { master } => {
+                self.states.entry(master.clone()).or_default().early_watching = false;
+                tracing::info!("early claim for `{master}`: the selected replica did not report role:master in time");
+            }
             Signal::Control(req, uid, reply) => {
                 let answer = self.control(req, uid, dry_run).await;
                 let _ = reply.send(answer);
@@ -267,6 +337,29 @@ impl Daemon {
                 }
                 let st = self.states.entry(name.clone()).or_default();
                 if !st.holding {
+                    return;
+                }
+                // Defend only a VIP whose Redis here still acts as master. If it is dead, frozen or
+                // demoted, the claimant is most likely the promoted replica (early claim, or Sentinel
+                // ahead of this host's view): yield to it instead of fighting over the clients.
+                let role = match st.serving.clone() {
+                    Some((h, p)) => Some(redis_role::ask(&h, p, Duration::from_millis(200)).await),
+                    None => None,
+                };
+                let st = self.states.entry(name.clone()).or_default();
+                if let Some(role) = role.filter(|r| !r.may_serve()) {
+                    let line = format!(
+                        "watch master={name} conflict: {} claimed by {} on {} while the Redis here is not serving as master ({role:?}); yielding",
+                        c.vip,
+                        defend::mac_string(&c.mac),
+                        c.ifname
+                    );
+                    logging::decision(&line, self.log_file.as_deref(), false);
+                    if !dry_run {
+                        let _ = self
+                            .apply(&name, Want::Release, "yielding to the promoted replica during a failover", false)
+                            .await;
+                    }
                     return;
                 }
                 st.conflicts += 1;
@@ -358,6 +451,10 @@ impl Daemon {
             }
         };
         let holding = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
+        let verdict_addr = match view.verdict() {
+            Verdict::Master { addr, .. } => Some((addr.host.clone(), addr.port)),
+            _ => None,
+        };
         let master_here = match view.verdict() {
             Verdict::Master { addr, .. } => match is_this_host(&addr.host, &host, &self.managed) {
                 Ok(b) => Some(b),
@@ -380,6 +477,22 @@ impl Daemon {
             decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), self.config.watch.minority_timeout);
         st.view = Some(view.clone());
         st.holding = holding;
+        st.master_here = master_here;
+        if master_here == Some(true) {
+            st.serving = verdict_addr.clone();
+        } else if st.early_until.is_none() {
+            st.serving = None;
+        }
+        // After an early claim, sentinels still name the old master until their next INFO poll:
+        // hold on until they confirm, publish a newer epoch, abort, or the grace ends.
+        if let Some(until) = st.early_until {
+            let newer = matches!(view.verdict(), Verdict::Master { epoch, .. } if epoch > st.early_epoch);
+            if master_here == Some(true) || newer || Instant::now() >= until {
+                st.early_until = None;
+            } else if want == Some(Want::Release) {
+                return Ok(());
+            }
+        }
         // Log a change of belief, not every round of the same one (its counters tick).
         let gist = |r: &str| r.chars().filter(|c| !c.is_ascii_digit()).collect::<String>();
         if gist(&reason) != gist(&st.last_reason) {
@@ -396,6 +509,26 @@ impl Daemon {
             }
         };
         let changes = actions.iter().any(Action::changes_addresses);
+        // Before binding, ask the Redis itself: Sentinel may still name a master that is dead,
+        // frozen or demoted (it notices at its next poll), and a VIP on it serves nobody.
+        if want == Want::Hold
+            && changes
+            && let Some((h, p)) = &verdict_addr
+            && master_here == Some(true)
+        {
+            let role = redis_role::ask(h, *p, Duration::from_millis(300)).await;
+            if !role.may_serve() {
+                let st = self.states.entry(name.to_string()).or_default();
+                let r = format!(
+                    "the sentinels name this host, but its Redis at {h}:{p} does not serve as master ({role:?}); not claiming"
+                );
+                if st.last_reason != r {
+                    tracing::warn!("master `{name}`: {r}");
+                    st.last_reason = r;
+                }
+                return Ok(());
+            }
+        }
         let refresh = self.config.watch.announce_refresh;
         let refresh_due =
             want == Want::Hold && !refresh.is_zero() && st.last_announce.is_none_or(|t| t.elapsed() >= refresh);
@@ -569,6 +702,39 @@ impl Daemon {
     }
 }
 
+/// Polls the replica at `addr` with ROLE until it reports master (then reports Promoted) or the
+/// window closes. The poll is a local round trip of well under a millisecond, so the VIP follows
+/// the promotion itself rather than Sentinel's next INFO poll (up to ~1 s later).
+async fn watch_replica(master: String, host: String, port: u16, tx: mpsc::Sender<Signal>) {
+    let start = Instant::now();
+    let mut polls = 0u32;
+    let replica = format!("{host}:{port}");
+    while start.elapsed() < EARLY_WINDOW {
+        let client = match redis::Client::open((host.as_str(), port)) {
+            Ok(c) => c,
+            Err(_) => break,
+        };
+        let con = tokio::time::timeout(Duration::from_millis(500), client.get_multiplexed_async_connection()).await;
+        let Ok(Ok(mut con)) = con else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        while start.elapsed() < EARLY_WINDOW {
+            polls += 1;
+            let reply: redis::RedisResult<redis::Value> = redis::cmd("ROLE").query_async(&mut con).await;
+            match redis_role::from_reply(&reply) {
+                redis_role::Role::Master => {
+                    let _ = tx.send(Signal::Promoted { master, replica, polls }).await;
+                    return;
+                }
+                redis_role::Role::Down(_) => break,
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+    let _ = tx.send(Signal::EarlyGaveUp { master }).await;
+}
+
 /// Binds the control socket, refusing to steal it from a running daemon.
 fn bind_socket(path: &Path) -> Outcome<UnixListener> {
     if let Some(dir) = path.parent()
@@ -657,7 +823,12 @@ async fn follow(s: SentinelAddr, access: sentinel::Access, tx: mpsc::Sender<Sign
                     let channel = msg.get_channel_name().to_string();
                     let payload: String = msg.get_payload().unwrap_or_default();
                     if let Some(ev) = events::parse(&channel, &payload) {
-                        let sig = Signal::Event { sentinel: s.clone(), kind: ev.kind, master: ev.master };
+                        let sig = Signal::Event {
+                            sentinel: s.clone(),
+                            kind: ev.kind,
+                            master: ev.master,
+                            instance: ev.instance,
+                        };
                         if tx.send(sig).await.is_err() {
                             return;
                         }

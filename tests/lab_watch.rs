@@ -350,7 +350,7 @@ fn notify_commands_and_metrics() {
             ),
         );
         let path = lab.dir.join(format!("{h}.toml"));
-        std::fs::write(&path, format!("{base}\n[watch]\nmetrics_listen = \"127.0.0.1:9477\"\n")).unwrap();
+        std::fs::write(&path, base.replace("[watch]\n", "[watch]\nmetrics_listen = \"127.0.0.1:9477\"\n")).unwrap();
         daemons.push(lab.watch(h, &path));
     }
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
@@ -396,4 +396,35 @@ fn notify_commands_and_metrics() {
     let old = http_get(&lab, "h1", "/metrics");
     assert!(old.contains("vipctl_vip_bound{master=\"mymaster\",vip=\"198.51.100.100/24\"} 0"), "{old}");
     assert!(http_get(&lab, new_master, "/healthz").starts_with("HTTP/1.1 200"), "healthz");
+}
+
+#[test]
+fn early_claim_follows_the_promotion_itself() {
+    let Some(lab) = Lab::up("watch-early", LabOptions::default()) else { return };
+    let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
+    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let mut w = lab.writer(VIP4, Duration::from_secs(30));
+    lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
+
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
+        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+    });
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let claim = lab.wait("the new master's claim", Duration::from_secs(5), || {
+        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
+    });
+    assert!(claim.contains("early claim"), "the claim did not come from the early path:\n{claim}");
+    lab.wait("the client's ARP entry on the new master", Duration::from_secs(3), || {
+        (lab.neigh(VIP4) == mac_of(new_master)).then_some(())
+    });
+    // The sentinels confirm, and nothing flaps afterwards.
+    let seen = lab.holders_during(VIP4, Duration::from_secs(3));
+    assert_eq!(seen, [vec![new_master.to_string()]], "the VIP flapped after the early claim");
+    let back = lab.wait("a write after the move", Duration::from_secs(10), || {
+        w.lines().into_iter().rev().find(|l| l.ok).map(|l| l.at_ms)
+    });
+    assert!(back > 0);
+    w.stop();
 }

@@ -361,11 +361,19 @@ impl Drop for Daemon {
 }
 
 impl Lab {
-    /// Writes a config for this lab: the lab's own plus `extra` TOML (e.g. a `[watch]` table).
+    /// Writes a config for this lab: the lab's own with `extra` TOML merged over it (tables merge,
+    /// keys in `extra` win). Text that is not valid TOML on its own is appended as it is.
     pub fn config_with(&self, name: &str, extra: &str) -> PathBuf {
         let base = std::fs::read_to_string(self.config()).expect("lab config");
         let path = self.dir.join(name);
-        std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
+        let text = match (base.parse::<toml::Table>(), extra.parse::<toml::Table>()) {
+            (Ok(mut b), Ok(e)) => {
+                merge(&mut b, e);
+                toml::to_string(&b).unwrap()
+            }
+            _ => format!("{base}\n{extra}\n"),
+        };
+        std::fs::write(&path, text).unwrap();
         path
     }
 
@@ -499,5 +507,16 @@ impl TestCerts {
 impl Drop for TestCerts {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
