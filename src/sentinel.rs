@@ -174,27 +174,124 @@ impl Access {
 async fn ask_one(s: &SentinelAddr, access: &Access, master: &str) -> anyhow::Result<Answer> {
     let client = access.client(s)?;
     let mut con = client.get_multiplexed_async_connection().await.with_context(|| format!("sentinel {s}"))?;
-    // Both questions in one pipeline: a sentinel is single-threaded, so the address and the epoch
-    // describe the same moment.
-    let (addr, details): (Value, Value) = redis::pipe()
-        .cmd("SENTINEL")
-        .arg("get-master-addr-by-name")
-        .arg(master)
-        .cmd("SENTINEL")
-        .arg("master")
-        .arg(master)
-        .ignore_errors()
-        .query_async(&mut con)
-        .await
-        .with_context(|| format!("sentinel {s}"))?;
-    if let Value::ServerError(e) = &details {
-        // Without the epoch, "newest answer wins" cannot see this sentinel's epoch: say so.
-        tracing::warn!(
-            "sentinel {s} refused SENTINEL MASTER {master} ({}); its answer counts as epoch 0: allow the ACL user `+sentinel`",
-            e.details().unwrap_or(e.code())
-        );
+    let mut answers = query(&mut con, s, &[master]).await?;
+    Ok(answers.pop().unwrap_or(Answer::Unknown))
+}
+
+/// Asks one sentinel about several masters in one pipeline (one round trip). The address and the
+/// epoch of each master are asked back to back: a sentinel is single-threaded, so both describe the
+/// same moment.
+async fn query(
+    con: &mut redis::aio::MultiplexedConnection,
+    s: &SentinelAddr,
+    masters: &[&str],
+) -> anyhow::Result<Vec<Answer>> {
+    let mut pipe = redis::pipe();
+    for m in masters {
+        pipe.cmd("SENTINEL").arg("get-master-addr-by-name").arg(*m).cmd("SENTINEL").arg("master").arg(*m);
     }
-    parse_answer(&addr, &details).with_context(|| format!("sentinel {s}"))
+    let replies: Vec<Value> = pipe.ignore_errors().query_async(con).await.with_context(|| format!("sentinel {s}"))?;
+    let mut out = Vec::with_capacity(masters.len());
+    for (m, pair) in masters.iter().zip(replies.chunks(2)) {
+        let (addr, details) = (&pair[0], pair.get(1).unwrap_or(&Value::Nil));
+        if let Value::ServerError(e) = details
+            && !matches!(addr, Value::Nil)
+        {
+            // Without the epoch, "newest answer wins" cannot see this sentinel's epoch: say so.
+            tracing::warn!(
+                "sentinel {s} refused SENTINEL MASTER {m} ({}); its answer counts as epoch 0: allow the ACL user `+sentinel`",
+                e.details().unwrap_or(e.code())
+            );
+        }
+        out.push(parse_answer(addr, details).with_context(|| format!("sentinel {s}"))?);
+    }
+    Ok(out)
+}
+
+/// Long-lived connections to the sentinels, one each, for the daemon: a round for every master
+/// costs one pipeline per sentinel instead of a connection (and a TLS handshake) per master.
+pub struct Pool {
+    access: Access,
+    cons: std::collections::HashMap<SentinelAddr, redis::aio::MultiplexedConnection>,
+}
+
+impl Pool {
+    /// An empty pool; connections are made on first use and remade after any error.
+    pub fn new(access: Access) -> Pool {
+        Pool { access, cons: std::collections::HashMap::new() }
+    }
+
+    /// Asks every sentinel about the masters that list it, all sentinels at once, each bounded by
+    /// `timeout`; returns each master's view, answers in the master's sentinel order.
+    pub async fn ask(
+        &mut self,
+        masters: &[(&str, &[SentinelAddr])],
+        timeout: Duration,
+    ) -> std::collections::BTreeMap<String, View> {
+        let mut per_sentinel: std::collections::BTreeMap<&SentinelAddr, Vec<&str>> = std::collections::BTreeMap::new();
+        for (name, sentinels) in masters {
+            for s in sentinels.iter() {
+                per_sentinel.entry(s).or_default().push(name);
+            }
+        }
+        let futs = per_sentinel.into_iter().map(|(s, names)| {
+            let cached = self.cons.get(s).cloned();
+            let access = &self.access;
+            async move {
+                let work = async {
+                    let mut con = match cached {
+                        Some(c) => c,
+                        None => access
+                            .client(s)?
+                            .get_multiplexed_async_connection()
+                            .await
+                            .with_context(|| format!("sentinel {s}"))?,
+                    };
+                    let answers = query(&mut con, s, &names).await?;
+                    Ok::<_, anyhow::Error>((con, answers))
+                };
+                let result = match tokio::time::timeout(timeout, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err(anyhow!("no answer within {} ms", timeout.as_millis())),
+                };
+                (s.clone(), names, result)
+            }
+        });
+        let results = futures::future::join_all(futs).await;
+        let mut by_pair: std::collections::HashMap<(String, SentinelAddr), Answer> = std::collections::HashMap::new();
+        for (s, names, result) in results {
+            match result {
+                Ok((con, answers)) => {
+                    self.cons.insert(s.clone(), con);
+                    for (n, a) in names.into_iter().zip(answers) {
+                        by_pair.insert((n.to_string(), s.clone()), a);
+                    }
+                }
+                Err(e) => {
+                    // A broken or hung connection is dropped; the next round connects afresh.
+                    self.cons.remove(&s);
+                    for n in names {
+                        by_pair.insert((n.to_string(), s.clone()), Answer::Unreachable(format!("{e:#}")));
+                    }
+                }
+            }
+        }
+        masters
+            .iter()
+            .map(|(name, sentinels)| {
+                let answers = sentinels
+                    .iter()
+                    .map(|s| {
+                        let a = by_pair
+                            .remove(&(name.to_string(), s.clone()))
+                            .unwrap_or(Answer::Unreachable("not asked".into()));
+                        (s.clone(), a)
+                    })
+                    .collect();
+                (name.to_string(), View { answers })
+            })
+            .collect()
+    }
 }
 
 /// Builds an [`Answer`] from the replies to `get-master-addr-by-name` and `SENTINEL master`.

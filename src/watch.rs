@@ -97,7 +97,7 @@ struct Daemon {
     allowed_uids: BTreeSet<u32>,
     log_file: Option<PathBuf>,
     held: Arc<Mutex<Vec<Held>>>,
-    access: sentinel::Access,
+    pool: sentinel::Pool,
     metrics: Arc<Metrics>,
     tx: mpsc::Sender<Signal>,
     lock_dir: PathBuf,
@@ -175,7 +175,7 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
         managed: managed(&config),
         states: config.masters.keys().map(|k| (k.clone(), MasterState::default())).collect(),
         lock_dir: config.lock_dir.clone().unwrap_or_else(lock::default_dir),
-        access: crate::commands::access(&config),
+        pool: sentinel::Pool::new(crate::commands::access(&config)),
         metrics,
         tx: tx.clone(),
         config,
@@ -209,8 +209,11 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
                 let period = if d.in_minority() { FAST_PROBE } else { d.config.watch.reconcile_interval };
                 next_round = tokio::time::Instant::now() + period;
                 d.metrics.tick();
+                // One pipeline per sentinel for every master, then each master decides on its view.
+                let mut views = d.ask(&names).await;
                 for name in &names {
-                    let _ = d.reconcile(name, ctx.dry_run, "timer").await;
+                    let view = views.remove(name);
+                    let _ = d.reconcile_with(name, view, ctx.dry_run, "timer").await;
                 }
             }
             Some(sig) = rx.recv() => d.handle(sig, &names, ctx.dry_run).await,
@@ -435,14 +438,31 @@ impl Daemon {
 
     /// One round for one master: ask, decide, act. Failures are logged and kept for `status`; the
     /// result matters only to a hook waiting for it.
-    async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
-        let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
+    /// Asks the sentinels about `names` in one round.
+    async fn ask(&mut self, names: &[String]) -> BTreeMap<String, View> {
         let timeout = if self.in_minority() {
             self.config.sentinel_timeout.min(FAST_PROBE)
         } else {
             self.config.sentinel_timeout
         };
-        let view = sentinel::ask_all(&master.sentinels, &self.access, name, timeout).await;
+        let masters: Vec<(&str, &[SentinelAddr])> = names
+            .iter()
+            .filter_map(|n| self.config.masters.get(n).map(|m| (n.as_str(), m.sentinels.as_slice())))
+            .collect();
+        self.pool.ask(&masters, timeout).await
+    }
+
+    async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
+        self.reconcile_with(name, None, dry_run, trigger).await
+    }
+
+    /// One round for one master, on `view` when the caller already asked.
+    async fn reconcile_with(&mut self, name: &str, view: Option<View>, dry_run: bool, trigger: &str) -> Outcome<()> {
+        let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
+        let view = match view {
+            Some(v) => v,
+            None => self.ask(&[name.to_string()]).await.remove(name).unwrap_or(View { answers: vec![] }),
+        };
         let host = match self.nl.snapshot().await {
             Ok(h) => h,
             Err(f) => {
