@@ -4,6 +4,9 @@
 # and a client writing INCR through the VIP every 10 ms. Kills the master's redis and prints a
 # timeline: fault, Sentinel's view, promotion, the VIP's move, the client's first write after.
 #
+# vipctl runs both ways, as a careful operator would set it up: as every sentinel's hook, and as a
+# `vipctl watch` daemon on every host with early claim on.
+#
 # Run as root on a fresh Debian/Ubuntu machine; it installs what it needs. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,16 +31,28 @@ echo "Building the lab: switch, h1 h2 h3 (redis + sentinel), client ..."
 LAB_HOOK=$vipctl LAB_OWNER_PID=$$ scripts/lab.sh up "$lab" >/dev/null
 ns() { scripts/lab.sh ns "$lab" "$1"; }
 ms() { date +%s%3N; }
-vipctl_on() { ip netns exec "$(ns "$1")" env VIPCTL_LOG_FILE="$lab/$1/vipctl.log" "$vipctl" --config "$lab/vipctl.toml" "${@:2}"; }
+vipctl_on() { ip netns exec "$(ns "$1")" env VIPCTL_LOG_FILE="$lab/$1/vipctl.log" VIPCTL_SOCKET="$lab/$1/vipctl.sock" "$vipctl" --config "$lab/vipctl.toml" "${@:2}"; }
 
 echo "Config shared by all three hosts ($lab/vipctl.toml):"
 sed 's/^/    /' "$lab/vipctl.toml"
 echo
-echo "Initial claim on h1: vipctl claim"
-vipctl_on h1 claim 2>/dev/null | sed 's/^/    /'
+# The daemons' config: the lab's (the packaged example) with early claim switched on.
+sed 's/^\[watch\]$/[watch]\nearly_claim = true/' "$lab/vipctl.toml" >"$lab/watch.toml"
+echo "Starting vipctl watch (early_claim = true) on h1 h2 h3; no first claim by hand is needed"
+for h in h1 h2 h3; do
+    VIPCTL_SOCKET=$lab/$h/vipctl.sock VIPCTL_LOG_FILE=$lab/$h/watch.log \
+        ip netns exec "$(ns "$h")" "$vipctl" --config "$lab/watch.toml" watch >"$lab/$h/watch.out" 2>&1 &
+    echo $! >>"$lab/extra.pids"
+done
+for ((i = 0; i < 100; i++)); do
+    [[ $(scripts/lab.sh vips "$lab" | awk '$1 == "h1" {print $2}') != - ]] && break
+    sleep 0.1
+done
+vipctl_on h1 status 2>/dev/null | sed 's/^/    /'
 
 ip netns exec "$(ns cl)" "$writer" 198.51.100.100 6379 --interval-ms 10 --duration-ms 12000 >"$lab/writer.log" 2>/dev/null &
-echo $! >>"$lab/extra.pids"
+writer_pid=$!
+echo "$writer_pid" >>"$lab/extra.pids"
 sleep 1.5
 before_mac=$(scripts/lab.sh neigh "$lab" 198.51.100.100)
 
@@ -57,7 +72,7 @@ for ((i = 0; i < 300; i++)); do
 done
 [[ -n $new ]] || { echo "demo.sh: the VIP did not move within 15 s" >&2; exit 1; }
 sleep 2.5 # let the writer record its recovery and the hooks log their decisions
-kill "$(tail -n 1 "$lab/extra.pids")" 2>/dev/null || true
+kill "$writer_pid" 2>/dev/null || true
 
 # Timeline: every source has millisecond timestamps; print them relative to the fault.
 # A source with no matching line is normal (a host had no such event), so no errexit here.
@@ -81,6 +96,16 @@ to_ms() { date -u -d "$1" +%s%3N; }
             dec=$(grep -o 'decision=[a-z]*' <<<"$rest" | cut -d= -f2)
             start=$((end - ${el%.*}))
             echo "$((start - fault)) vipctl hook on $h ($role): $dec, $(grep -o 'actions="[^"]*"' <<<"$rest"), ${el} ms wall"
+        done
+        # The daemon's decisions: "<end> vipctl[pid]: watch master=… decision=claim reason="…" … elapsed_ms=E".
+        grep -h ' decision=' "$lab/$h/watch.log" 2>/dev/null | while read -r stamp _ rest; do
+            end=$(to_ms "$stamp")
+            el=$(grep -o 'elapsed_ms=[0-9.]*' <<<"$rest" | cut -d= -f2)
+            start=$((end - ${el%.*}))
+            ((start >= fault)) || continue
+            dec=$(grep -o 'decision=[a-z]*' <<<"$rest" | cut -d= -f2)
+            why=$(grep -o 'reason="[^;"]*' <<<"$rest" | cut -d'"' -f2)
+            echo "$((start - fault)) vipctl watch on $h: $dec ($why)"
         done
     done
     # Writes already in flight at the fault may still succeed; the outage starts at the first failure.
