@@ -37,6 +37,16 @@ impl Report {
     }
 }
 
+/// Whether `converge` waits for every announcement round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounds {
+    /// Wait for all rounds (a hook must finish its work before it exits).
+    Wait,
+    /// Send the first round, leave the rest to a background task (a daemon must not stall its
+    /// loop for the announce spacing while other masters or events wait).
+    Background,
+}
+
 /// Plans and, unless `dry_run`, applies `want` for `master` on this host.
 pub async fn converge(
     nl: &Netlink,
@@ -45,6 +55,7 @@ pub async fn converge(
     host: &HostState,
     managed: &[std::net::IpAddr],
     dry_run: bool,
+    rounds: Rounds,
 ) -> Outcome<Report> {
     let start = Instant::now();
     let actions = decide::plan(master, want, host, managed).map_err(Failure::permanent)?;
@@ -149,10 +160,28 @@ pub async fn converge(
             .vips
             .push(vip.addr);
     }
-    if let Some(socket) = &socket {
-        let schedule = Schedule { rounds: master.announce.rounds, interval: master.announce.interval };
+    if let Some(socket) = socket {
+        let socket = std::sync::Arc::new(socket);
+        let total = master.announce.rounds;
+        let interval = master.announce.interval;
+        let now = if rounds == Rounds::Background { total.min(1) } else { total };
+        let schedule = Schedule { rounds: now, interval };
         let reports =
-            futures::future::join_all(targets.values().map(|t| announce::announce(socket, t, schedule))).await;
+            futures::future::join_all(targets.values().map(|t| announce::announce(&socket, t, schedule))).await;
+        if total > now {
+            let later: Vec<Target> = targets.values().cloned().collect();
+            let rest = Schedule { rounds: total - now, interval };
+            let master_name = master.name.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(interval).await;
+                for t in &later {
+                    let r = announce::announce(&socket, t, rest).await;
+                    for e in r.errors {
+                        tracing::warn!("master `{master_name}`: later announcement round: {e}");
+                    }
+                }
+            });
+        }
         for r in reports {
             report.frames_sent += r.frames_sent;
             if let Some(t) = r.first_frame_at {

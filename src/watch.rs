@@ -586,7 +586,9 @@ impl Daemon {
         };
         // A hook may have changed things while we waited: plan on fresh state.
         let result = match self.nl.snapshot().await {
-            Ok(host) => apply::converge(&self.nl, &master, want, &host, &self.managed, false).await,
+            Ok(host) => {
+                apply::converge(&self.nl, &master, want, &host, &self.managed, false, apply::Rounds::Background).await
+            }
             Err(f) => Err(f),
         };
         let elapsed = start.elapsed().as_secs_f64() * 1000.0;

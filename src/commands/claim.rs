@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx, name: Option<&str>, want: Want, force: bool) -> Outc
         }
     }
 
-    let result = apply::converge(&nl, master, want, &host, &managed, ctx.dry_run).await;
+    let result = apply::converge(&nl, master, want, &host, &managed, ctx.dry_run, apply::Rounds::Wait).await;
     let elapsed = start.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(report) => {

@@ -183,7 +183,7 @@ async fn run_inner(ctx: &Ctx, raw: &[String], log_file: &mut Option<std::path::P
     let nl = Netlink::open()?;
     let host = nl.snapshot().await?;
     let want = if is_this_host(&target, &host, &managed)? { Want::Hold } else { Want::Release };
-    let report = apply::converge(&nl, master, want, &host, &managed, ctx.dry_run).await?;
+    let report = apply::converge(&nl, master, want, &host, &managed, ctx.dry_run, apply::Rounds::Wait).await?;
     let mode = if ctx.dry_run { "dry-run " } else { "" };
     if ctx.dry_run {
         println!("would {want} for master `{}`: {}", master.name, report.summary());
