@@ -129,16 +129,17 @@ pub struct Announce {
     pub interval: Duration,
 }
 
-/// A sentinel's address as written (`host:port`, `[v6]:port`).
+/// A host (IP address, unbracketed, or name) and a port: a sentinel's address as written in the
+/// config, a master's as Sentinel reports it, an endpoint in the hook's arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SentinelAddr {
+pub struct HostPort {
     /// Host name or address, without brackets.
     pub host: String,
     /// TCP port.
     pub port: u16,
 }
 
-impl fmt::Display for SentinelAddr {
+impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
@@ -148,7 +149,7 @@ impl fmt::Display for SentinelAddr {
     }
 }
 
-impl SentinelAddr {
+impl HostPort {
     /// Parses `host:port` or `[v6]:port`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
@@ -171,7 +172,7 @@ impl SentinelAddr {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("`{s}`: port `{port}` is not 1–65535"))?;
-        Ok(SentinelAddr { host, port })
+        Ok(HostPort { host, port })
     }
 
     /// The address, when the host is written as an IP address.
@@ -179,6 +180,9 @@ impl SentinelAddr {
         self.host.parse().ok()
     }
 }
+
+/// A sentinel's address (`host:port`, `[v6]:port`).
+pub type SentinelAddr = HostPort;
 
 /// Sentinel credentials. Never printed.
 #[derive(Clone)]

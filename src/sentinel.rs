@@ -6,7 +6,6 @@
 //! master and undo the failover; the highest epoch is the newest decision Sentinel has made, and it
 //! is exactly how sentinels reconcile among themselves.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -15,23 +14,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use crate::config::{SentinelAddr, SentinelAuth, SentinelTls};
 
 /// A master's address as Sentinel reports it (the host may be a name with `announce-hostnames`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MasterAddr {
-    /// IP address or host name, unbracketed.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl fmt::Display for MasterAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+pub type MasterAddr = crate::config::HostPort;
 
 /// What one sentinel said about one master.
 #[derive(Debug, Clone, PartialEq, Eq)]

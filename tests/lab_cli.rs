@@ -141,22 +141,7 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
     let setpriv = std::path::Path::new("/usr/bin/setpriv");
     if setpriv.exists() {
         let cfg = lab.config();
-        let out = lab.exec(
-            "h1",
-            setpriv,
-            &[
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                vipctl_bin().to_str().unwrap(),
-                "--config",
-                cfg.to_str().unwrap(),
-                "release",
-            ],
-            &[],
-        );
+        let out = lab.vipctl_unprivileged("h1", &["--config", cfg.to_str().unwrap(), "release"], &[]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(stderr(&out).contains("CAP_NET_ADMIN"), "{}", text(&out));
         assert_eq!(lab.holders(VIP4), ["h1"]);

@@ -124,16 +124,9 @@ fn doctor_finds_each_broken_thing() {
 
     // Without privileges and without a daemon to act for it.
     let cfg = lab.config();
-    let out = lab.exec(
+    let out = lab.vipctl_unprivileged(
         "h1",
-        Path::new("/usr/bin/setpriv"),
         &[
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            vipctl_bin().to_str().unwrap(),
             "--config",
             cfg.to_str().unwrap(),
             "doctor",

@@ -50,9 +50,7 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     // kill -9 of the master's redis, with no hooks configured: the daemons alone move the VIP.
     let fault = unix_ms();
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let moved = unix_ms();
     lab.wait("the client's ARP entry to follow", Duration::from_secs(3), || {
@@ -191,9 +189,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     // The sandboxed hooks ran, reached their daemons, and exited with the daemons' verdict.
     lab.wait("the sandboxed hooks to log their delegation", Duration::from_secs(10), || {
@@ -272,9 +268,7 @@ fn sentinels_over_tls() {
     let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
         lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
@@ -308,9 +302,7 @@ fn sentinels_with_a_password() {
     let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
         lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
@@ -368,9 +360,7 @@ fn notify_commands_and_metrics() {
     });
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let env = lab.wait("h1's on_release", Duration::from_secs(5), || {
         std::fs::read_to_string(lab.dir.join("h1-release.env")).ok()
@@ -408,9 +398,7 @@ fn early_claim_follows_the_promotion_itself() {
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait("a promotion", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
-    });
+    let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let claim = lab.wait("the new master's claim", Duration::from_secs(5), || {
         lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)

@@ -1,7 +1,6 @@
 //! `vipctl <master-name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>`: what Sentinel runs
 //! as its client-reconfig-script. Decides from who the master is *now*, not from `<role>`/`<state>`.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -21,24 +20,8 @@ use crate::sentinel::Verdict;
 /// The usage line Sentinel's argument list follows.
 pub const USAGE: &str = "<master-name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>";
 
-/// A host and port from the hook's arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// IP (IPv6 unbracketed or bracketed) or host name.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+/// A host and port from the hook's arguments (IPv6 unbracketed or bracketed, or a host name).
+pub type Endpoint = crate::config::HostPort;
 
 /// Sentinel's seven arguments, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -520,3 +520,28 @@ fn merge(base: &mut toml::Table, extra: toml::Table) {
         }
     }
 }
+
+impl Lab {
+    /// Runs vipctl on `host` as user nobody with no capabilities at all (as under a sandboxed
+    /// sentinel), with `env`.
+    pub fn vipctl_unprivileged(&self, host: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let bin = vipctl_bin();
+        let mut full = vec![
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            bin.to_str().unwrap(),
+        ];
+        full.extend_from_slice(args);
+        self.exec(host, Path::new("/usr/bin/setpriv"), &full, env)
+    }
+
+    /// Waits (bounded) for Sentinel to promote a replica of h1; returns the new master's host.
+    pub fn wait_promotion(&self) -> &'static str {
+        self.wait("a promotion", Duration::from_secs(30), || {
+            self.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+        })
+    }
+}
