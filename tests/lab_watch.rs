@@ -416,3 +416,22 @@ fn early_claim_follows_the_promotion_itself() {
     assert!(back > 0);
     w.stop();
 }
+
+#[test]
+fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
+    let Some(lab) = Lab::up("watch-stop", LabOptions::default()) else { return };
+    let mut d = lab.watch("h1", &lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    // Default: the VIP belongs to the Redis master, not to the daemon; an upgrade must not cut it.
+    let status = d.stop().expect("the daemon stops on SIGTERM within 5 s");
+    assert!(status.success(), "{status:?}");
+    only_on(&lab, "h1").expect("SIGTERM must leave the VIPs in place");
+    assert!(lab.watch_log("h1").contains("watch stopped; VIPs left in place"), "{}", lab.watch_log("h1"));
+    // With release_on_exit the daemon lets go as it stops.
+    let cfg = lab.config_with("release.toml", "[watch]\nrelease_on_exit = true\n");
+    let mut d = lab.watch("h1", &cfg);
+    let status = d.stop().expect("the daemon stops on SIGTERM within 5 s");
+    assert!(status.success(), "{status:?}");
+    assert!(lab.holders(VIP4).is_empty() && lab.holders(VIP6).is_empty(), "{:?}", lab.vips());
+    assert!(!lab.socket("h1").exists(), "the control socket is removed on exit");
+}

@@ -347,6 +347,20 @@ impl Daemon {
         self.child.id()
     }
 
+    /// SIGTERM, as `systemctl stop` would; waits (bounded) for the daemon to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
