@@ -22,9 +22,11 @@ export RUSTC_BOOTSTRAP=1
 targets=(hook_args config sentinel_events frames)
 cargo fuzz build --sanitizer none -O
 for t in "${targets[@]}"; do
+    # fuzz/seeds (committed) start the corpus; fuzz/corpus (ignored by git) keeps what a run finds.
     mkdir -p "fuzz/corpus/$t"
+    cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
     echo "== fuzz $t for ${secs}s"
-    # The corpus folder is both seed and output; -max_total_time bounds the run.
+    # -max_total_time bounds the run.
     cargo fuzz run --sanitizer none -O "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=4096 -print_final_stats=1 2>&1 |
         grep -E 'Done|stat::number_of_executed_units|crash|panicked|ERROR' || true
     if compgen -G "fuzz/artifacts/$t/crash-*" >/dev/null; then
