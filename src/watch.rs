@@ -211,9 +211,11 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
                 d.metrics.tick();
                 // One pipeline per sentinel for every master, then each master decides on its view.
                 let mut views = d.ask(&names).await;
+                // One address dump per round too: with many masters it is the round's main cost.
+                let host = d.nl.snapshot().await.ok();
                 for name in &names {
                     let view = views.remove(name);
-                    let _ = d.reconcile_with(name, view, ctx.dry_run, "timer").await;
+                    let _ = d.reconcile_with(name, view, host.clone(), ctx.dry_run, "timer").await;
                 }
             }
             Some(sig) = rx.recv() => d.handle(sig, &names, ctx.dry_run).await,
@@ -453,22 +455,33 @@ impl Daemon {
     }
 
     async fn reconcile(&mut self, name: &str, dry_run: bool, trigger: &str) -> Outcome<()> {
-        self.reconcile_with(name, None, dry_run, trigger).await
+        self.reconcile_with(name, None, None, dry_run, trigger).await
     }
 
-    /// One round for one master, on `view` when the caller already asked.
-    async fn reconcile_with(&mut self, name: &str, view: Option<View>, dry_run: bool, trigger: &str) -> Outcome<()> {
+    /// One round for one master, on `view` and `host` when the caller already read them. (Any change
+    /// re-reads the host under the master's lock, so a shared snapshot only ever delays a decision.)
+    async fn reconcile_with(
+        &mut self,
+        name: &str,
+        view: Option<View>,
+        host: Option<crate::host::HostState>,
+        dry_run: bool,
+        trigger: &str,
+    ) -> Outcome<()> {
         let Some(master) = self.config.masters.get(name).cloned() else { return Ok(()) };
         let view = match view {
             Some(v) => v,
             None => self.ask(&[name.to_string()]).await.remove(name).unwrap_or(View { answers: vec![] }),
         };
-        let host = match self.nl.snapshot().await {
-            Ok(h) => h,
-            Err(f) => {
-                self.note_error(name, &f);
-                return Err(f);
-            }
+        let host = match host {
+            Some(h) => h,
+            None => match self.nl.snapshot().await {
+                Ok(h) => h,
+                Err(f) => {
+                    self.note_error(name, &f);
+                    return Err(f);
+                }
+            },
         };
         let holding = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
         let verdict_addr = match view.verdict() {
