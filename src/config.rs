@@ -48,6 +48,10 @@ pub struct Config {
 
 /// Where the daemon's control socket lives unless the config or `VIPCTL_SOCKET` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vipctl/vipctl.sock";
+/// The minority timeout when neither the config nor the sentinels say (Sentinel's own default
+/// `down-after-milliseconds` is 30 s; most deployments set 5–10 s).
+pub const DEFAULT_MINORITY_TIMEOUT: Duration = Duration::from_millis(5000);
+
 /// Env var overriding `[watch] socket` (one per host when hosts share a filesystem, as in the lab).
 pub const SOCKET_ENV: &str = "VIPCTL_SOCKET";
 
@@ -60,8 +64,9 @@ pub struct Watch {
     pub hook_users: Vec<String>,
     /// How often the daemon re-checks everything even without events.
     pub reconcile_interval: Duration,
-    /// How long a VIP holder may go without reaching a majority of sentinels before it lets go.
-    pub minority_timeout: Duration,
+    /// How long a VIP holder may go without reaching a majority of sentinels before it lets go;
+    /// `None`: the master's `down-after-milliseconds` as its sentinels report it.
+    pub minority_timeout: Option<Duration>,
     /// Periodic re-announcement while holding; zero disables it.
     pub announce_refresh: Duration,
     /// Release the VIPs when the daemon stops (default: keep them; the VIP belongs to the master).
@@ -80,7 +85,7 @@ impl Default for Watch {
             socket: PathBuf::from(DEFAULT_SOCKET),
             hook_users: Vec::new(),
             reconcile_interval: Duration::from_millis(500),
-            minority_timeout: Duration::from_millis(5000),
+            minority_timeout: None,
             announce_refresh: Duration::ZERO,
             release_on_exit: false,
             defend: true,
@@ -591,7 +596,10 @@ fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, Config
         None => Ok(default),
     };
     w.reconcile_interval = ms(&raw.reconcile_interval_ms, "reconcile_interval_ms", 50..=60_000, w.reconcile_interval)?;
-    w.minority_timeout = ms(&raw.minority_timeout_ms, "minority_timeout_ms", 0..=600_000, w.minority_timeout)?;
+    if raw.minority_timeout_ms.is_some() {
+        w.minority_timeout =
+            Some(ms(&raw.minority_timeout_ms, "minority_timeout_ms", 0..=600_000, DEFAULT_MINORITY_TIMEOUT)?);
+    }
     w.announce_refresh = ms(&raw.announce_refresh_ms, "announce_refresh_ms", 0..=3_600_000, w.announce_refresh)?;
     if std::env::var_os(SOCKET_ENV).is_none()
         && let Some(s) = raw.socket
@@ -683,7 +691,7 @@ interface = "eth0"
     fn watch_settings() {
         let c = parse("[watch]\nminority_timeout_ms = 3000\nhook_users = [\"redis\"]\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n")
             .unwrap();
-        assert_eq!(c.watch.minority_timeout, Duration::from_secs(3));
+        assert_eq!(c.watch.minority_timeout, Some(Duration::from_secs(3)));
         assert_eq!(c.watch.hook_users, ["redis"]);
         assert_eq!(c.watch.reconcile_interval, Duration::from_millis(500));
         let e = err("[watch]\nreconcile_interval_ms = 1\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n");

@@ -27,6 +27,8 @@ pub enum Answer {
         epoch: u64,
         /// The master's flags on that sentinel (`master`, `s_down`, `o_down`, …).
         flags: String,
+        /// The master's `down-after-milliseconds` on that sentinel, when it said.
+        down_after_ms: Option<u64>,
     },
     /// It does not monitor a master by that name.
     Unknown,
@@ -81,6 +83,19 @@ impl View {
             return Verdict::Conflict(top);
         }
         Verdict::Master { addr: newest[0].clone(), epoch: top, agreeing: newest.len() }
+    }
+
+    /// The longest `down-after-milliseconds` any sentinel reports for the master: how long the
+    /// majority side waits before it even considers the master down.
+    pub fn down_after(&self) -> Option<Duration> {
+        self.answers
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Answer::Master { down_after_ms, .. } => *down_after_ms,
+                _ => None,
+            })
+            .max()
+            .map(Duration::from_millis)
     }
 
     /// A short human summary, e.g. `198.51.100.12:6379 (epoch 1, 3/3 answered)`.
@@ -301,7 +316,8 @@ pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
     };
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-    Ok(Answer::Master { addr, epoch, flags: field("flags").unwrap_or_default() })
+    let down_after_ms = field("down-after-milliseconds").and_then(|v| v.parse().ok());
+    Ok(Answer::Master { addr, epoch, flags: field("flags").unwrap_or_default(), down_after_ms })
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -321,7 +337,12 @@ mod tests {
         SentinelAddr { host: format!("198.51.100.{n}"), port: 26379 }
     }
     fn m(host: &str, epoch: u64) -> Answer {
-        Answer::Master { addr: MasterAddr { host: host.into(), port: 6379 }, epoch, flags: "master".into() }
+        Answer::Master {
+            addr: MasterAddr { host: host.into(), port: 6379 },
+            epoch,
+            flags: "master".into(),
+            down_after_ms: None,
+        }
     }
 
     #[test]
@@ -367,12 +388,15 @@ mod tests {
         let addr =
             Value::Array(vec![Value::BulkString(b"198.51.100.12".to_vec()), Value::BulkString(b"6379".to_vec())]);
         let details = Value::Array(
-            ["name", "mymaster", "flags", "master", "config-epoch", "7"]
+            ["name", "mymaster", "flags", "master", "config-epoch", "7", "down-after-milliseconds", "30000"]
                 .iter()
                 .map(|x| Value::BulkString(x.as_bytes().to_vec()))
                 .collect(),
         );
-        assert_eq!(parse_answer(&addr, &details).unwrap(), m("198.51.100.12", 7));
+        let Answer::Master { epoch, down_after_ms, .. } = parse_answer(&addr, &details).unwrap() else {
+            panic!("a master")
+        };
+        assert_eq!((epoch, down_after_ms), (7, Some(30000)));
         assert_eq!(parse_answer(&Value::Nil, &Value::Nil).unwrap(), Answer::Unknown);
         assert!(parse_answer(&Value::Array(vec![Value::Int(1)]), &Value::Nil).is_err());
         let hostname =

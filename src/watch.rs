@@ -74,6 +74,10 @@ struct MasterState {
     last_error: Option<String>,
     /// Whether the last verdict named this host.
     master_here: Option<bool>,
+    /// The minority timeout in force: configured, or the master's down-after-milliseconds.
+    minority_timeout: Duration,
+    /// The master's down-after-milliseconds, as last reported.
+    known_down_after: Option<Duration>,
     /// The local Redis this host holds the VIPs for (the master named, or the early-claimed replica).
     serving: Option<(String, u16)>,
     /// A task polls the local replica for early claim.
@@ -190,7 +194,10 @@ pub async fn run(ctx: &Ctx, opts: Options) -> Outcome<()> {
             d.states.keys().cloned().collect::<Vec<_>>().join(","),
             d.config.watch.socket.display(),
             d.config.watch.reconcile_interval.as_millis(),
-            d.config.watch.minority_timeout.as_millis(),
+            d.config
+                .watch
+                .minority_timeout
+                .map_or("auto (down-after-milliseconds)".to_string(), |t| t.as_millis().to_string()),
             d.config.watch.release_on_exit
         ),
         d.log_file.as_deref(),
@@ -348,7 +355,7 @@ impl Daemon {
                 // demoted, the claimant is most likely the promoted replica (early claim, or Sentinel
                 // ahead of this host's view): yield to it instead of fighting over the clients.
                 let role = match st.serving.clone() {
-                    Some((h, p)) => Some(redis_role::ask(&h, p, Duration::from_millis(200)).await),
+                    Some((h, p)) => Some(redis_role::ask(&h, p, Duration::from_millis(100)).await),
                     None => None,
                 };
                 let st = self.states.entry(name.clone()).or_default();
@@ -506,8 +513,18 @@ impl Daemon {
             self.metrics.vip_bound.get_or_create(&Metrics::vip(name, &vip.to_string())).set(i64::from(bound));
         }
         let st = self.states.entry(name.to_string()).or_default();
-        let (want, reason) =
-            decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), self.config.watch.minority_timeout);
+        // Auto: let go no later than the majority side may call the master down, so a cut-off
+        // holder is gone before any replica is promoted (remembered across rounds that reach no one).
+        if let Some(d) = view.down_after() {
+            st.known_down_after = Some(d);
+        }
+        st.minority_timeout = self
+            .config
+            .watch
+            .minority_timeout
+            .or(st.known_down_after)
+            .unwrap_or(crate::config::DEFAULT_MINORITY_TIMEOUT);
+        let (want, reason) = decide::daemon_want(&obs, &mut st.minority_since, Instant::now(), st.minority_timeout);
         st.view = Some(view.clone());
         st.holding = holding;
         st.master_here = master_here;
@@ -706,7 +723,7 @@ impl Daemon {
                         v.answers
                             .iter()
                             .map(|(s, a)| match a {
-                                Answer::Master { addr, epoch, flags } => {
+                                Answer::Master { addr, epoch, flags, .. } => {
                                     json!({"sentinel": s.to_string(), "master": addr.to_string(), "config_epoch": epoch, "flags": flags})
                                 }
                                 Answer::Unknown => json!({"sentinel": s.to_string(), "unknown_master": true}),

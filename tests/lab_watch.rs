@@ -435,3 +435,25 @@ fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
     assert!(lab.holders(VIP4).is_empty() && lab.holders(VIP6).is_empty(), "{:?}", lab.vips());
     assert!(!lab.socket("h1").exists(), "the control socket is removed on exit");
 }
+
+#[test]
+fn default_minority_timeout_is_sentinels_down_after() {
+    let Some(lab) = Lab::up("watch-auto-minority", LabOptions::default()) else { return };
+    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &lab.config())).collect();
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    // The lab's sentinels use down-after-milliseconds 1000: a cut-off holder lets go after that,
+    // before the majority can have promoted anyone.
+    assert!(lab.sh(&["link", "h1", "down"]).status.success());
+    lab.wait("h1 to let go by the minority rule", Duration::from_secs(6), || {
+        (!lab.holders(VIP4).contains(&"h1".to_string())).then_some(())
+    });
+    let log = lab.watch_log("h1");
+    assert!(log.contains("minority_timeout_ms 1000"), "{log}");
+    // (h1's own sentinel, cut off with it, still names h1: go by where the VIP is.)
+    let new_master = lab.wait("the majority's new master to claim", Duration::from_secs(30), || {
+        ["h2", "h3"].into_iter().find(|h| only_on(&lab, h).is_some())
+    });
+    assert!(lab.sh(&["link", "h1", "up"]).status.success());
+    let seen = lab.holders_during(VIP4, Duration::from_secs(2));
+    assert_eq!(seen, [vec![new_master.to_string()]], "h1 came back into the picture after the heal");
+}

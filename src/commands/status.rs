@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, json_out: bool) -> Outcome<()> {
                     "answers": view.answers.iter().map(|(s, a)| json!({
                         "sentinel": s.to_string(),
                         "answer": match a {
-                            Answer::Master { addr, epoch, flags } => json!({"master": addr.to_string(), "config_epoch": epoch, "flags": flags}),
+                            Answer::Master { addr, epoch, flags, .. } => json!({"master": addr.to_string(), "config_epoch": epoch, "flags": flags}),
                             Answer::Unknown => json!("unknown master"),
                             Answer::Unreachable(e) => json!({"unreachable": e}),
                         }
