@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""Figures of scripts/bench.sh from the raw logs run-setup.sh saved.
+
+usage: analyze.py OUT N MARKDOWN PNG
+
+OUT holds meta.txt (machine and versions, "key: value" lines) and one folder
+per setup (rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log).
+Writes the Markdown report and the timeline chart (matplotlib).  Every
+figure is a difference of two logged timestamps on one clock; nothing here
+depends on when the benchmark script happened to poll.
+"""
+
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+
+SETUPS = [
+    ("hook", "vipctl hook"),
+    ("watch", "vipctl watch"),
+    ("both", "vipctl hook + watch"),
+    ("early", "vipctl watch, early claim"),
+    ("classic", "classic shell hook"),
+    ("keepalived", "keepalived + role check"),
+]
+SCENARIOS = [
+    ("kill", "Master's redis killed (kill -9)"),
+    ("partition", "Master's host cut off at the switch, healed after the failover"),
+    ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
+]
+HOSTS = ["h1", "h2", "h3"]
+IP = {"h1": "198.51.100.11", "h2": "198.51.100.12", "h3": "198.51.100.13"}
+VIP4 = "198.51.100.100"
+HOOK_SETUPS = {"hook", "both", "classic"}
+DAEMON_SETUPS = {"watch", "both", "early", "keepalived"}
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+# --- timestamps -------------------------------------------------------------
+
+REDIS_TS = re.compile(r"^\d+:[A-Z] (\d+ \w{3} \d{4} \d\d:\d\d:\d\d\.\d{3}) ")
+
+
+def redis_events(path, pattern):
+    """(us, line) for lines of a Redis/Sentinel log matching pattern (local time)."""
+    rx = re.compile(pattern)
+    out = []
+    for line in read(path):
+        m = REDIS_TS.match(line)
+        if not m or not rx.search(line):
+            continue
+        dt = datetime.strptime(m.group(1), "%d %b %Y %H:%M:%S.%f")
+        us = int(time.mktime(dt.timetuple())) * 1_000_000 + dt.microsecond
+        out.append((us, line))
+    return out
+
+
+IPMON = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\] (Deleted )?.* inet " + re.escape(VIP4) + "/")
+
+
+def vip_changes(path):
+    """(us, +1 bound / -1 removed) for the IPv4 VIP from an "ip -ts -o monitor address" log."""
+    out = []
+    for line in read(path):
+        m = IPMON.match(line)
+        if not m:
+            continue
+        dt = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+        us = int(time.mktime(dt.timetuple())) * 1_000_000 + dt.microsecond
+        out.append((us, -1 if m.group(2) else +1))
+    return out
+
+
+def writer(path):
+    """(ms, ok, value_or_reason) per attempt of lab_writer."""
+    out = []
+    for line in read(path):
+        parts = line.split(" ", 2)
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        out.append((int(parts[0]) * 1000, parts[1] == "ok", parts[2]))
+    return out
+
+
+VIPCTL_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*?\bhook master=")
+
+
+def vipctl_hooks(path):
+    """(end_us, decision, elapsed_ms, first_frame_ms, added_vip4) for each hook decision line."""
+    out = []
+    for line in read(path):
+        m = VIPCTL_TS.match(line)
+        if not m:
+            continue
+        dt = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        us = int(dt.timestamp()) * 1_000_000 + dt.microsecond
+        el = re.search(r"\belapsed_ms=([\d.]+)", line)
+        ff = re.search(r"\bfirst_frame_ms=([\d.]+)", line)
+        dec = re.search(r"\bdecision=(\S+)", line)
+        adds = ("add " + VIP4 + "/") in line
+        out.append((us, dec.group(1) if dec else "?", float(el.group(1)) if el else None,
+                    float(ff.group(1)) if ff else None, adds))
+    return out
+
+
+def classic_hooks(path):
+    """(start_us, end_us, to_ip) per classic hook call (from the timing wrapper)."""
+    out = []
+    for line in read(path):
+        m = re.match(r"classic start_us=(\d+) end_us=(\d+) rc=\d+ args=(.*)$", line)
+        if m:
+            args = m.group(3).split()
+            out.append((int(m.group(1)), int(m.group(2)), args[5] if len(args) > 5 else ""))
+    return out
+
+
+# --- statistics ---------------------------------------------------------------
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def fmt_stats(values, unit="s", scale=1.0, digits=2, n_expected=None):
+    v = [x * scale for x in values if x is not None]
+    if not v:
+        return "n/a"
+    f = f"{{:.{digits}f}}"
+    s = f.format(median(v))
+    if len(v) > 1:
+        s += f" [{f.format(min(v))}–{f.format(max(v))}]"
+    s += f" {unit}" if unit else ""
+    if n_expected is not None and len(v) < n_expected:
+        s += f" (n={len(v)})"
+    return s
+
+
+def overlap_us(intervals_by_host, lo, hi):
+    """Time in [lo, hi) during which two or more hosts held the VIP."""
+    edges = []
+    for ivs in intervals_by_host.values():
+        for a, b in ivs:
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                edges.append((a, 1))
+                edges.append((b, -1))
+    edges.sort()
+    total, count, last = 0, 0, None
+    for t, d in edges:
+        if count >= 2 and last is not None:
+            total += t - last
+        count += d
+        last = t
+    return total
+
+
+def hold_intervals(changes, t_end):
+    """[(from_us, to_us)] during which the VIP was present, from +1/-1 changes."""
+    ivs, since = [], None
+    for us, d in sorted(changes):
+        if d > 0 and since is None:
+            since = us
+        elif d < 0 and since is not None:
+            ivs.append((since, us))
+            since = None
+    if since is not None:
+        ivs.append((since, t_end))
+    return ivs
+
+
+# --- per failover -------------------------------------------------------------
+
+
+def analyse_setup(out, setup):
+    d = os.path.join(out, setup)
+    rows = [r.split("\t") for r in read(os.path.join(d, "rows.tsv")) if r.strip()]
+    changes = {h: vip_changes(os.path.join(d, h, "ipmon.log")) for h in HOSTS}
+    t_last = max([int(r[6]) for r in rows] + [0]) + 60_000_000
+    holds = {h: hold_intervals(changes[h], t_last) for h in HOSTS}
+    sent = {h: os.path.join(d, h, "sentinel.log") for h in HOSTS}
+    hooks_v = {h: vipctl_hooks(os.path.join(d, h, "vipctl.log")) for h in HOSTS}
+    hooks_c = {h: classic_hooks(os.path.join(d, h, "classic-hook.log")) for h in HOSTS}
+    results = []
+    carried_max = None
+    for r in rows:
+        scen, i, old, new = r[0], int(r[1]), r[2], r[3]
+        fault, heal, end, settled, fixed = int(r[4]), int(r[5]), int(r[6]), r[7] == "1", r[8] == "1"
+        x = dict(setup=setup, scen=scen, i=i, old=old, new=new, fault=fault, heal=heal, end=end,
+                 settled=settled, fixed=fixed)
+
+        def first(events):
+            ev = [e for e in events if fault <= e[0] <= end]
+            return min(ev)[0] if ev else None
+
+        x["role"] = first(redis_events(os.path.join(d, new, "redis.log"), "MASTER MODE enabled"))
+        prom = []
+        for h in HOSTS:
+            prom += redis_events(sent[h], r"\+promoted-slave slave " + re.escape(IP[new]) + ":")
+        x["prom"] = first(prom)
+        x["odown"] = first(sum((redis_events(sent[h], r"\+odown ") for h in HOSTS), []))
+        x["switch"] = first(sum((redis_events(sent[h], r"\+switch-master ") for h in HOSTS), []))
+        adds = [(us, 0) for us, dd in changes[new] if dd > 0]
+        x["bound"] = first(adds)
+        sub = lambda a, b: (a - b) / 1e6 if a is not None and b is not None else None
+        x["lag_role"] = sub(x["bound"], x["role"])
+        x["lag_prom"] = sub(x["bound"], x["prom"])
+        x["fault_bound"] = sub(x["bound"], fault)
+        x["fault_switch"] = sub(x["switch"], fault)
+        x["fault_role"] = sub(x["role"], fault)
+
+        # The client.
+        w = writer(os.path.join(d, f"writer-{scen}-{i}.log"))
+        x["writes"] = w
+        oks = [t for t, ok, _ in w if ok]
+        # Leading and trailing failures count too: from the writer's first
+        # attempt to its first success, and from its last success to its last attempt.
+        marks = ([w[0][0]] if w and not w[0][1] else []) + oks + ([w[-1][0]] if w and not w[-1][1] else [])
+        gaps = [b - a for a, b in zip(marks, marks[1:])]
+        x["gap"] = max(gaps) / 1e6 if gaps else None
+        x["client_ok"] = len(r) > 9 and r[9] == "1"
+        sw = sum((redis_events(sent[h], r"\+switch-master ") for h in HOSTS), [])
+        x["switches"] = len({l.split()[-2] for us, l in sw if fault <= us <= end})
+        first_err = next((t for t, ok, _ in w if not ok and t >= fault), None)
+        if first_err is None:
+            x["outage"] = 0.0 if oks else None
+        else:
+            nxt = next((t for t, ok, _ in w if ok and t > first_err), None)
+            x["outage"] = (nxt - fault) / 1e6 if nxt is not None else None
+        lost, mx = 0, carried_max
+        for _, ok, v in w:
+            if not ok:
+                continue
+            try:
+                val = int(v)
+            except ValueError:
+                continue
+            if mx is not None and val <= mx:
+                lost += mx - (val - 1)
+                mx = val
+            else:
+                mx = val if mx is None else max(mx, val)
+        carried_max = mx
+        x["lost"] = lost
+        x["readonly"] = sum(1 for _, ok, v in w if not ok and "READONLY" in v)
+        x["errors"] = sum(1 for _, ok, _ in w if not ok)
+        x["dup"] = overlap_us(holds, fault, end) / 1e6
+        x["dup_heal"] = overlap_us(holds, heal, end) / 1e6 if heal else None
+        x["final_ok"] = settled
+
+        # Hooks run during this failover.
+        if setup in ("hook", "both"):
+            claims = [e for e in hooks_v[new] if fault <= e[0] <= end and e[1] == "claim" and e[2] is not None]
+            others = [e for h in HOSTS for e in hooks_v[h] if fault <= e[0] <= end and e not in claims]
+            x["hook_wall_claim"] = [e[2] / 1000 for e in claims]
+            x["hook_wall_other"] = [e[2] / 1000 for e in others if e[2] is not None]
+            x["hook_frame"] = [e[3] / 1000 for e in claims if e[3] is not None]
+            # Only when this call added the VIP (with the daemon running, it is often there already).
+            adders = [e for e in claims if e[4]]
+            x["hook_exec_bound"] = (
+                [(x["bound"] - (adders[0][0] - adders[0][2] * 1000)) / 1e6] if adders and x["bound"] else [])
+        elif setup == "classic":
+            claims = [e for e in hooks_c[new] if fault <= e[0] <= end and e[2] == IP[new]]
+            others = [e for h in HOSTS for e in hooks_c[h] if fault <= e[0] <= end and e not in claims]
+            x["hook_wall_claim"] = [(e[1] - e[0]) / 1e6 for e in claims]
+            x["hook_wall_other"] = [(e[1] - e[0]) / 1e6 for e in others]
+            x["hook_frame"] = []
+            x["hook_exec_bound"] = (
+                [(x["bound"] - claims[0][0]) / 1e6] if claims and x["bound"] and x["bound"] >= claims[0][0] else [])
+        results.append(x)
+    return results, holds, sent
+
+
+def daemon_figures(out, setup):
+    """{phase_pair: text} from daemons.tsv."""
+    lines = [l.split("\t") for l in read(os.path.join(out, setup, "daemons.tsv")) if l.strip()]
+    by = {}
+    for phase, host, pid, us, cpu, rss, hwm, tck in lines:
+        by[(phase, host)] = (int(us), int(cpu), int(rss), int(hwm), int(tck))
+    res = {}
+    hosts = sorted({h for _, h in by})
+    for a, b, name in (("quiet-start", "quiet-end", "quiet"), ("failovers-start", "failovers-end", "failovers")):
+        cpu, rss, wall = [], [], []
+        for h in hosts:
+            if (a, h) in by and (b, h) in by:
+                s, e = by[(a, h)], by[(b, h)]
+                cpu.append((e[1] - s[1]) * 1000 / s[4])
+                rss.append(e[3] if name == "failovers" else e[2])
+                wall.append((e[0] - s[0]) / 1e6)
+        if cpu:
+            res[name] = (cpu, rss, median(wall))
+    return res
+
+
+# --- report -------------------------------------------------------------------
+
+
+def main():
+    out, n, md_path, png_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    meta = {}
+    for line in read(os.path.join(out, "meta.txt")):
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            meta[k] = v
+    data, holds, sents = {}, {}, {}
+    for s, _ in SETUPS:
+        if os.path.isdir(os.path.join(out, s)):
+            data[s], holds[s], sents[s] = analyse_setup(out, s)
+    present = [(s, name) for s, name in SETUPS if s in data]
+
+    md = []
+    md.append("# Failover benchmark: vipctl against the classic hook and keepalived\n")
+    md.append(f"Generated by `scripts/bench.sh {n}` on {meta.get('date', '?')}; total run time "
+              f"{meta.get('runtime', '?')}. Do not edit by hand: rerun the script.\n")
+    md.append("Each setup ran in its own fresh namespace lab (`scripts/lab.sh`: three hosts with "
+              "redis-server and redis-sentinel, quorum 2, `down-after-milliseconds 1000`, "
+              "`failover-timeout 5000`), with a client in `cl` sending `INCR` through "
+              f"{VIP4}:6379 every 10 ms. {n} failover(s) per setup and scenario; each cell is "
+              "**median [min–max]** over them. Times are in seconds unless marked.\n")
+    md.append("![Timeline of one kill -9 failover per setup](failover-timeline.png)\n")
+    md.append("## Machine and versions\n")
+    for k in ("nproc", "kernel", "redis", "keepalived", "vipctl", "date", "other labs", "scenarios", "failed setups"):
+        if k in meta:
+            md.append(f"- {k}: {meta[k]}")
+    md.append("")
+    md.append("## Setups\n")
+    md.append("| column | what runs |\n|---|---|")
+    md.append("| vipctl hook | `vipctl` as every sentinel's `client-reconfig-script`; initial `vipctl claim` on h1 |")
+    md.append("| vipctl watch | `vipctl watch` on h1 h2 h3, no hook |")
+    md.append("| vipctl hook + watch | both of the above |")
+    md.append("| vipctl watch, early claim | `vipctl watch` with `[watch] early_claim = true`, no hook |")
+    md.append("| classic shell hook | `scripts/bench/classic-hook.sh` (ip addr add + `arping -q -c 3 -A`, else ip addr del; "
+              "IPv4 only) as the `client-reconfig-script`, through a timing wrapper; VIP added by hand on h1 first |")
+    md.append("| keepalived + role check | Debian's keepalived (VRRP only, unicast peers, same priority, no nopreempt), "
+              "`vrrp_script` `redis-cli -h <own ip> info replication \\| grep -q role:master` every 1 s, fall 2 rise 1 "
+              "(`scripts/bench/keepalived.sh`); IPv4 VIP only |")
+    md.append("")
+
+    def cell(setup, scen, key, **kw):
+        rows = [x for x in data.get(setup, []) if x["scen"] == scen]
+        if not rows:
+            return "not run"
+        vals = []
+        for x in rows:
+            v = x.get(key)
+            if isinstance(v, list):
+                vals += v
+            else:
+                vals.append(v)
+        return fmt_stats(vals, **kw)
+
+    def count_cell(setup, scen, key):
+        rows = [x for x in data.get(setup, []) if x["scen"] == scen]
+        if not rows:
+            return "not run"
+        v = [x[key] for x in rows]
+        return f"{sum(v)} ({'/'.join(str(a) for a in v)})"
+
+    for scen, title in SCENARIOS:
+        if not any(x["scen"] == scen for s in data for x in data[s]):
+            md.append(f"## {title}\n\nNot run.\n")
+            continue
+        md.append(f"## {title}\n")
+        md.append("| figure | " + " | ".join(name for _, name in present) + " |")
+        md.append("|---|" + "---|" * len(present))
+
+        def row(label, f, only=None):
+            cells = []
+            for s, _ in present:
+                cells.append(f(s) if only is None or s in only else "n/a")
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+
+        row("fault → first `+switch-master`", lambda s: cell(s, scen, "fault_switch"))
+        row("fault → new master reports `role:master`", lambda s: cell(s, scen, "fault_role"))
+        row("fault → VIP bound on the new master", lambda s: cell(s, scen, "fault_bound"))
+        row("**VIP lag: bound − `role:master`**", lambda s: cell(s, scen, "lag_role", digits=3))
+        row("VIP lag: bound − leader's `+promoted-slave`", lambda s: cell(s, scen, "lag_prom", digits=3))
+        row("**client outage: fault → first successful write**", lambda s: cell(s, scen, "outage"))
+        row("client: longest gap between successful writes", lambda s: cell(s, scen, "gap"))
+        row("**lost acknowledged writes** (sum; per failover)", lambda s: count_cell(s, scen, "lost"))
+        row("writes refused `READONLY` (sum; per failover)", lambda s: count_cell(s, scen, "readonly"))
+        row("duplicate VIP holders, total", lambda s: cell(s, scen, "dup", digits=3))
+        if scen == "partition":
+            row("duplicate VIP holders after the heal", lambda s: cell(s, scen, "dup_heal", digits=3))
+        row("Sentinel failovers per fault (distinct `+switch-master` targets)",
+            lambda s: "/".join(str(x["switches"]) for x in data[s] if x["scen"] == scen))
+        row("client writes through the VIP again at the end",
+            lambda s: f"{sum(x['client_ok'] for x in data[s] if x['scen'] == scen)}/"
+                      f"{sum(1 for x in data[s] if x['scen'] == scen)}")
+        row("VIP on the master alone at the end, by itself",
+            lambda s: f"{sum(x['settled'] for x in data[s] if x['scen'] == scen)}/"
+                      f"{sum(1 for x in data[s] if x['scen'] == scen)}")
+        row("hook wall time, claiming calls on the new master", lambda s: cell(s, scen, "hook_wall_claim", unit="ms",
+                                                                             scale=1000, digits=1), HOOK_SETUPS)
+        row("hook wall time, all other calls", lambda s: cell(s, scen, "hook_wall_other", unit="ms", scale=1000,
+                                                             digits=1), HOOK_SETUPS)
+        row("hook exec → VIP bound (claiming call that added it)", lambda s: cell(s, scen, "hook_exec_bound", unit="ms", scale=1000,
+                                                                    digits=1), HOOK_SETUPS)
+        row("hook exec → first announcement frame (claiming calls)", lambda s: cell(s, scen, "hook_frame", unit="ms", scale=1000,
+                                                                   digits=2), {"hook", "both"})
+        md.append("")
+
+    md.append("## Daemons: resident memory and CPU\n")
+    md.append("Per daemon (one per host; keepalived counted with its VRRP child). *Quiet*: right after "
+              "the VIP settled on h1, nothing happening but the sentinels' chatter, for the interval "
+              "shown (`BENCH_QUIET_S`, 30 s by default rather than a minute, to keep one full run near "
+              "25 minutes). *Failovers*: from the "
+              "first fault to the end of the last failover of the setup (all scenarios). Values over the three "
+              "hosts: median [min–max].\n")
+    md.append("| figure | " + " | ".join(name for s, name in present if s in DAEMON_SETUPS) + " |")
+    md.append("|---|" + "---|" * sum(1 for s, _ in present if s in DAEMON_SETUPS))
+    figs = {s: daemon_figures(out, s) for s, _ in present if s in DAEMON_SETUPS}
+
+    def drow(label, f):
+        md.append(f"| {label} | " + " | ".join(f(figs[s]) for s, _ in present if s in DAEMON_SETUPS) + " |")
+
+    drow("quiet interval", lambda g: f"{g['quiet'][2]:.0f} s" if "quiet" in g else "n/a")
+    drow("VmRSS after the quiet interval", lambda g: fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1)
+         if "quiet" in g else "n/a")
+    drow("CPU (utime+stime) in the quiet interval", lambda g: fmt_stats(g["quiet"][0], unit="ms", digits=0)
+         if "quiet" in g else "n/a")
+    drow("failover interval", lambda g: f"{g['failovers'][2]:.0f} s" if "failovers" in g else "n/a")
+    drow("peak RSS (VmHWM) at the end", lambda g: fmt_stats([v / 1024 for v in g["failovers"][1]], unit="MiB", digits=1)
+         if "failovers" in g else "n/a")
+    drow("CPU over the failover interval", lambda g: fmt_stats(g["failovers"][0], unit="ms", digits=0)
+         if "failovers" in g else "n/a")
+    md.append("")
+
+    md.append("## How each figure is measured\n")
+    md.append("""All instants are CLOCK_REALTIME on one machine; every figure is the difference of two logged
+timestamps, never this script's polling.
+
+- **fault**: `$EPOCHREALTIME` taken by `scripts/bench/run-setup.sh` immediately before `kill -KILL`
+  / `kill -STOP` of the master's redis-server, or `ip link set <host> down` on its switch port.
+- **`+odown`, `+promoted-slave`, `+switch-master`**: the first such line after the fault in any
+  sentinel.log (ms resolution). The leader's `+promoted-slave` names the promoted replica.
+- **`role:master`**: the promoted replica's first `MASTER MODE enabled` line in its redis.log
+  (the instant its `INFO replication` starts to report `role:master`).
+- **VIP bound / removed**: `ip -ts -o monitor address` in each host namespace (µs), i.e. when the
+  kernel announced RTM_NEWADDR / RTM_DELADDR for 198.51.100.100.
+- **client outage**: `lab_writer` in `cl` (`INCR` every 10 ms on one connection, reconnecting after
+  any error, 200 ms I/O bound) logs each attempt's start (ms). *fault → first successful write*:
+  from the fault to the first `ok` following the first error after the fault (0 if no error).
+  *longest gap*: the longest interval without a successful write during the writer's run (between
+  consecutive `ok` lines, and from the first attempt / to the last attempt when those failed), from
+  1 s before the fault until the window ends (so it also catches outages during the restore, e.g.
+  a VIP handed back to the restarted old master, or a client whose neighbour entry still names
+  a host that no longer holds the VIP).
+- **lost acknowledged writes**: `INCR` returns the counter; an `ok` value ≤ the highest value acknowledged
+  before (carried across the failovers of a setup) means acknowledged writes were lost: count =
+  highest − (value − 1), then the highest is reset to that value; summed. **READONLY**: `err` lines
+  with `READONLY` (a write that reached a replica).
+- **duplicate holders**: from the per-host add/delete timeline of the IPv4 VIP, the total time two or
+  more hosts held it at once between the fault and the end of the failover's window (lab settled
+  again); for the partition, also the part after the heal (`link up`).
+- **hook wall time / exec → first frame**: vipctl logs `elapsed_ms` and `first_frame_ms` in each hook
+  decision line (DIR/hN/vipctl.log); exec → VIP bound = VIP bound − (log line time − `elapsed_ms`).
+  The classic hook is timed by `scripts/bench/classic-hook-timed.sh` (start/end `$EPOCHREALTIME`
+  around the script); its first ARP is sent right after `ip addr add`, so exec → VIP bound is
+  its exec → first frame within a fork of `arping`.
+- **daemons**: VmRSS / VmHWM from /proc/PID/status and utime+stime from /proc/PID/stat (plus
+  children, for keepalived's VRRP process), sampled at the start and end of each interval.
+
+Procedure per failover: the writer starts, 1 s later the fault; the failover is done when a host other
+than the old master holds the VIP and the sentinels that can see it name that host (bounded: 30 s,
+15 s for the partition). Then the fault is undone: kill → `lab.sh start-redis` (it comes back as an
+empty master and Sentinel turns it into a replica); partition → `link up` and 10 s of observation;
+freeze → SIGCONT (Sentinel demotes it). Then the script waits (≤ 60 s) until every sentinel names
+the new master with flags `master` (no failover in progress), two replicas linked, two other sentinels,
+the IPv4 VIP on the new master alone, and at least 11 s after the last `+try-failover` /
+`+vote-for-leader` (2 × failover-timeout + 1 s), so the next failover is a clean repeat. When the
+VIP is not where it belongs by then, the script moves it by hand and the row *VIP on the master alone
+at the end, by itself* counts that failover as failed. Finally it waits (≤ 90 s) until the client's
+last 20 writes succeeded; the window (and the writer) ends there, so a client still cut off by a
+stale neighbour entry is counted in this failover and not the next (*client writes through the VIP
+again at the end* counts the windows where that happened within the bound). *Sentinel failovers per
+fault* is normally 1; 2 means Sentinel failed over twice in the window (the second time away from
+the replica it had just promoted), which makes that row's figures a different story.
+""")
+    md.append("## Raw rows\n")
+    md.append("| setup | scenario | # | old → new | fault→`role:master` | fault→VIP | lag vs role | outage | longest gap | lost | READONLY | dup | failovers | client ok at end |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    f3 = lambda v: "n/a" if v is None else f"{v:.3f}"
+    for s, name in present:
+        for x in data[s]:
+            md.append(f"| {s} | {x['scen']} | {x['i']} | {x['old']} → {x['new']} | {f3(x['fault_role'])} | "
+                      f"{f3(x['fault_bound'])} | {f3(x['lag_role'])} | {f3(x['outage'])} | {f3(x['gap'])} | "
+                      f"{x['lost']} | {x['readonly']} | {f3(x['dup'])} | {x['switches']} | "
+                      f"{'yes' if x['client_ok'] else 'NO'} |")
+    md.append("")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md))
+
+    plot(data, holds, sents, present, png_path)
+
+
+def plot(data, holds, sents, present, png_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # The first kill -9 failover of each setup that was a single Sentinel failover (a double
+    # failover tells another story; the raw rows show it), else the first one.
+    def pick(s):
+        kills = [x for x in data[s] if x["scen"] == "kill"]
+        return next((x for x in kills if x["switches"] == 1), kills[0] if kills else None)
+
+    panels = [(s, name, pick(s)) for s, name in present]
+    panels = [p for p in panels if p[2] is not None]
+    if not panels:
+        return
+    x_lo, x_hi = -0.5, 8.0
+    fig, axes = plt.subplots(len(panels), 1, figsize=(13, 2.6 * len(panels) + 1), sharex=True)
+    if len(panels) == 1:
+        axes = [axes]
+    colours = {"+odown": "tab:orange", "+promoted-slave": "tab:purple", "+switch-master": "tab:blue",
+               "role:master": "tab:green"}
+    for ax, (s, name, x) in zip(axes, panels):
+        f = x["fault"]
+        rel = lambda us: (us - f) / 1e6
+        ax.axvline(0, color="black", lw=1.5)
+        ax.text(0.02, 4.25, "fault (kill -9)", fontsize=8)
+        for h_i, h in enumerate(HOSTS):
+            y = 3 - h_i
+            for a, b in holds[s][h]:
+                a2, b2 = max(rel(a), x_lo), min(rel(b), x_hi)
+                if a2 < b2:
+                    ax.plot([a2, b2], [y, y], lw=9, color="tab:green" if h == x["new"] else "tab:red",
+                            solid_capstyle="butt", alpha=0.8)
+                if x_lo < rel(a) < x_hi:
+                    ax.text(rel(a) + 0.03, y + 0.2, f"bound {rel(a):.2f}", fontsize=7)
+                if x_lo < rel(b) < x_hi:
+                    ax.text(rel(b) + 0.03, y - 0.35, f"removed {rel(b):.2f}", fontsize=7)
+        marks = [("role:master", x["role"]), ("+odown", x["odown"]), ("+promoted-slave", x["prom"]),
+                 ("+switch-master", x["switch"])]
+        for k, (label, us) in enumerate(marks):
+            if us is None or not x_lo < rel(us) < x_hi:
+                continue
+            ax.axvline(rel(us), color=colours[label], lw=1, ls="--")
+            ax.text(rel(us) + 0.03, 4.25 - 0.0 * k, "", fontsize=7)
+            ax.annotate(f"{label} {rel(us):.2f}", (rel(us), 4.6 - 0.3 * (k % 2)), fontsize=7,
+                        color=colours[label], xytext=(3, 0), textcoords="offset points")
+        ok = [rel(t) for t, good, _ in x["writes"] if good and x_lo < rel(t) < x_hi]
+        bad = [rel(t) for t, good, _ in x["writes"] if not good and x_lo < rel(t) < x_hi]
+        ax.plot(ok, [0.15] * len(ok), "|", color="tab:green", ms=8, label="write ok")
+        ax.plot(bad, [-0.15] * len(bad), "|", color="tab:red", ms=8, label="write failed")
+        ax.set_yticks([0, 1, 2, 3])
+        ax.set_yticklabels(["client INCR", f"VIP on h3", f"VIP on h2", f"VIP on h1"][::1])
+        # y=3 is h1, 2 is h2, 1 is h3.
+        ax.set_yticklabels(["client INCR", "VIP on h3", "VIP on h2", "VIP on h1"])
+        ax.set_ylim(-0.6, 5.0)
+        ax.set_xlim(x_lo, x_hi)
+        ax.grid(axis="x", alpha=0.3)
+        out_txt = "n/a" if x["outage"] is None else f"{x['outage']:.2f} s"
+        ax.set_title(f"{name}: {x['old']} → {x['new']} (kill -9 #{x['i']}); client outage {out_txt}; "
+                     "green bar = VIP on the new master, red = elsewhere", fontsize=9, loc="left")
+    axes[-1].set_xlabel("seconds after the fault")
+    fig.suptitle("One kill -9 failover per setup: VIP holders (ip monitor), sentinel events, client writes",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(png_path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
