@@ -23,7 +23,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, property and lab tests)"
-cargo test --locked -- --nocapture "$@"
+results=$(mktemp /tmp/vipctl-test-results.XXXXXX)
+trap 'rm -f "$results"' EXIT
+cargo test --locked -- --nocapture "$@" 2>&1 | tee "$results"
 
 if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
     echo "== package: build the .deb, install it, check it, run a lab failover with it, purge it"
@@ -34,3 +36,8 @@ if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
 else
     echo "test.sh: packaging and fuzz stages SKIPPED (need root; VIPCTL_QUICK=1 skips them on purpose)" >&2
 fi
+
+# One closing line for the whole run (cargo's own last line is the doc-test binary's "0 passed").
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+    END { printf "%d passed, %d failed\n", p, f }' "$results"
+
