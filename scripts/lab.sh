@@ -776,20 +776,44 @@ cmd_exec() {
     exec ip netns exec "$ns" "$@"
 }
 
+# signal_instance KIND DIR HOST SIGNAL: sends SIGNAL to HOST's redis-server
+# (KIND redis) or redis-sentinel (KIND sentinel), by recorded PID.
+signal_instance() {
+    local kind=$1 sig=${4^^} pid name=redis-sentinel
+    [[ $kind != redis ]] || name=redis-server
+    load_lab "$2"
+    check_redis_host "$3"
+    pid=$(redis_pid "$LAB_DIR" "$3" "$kind") ||
+        die "$name on $3 is not running (pidfile $LAB_DIR/$3/$kind.pid is missing or stale)"
+    kill -s "${sig#SIG}" "$pid" || die "could not send SIG${sig#SIG} to $name on $3 (pid $pid)"
+    echo "sent SIG${sig#SIG} to $name on $3 (pid $pid)"
+}
+
+# start_instance KIND DIR HOST: starts HOST's redis-server or redis-sentinel
+# again with its own config file and waits (bounded) for its pidfile.
+start_instance() {
+    local kind=$1 host=$3 deadline name=redis-sentinel
+    [[ $kind != redis ]] || name=redis-server
+    load_lab "$2"
+    check_redis_host "$host"
+    if redis_pid "$LAB_DIR" "$host" "$kind" >/dev/null; then
+        die "$name on $host is already running"
+    fi
+    LAB_CONFIG=$(cat "$LAB_DIR/config.path" 2>/dev/null) || LAB_CONFIG=$LAB_DIR/vipctl.toml
+    deadline=$((SECONDS + 10))
+    lock_dir "$LAB_DIR" -w 10 || die "could not lock $LAB_DIR"
+    spawn_daemon "$LAB_DIR" "$host" "$kind" "$LAB_DIR/$host/$kind.conf"
+    wait_pidfile "$LAB_DIR" "$host" "$kind" "$deadline"
+}
+
+# kill-redis DIR HOST [SIGNAL]: default KILL.
 cmd_kill_redis() {
     (($# == 2 || $# == 3)) || {
         usage
         exit 2
     }
     need_root
-    load_lab "$1"
-    check_redis_host "$2"
-    local sig=${3:-KILL} pid
-    sig=${sig^^}
-    pid=$(redis_pid "$LAB_DIR" "$2" redis) ||
-        die "redis-server on $2 is not running (pidfile $LAB_DIR/$2/redis.pid is missing or stale)"
-    kill -s "${sig#SIG}" "$pid" || die "could not send SIG${sig#SIG} to redis-server on $2 (pid $pid)"
-    echo "sent SIG${sig#SIG} to redis-server on $2 (pid $pid)"
+    signal_instance redis "$1" "$2" "${3:-KILL}"
 }
 
 # start-redis: bring back a killed redis-server with its original config (a
@@ -800,17 +824,8 @@ cmd_start_redis() {
         exit 2
     }
     need_root
-    load_lab "$1"
-    check_redis_host "$2"
-    local host=$2 deadline out i
-    if redis_pid "$LAB_DIR" "$host" redis >/dev/null; then
-        die "redis-server on $host is already running"
-    fi
-    LAB_CONFIG=$(cat "$LAB_DIR/config.path" 2>/dev/null) || LAB_CONFIG=$LAB_DIR/vipctl.toml
-    deadline=$((SECONDS + 10))
-    lock_dir "$LAB_DIR" -w 10 || die "could not lock $LAB_DIR"
-    spawn_daemon "$LAB_DIR" "$host" redis "$LAB_DIR/$host/redis.conf"
-    wait_pidfile "$LAB_DIR" "$host" redis "$deadline"
+    local host=$2 out i
+    start_instance redis "$1" "$host"
     for ((i = 0; i < 50; i++)); do
         out=$(rcli "$(ns_name "$LAB_ID" "$host")" "$(host_ip4 "$host")" 6379 PING) || out=
         [[ $out != PONG ]] || {
@@ -830,13 +845,7 @@ cmd_signal_sentinel() {
         exit 2
     }
     need_root
-    load_lab "$1"
-    check_redis_host "$2"
-    local sig=${3^^} pid
-    pid=$(redis_pid "$LAB_DIR" "$2" sentinel) ||
-        die "redis-sentinel on $2 is not running (pidfile $LAB_DIR/$2/sentinel.pid is missing or stale)"
-    kill -s "${sig#SIG}" "$pid" || die "could not send SIG${sig#SIG} to redis-sentinel on $2 (pid $pid)"
-    echo "sent SIG${sig#SIG} to redis-sentinel on $2 (pid $pid)"
+    signal_instance sentinel "$1" "$2" "$3"
 }
 
 # start-sentinel DIR HOST: bring back a killed sentinel with its own
@@ -847,18 +856,8 @@ cmd_start_sentinel() {
         exit 2
     }
     need_root
-    load_lab "$1"
-    check_redis_host "$2"
-    local host=$2 deadline
-    if redis_pid "$LAB_DIR" "$host" sentinel >/dev/null; then
-        die "redis-sentinel on $host is already running"
-    fi
-    LAB_CONFIG=$(cat "$LAB_DIR/config.path" 2>/dev/null) || LAB_CONFIG=$LAB_DIR/vipctl.toml
-    deadline=$((SECONDS + 10))
-    lock_dir "$LAB_DIR" -w 10 || die "could not lock $LAB_DIR"
-    spawn_daemon "$LAB_DIR" "$host" sentinel "$LAB_DIR/$host/sentinel.conf"
-    wait_pidfile "$LAB_DIR" "$host" sentinel "$deadline"
-    echo "started redis-sentinel on $host (pid $(<"$LAB_DIR/$host/sentinel.pid"))"
+    start_instance sentinel "$1" "$2"
+    echo "started redis-sentinel on $2 (pid $(<"$LAB_DIR/$2/sentinel.pid"))"
 }
 
 # link DIR HOST up|down: plug or pull HOST's cable, i.e. its port on the
