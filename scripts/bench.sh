@@ -16,6 +16,8 @@
 #   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze)
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
 #   BENCH_OUT         where the raw logs and rows go (default /tmp/vipctl-bench-PID; kept)
+#   BENCH_DOC         the report to write (default docs/BENCHMARKS.md)
+#   BENCH_PNG         the timeline chart to write (default docs/failover-timeline.png)
 #   BENCH_VENV        Python venv for matplotlib (default /tmp/vipctl-bench-venv)
 #   CARGO_TARGET_DIR  honoured for the build
 #
@@ -157,7 +159,9 @@ runtime=$((SECONDS - T0))
 echo "runtime: $((runtime / 60)) min $((runtime % 60)) s (N=$N)" >>"$OUT/meta.txt"
 ((${#failed[@]} == 0)) || echo "failed setups: ${failed[*]} (their tables hold what was measured before the failure)" >>"$OUT/meta.txt"
 
-mkdir -p docs
-"$VENV/bin/python" "$REPO/scripts/bench/analyze.py" "$OUT" "$N" docs/BENCHMARKS.md docs/failover-timeline.png
-say "wrote docs/BENCHMARKS.md and docs/failover-timeline.png (raw logs in $OUT); total $((runtime / 60)) min $((runtime % 60)) s"
+DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
+PNG=${BENCH_PNG:-docs/failover-timeline.png}
+mkdir -p "$(dirname "$DOC")" "$(dirname "$PNG")"
+"$VENV/bin/python" "$REPO/scripts/bench/analyze.py" "$OUT" "$N" "$DOC" "$PNG"
+say "wrote $DOC and $PNG (raw logs in $OUT); total $((runtime / 60)) min $((runtime % 60)) s"
 ((${#failed[@]} == 0)) || die "setups failed: ${failed[*]}"
