@@ -12,6 +12,20 @@ fn all_daemons(lab: &Lab, config: &std::path::Path) -> Vec<Daemon> {
     HOSTS.iter().map(|h| lab.watch(h, config)).collect()
 }
 
+/// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
+/// daemons, the new master, and its daemon's claim line once the VIP is there alone.
+fn daemons_fail_over(lab: &Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'static str, String) {
+    let daemons = all_daemons(lab, cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(lab, "h1"));
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait_promotion();
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(lab, new_master));
+    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
+        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
+    });
+    (daemons, new_master, claim)
+}
+
 fn only_on(lab: &Lab, host: &str) -> Option<()> {
     (lab.holders(VIP4) == [host] && lab.holders(VIP6) == [host]).then_some(())
 }
@@ -265,14 +279,7 @@ fn sentinels_over_tls() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no master known (0/3 reachable)"), "{}", text(&out));
 
     // The daemons follow events and ask over TLS: they claim, then move the VIP on a failover.
-    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
-    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
-    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
-        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
-    });
+    let (_daemons, _new_master, claim) = daemons_fail_over(&lab, &cfg);
     assert!(claim.contains("trigger: event"), "the move should come from a TLS event subscription:\n{claim}");
 }
 
@@ -299,14 +306,7 @@ fn sentinels_with_a_password() {
     );
 
     // The daemons authenticate both their questions and their event subscriptions.
-    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
-    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
-    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
-        lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
-    });
+    let (_daemons, new_master, claim) = daemons_fail_over(&lab, &cfg);
     assert!(claim.contains("trigger: event"), "{claim}");
     assert!(!lab.watch_log(new_master).contains("s3cret"), "the password leaked into the log");
 }
