@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands;
 use crate::config::DEFAULT_PATH;
 
 /// Keeps a virtual IP on the host that runs the Redis master, as Redis Sentinel decides it.
@@ -35,65 +36,25 @@ pub struct Cli {
 const EXIT_HELP: &str = "Exit status: 0 the host is as it should be; 1 a transient failure (Sentinel retries the hook); \
 2 a failure no retry can fix (bad arguments, bad config, unknown master, missing privilege).";
 
-/// The subcommands.
+/// The subcommands, each with its own arguments (in its file under `commands/`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Sentinel's client-reconfig-script call (also accepted without the word `hook`).
-    Hook {
-        /// <master-name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>
-        #[arg(num_args = 0.., allow_hyphen_values = true, value_name = "ARG")]
-        args: Vec<String>,
-    },
+    Hook(commands::hook::Args),
     /// Bind and announce the VIPs of MASTER here (re-announces when already bound).
-    Claim {
-        /// Master name; may be omitted when the config has only one.
-        master: Option<String>,
-        /// Claim even when the sentinels say another host is master.
-        #[arg(long)]
-        force: bool,
-    },
+    Claim(commands::claim::ClaimArgs),
     /// Unbind the VIPs of MASTER here (does nothing when they are not bound).
-    Release {
-        /// Master name; may be omitted when the config has only one.
-        master: Option<String>,
-    },
+    Release(commands::claim::ReleaseArgs),
     /// Show each master's VIPs, where they are bound, and who the sentinels say is master.
-    Status {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(commands::status::Args),
     /// Check everything that commonly breaks a setup, print a fix for each failure; change nothing.
     #[command(visible_alias = "doctor")]
-    Check {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// A sentinel.conf to check for the client-reconfig-script lines (repeatable); default:
-        /// /etc/redis/sentinel.conf and /etc/valkey/sentinel.conf when present.
-        #[arg(long = "sentinel-conf", value_name = "PATH")]
-        sentinel_conf: Vec<PathBuf>,
-        /// Where to look for the sentinel's systemd unit and its drop-ins (repeatable); default:
-        /// /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system, /lib/systemd/system.
-        #[arg(long = "unit-dir", value_name = "DIR")]
-        unit_dir: Vec<PathBuf>,
-    },
+    Check(commands::check::Args),
     /// Run the daemon that keeps every master's VIPs where the sentinels say the master is.
-    Watch {
-        /// Sentinel to follow, HOST:PORT; repeat for each. Replaces the config's lists.
-        #[arg(long = "sentinel", value_name = "HOST:PORT")]
-        sentinels: Vec<String>,
-        /// Release the VIPs when stopping (default: leave them; the VIP belongs to the master).
-        #[arg(long)]
-        release_on_exit: bool,
-    },
+    Watch(commands::watch::Args),
     /// Print the man page or a shell completion script (for packaging; hidden from --help).
     #[command(hide = true)]
-    Generate {
-        /// man, complete-bash, complete-zsh or complete-fish.
-        #[arg(value_enum)]
-        kind: crate::commands::generate::Kind,
-    },
+    Generate(commands::generate::Args),
 }
 
 /// Names that are subcommands (plus clap's own), so anything else in first place is Sentinel's call.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::vip::Vip;
+use crate::network::vip::Vip;
 
 /// Where the config is read from when neither `--config` nor `VIPCTL_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/vipctl/vipctl.toml";
@@ -136,7 +136,7 @@ pub struct Announce {
 
 /// A host (IP address, unbracketed, or name) and a port: a sentinel's address as written in the
 /// config, a master's as Sentinel reports it, an endpoint in the hook's arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct HostPort {
     /// Host name or address, without brackets.
     pub host: String,

@@ -49,6 +49,13 @@ impl Failure {
     }
 }
 
+impl Clone for Failure {
+    /// A copy with the same kind and message (the error chain is flattened to its text).
+    fn clone(&self) -> Self {
+        Failure { kind: self.kind, error: anyhow::anyhow!("{:#}", self.error) }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `{:#}` joins anyhow's context chain on one line: the hook must say why in one line.

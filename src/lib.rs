@@ -3,29 +3,23 @@
 //! The binary is a thin `main` around [`run`]; the library exists so that fuzz targets and tests can
 //! reach the parsers (hook arguments, config, sentinel events) directly.
 
-pub mod announce;
-pub mod apply;
+pub mod access;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
-pub mod decide;
-pub mod defend;
+pub mod daemon;
 pub mod error;
-pub mod events;
-pub mod host;
+pub mod local_redis;
 pub mod lock;
 pub mod logging;
-pub mod lookup;
-pub mod metrics;
-pub mod netlink;
+pub mod network;
 pub mod notify;
+pub mod policy;
 pub mod privilege;
-pub mod redis_role;
+pub mod record;
+pub mod resolve;
 pub mod sentinel;
-pub mod sentinel_conf;
-pub mod vip;
-pub mod watch;
 
 use std::process::ExitCode;
 
@@ -33,7 +27,6 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::commands::Ctx;
-use crate::decide::Want;
 use crate::error::Failure;
 
 /// Runs vipctl with `args` (argv, program name first) and returns its exit status.
@@ -53,26 +46,13 @@ pub fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Hook { args } => commands::hook::run(&ctx, args).await,
-            Command::Claim { master, force } => commands::claim::run(&ctx, master.as_deref(), Want::Hold, *force).await,
-            Command::Release { master } => commands::claim::run(&ctx, master.as_deref(), Want::Release, false).await,
-            Command::Status { json } => commands::status::run(&ctx, *json).await,
-            Command::Check { json, sentinel_conf, unit_dir } => {
-                commands::check::run(
-                    &ctx,
-                    &commands::check::Options {
-                        json: *json,
-                        sentinel_conf: sentinel_conf.clone(),
-                        unit_dir: unit_dir.clone(),
-                    },
-                )
-                .await
-            }
-            Command::Watch { sentinels, release_on_exit } => {
-                let opts = watch::Options { sentinels: sentinels.clone(), release_on_exit: *release_on_exit };
-                watch::run(&ctx, opts).await
-            }
-            Command::Generate { kind } => commands::generate::run(*kind),
+            Command::Hook(args) => commands::hook::run(&ctx, args).await,
+            Command::Claim(args) => commands::claim::claim(&ctx, args).await,
+            Command::Release(args) => commands::claim::release(&ctx, args).await,
+            Command::Status(args) => commands::status::run(&ctx, args).await,
+            Command::Check(args) => commands::check::run(&ctx, args).await,
+            Command::Watch(args) => commands::watch::run(&ctx, args).await,
+            Command::Generate(args) => commands::generate::run(args),
         }
     });
     match result {

@@ -1,5 +1,8 @@
 //! Serialises concurrent runs for one master on one host, so two hooks never interleave their
 //! changes and the second one acts on the state the first one left.
+//!
+//! The lock file is input from the file system: it is opened without blocking and without
+//! following links, and must be a regular file; taking it never waits without a bound.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -39,48 +42,69 @@ pub fn path_for(dir: &Path, master: &str) -> PathBuf {
     dir.join(format!("vipctl-{safe}-{netns}.lock"))
 }
 
+/// Opens the lock file without ever blocking: not a FIFO (O_NONBLOCK, then a regular-file check),
+/// not through a symlink (O_NOFOLLOW).
+fn open(path: &Path) -> Outcome<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .or_else(|_| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .custom_flags(flags)
+                .open(path)
+        })
+        .map_err(|e| {
+            Failure::permanent(anyhow!(
+                "cannot open lock file {}: {e}; set `lock_dir` in the config to a folder this user can write",
+                path.display()
+            ))
+        })?;
+    let meta =
+        file.metadata().map_err(|e| Failure::transient(anyhow!("cannot stat lock file {}: {e}", path.display())))?;
+    if !meta.file_type().is_file() {
+        return Err(Failure::permanent(anyhow!(
+            "lock file {} is not a regular file (someone put something else there); remove it, and keep `lock_dir` in a folder only root and vipctl can write",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 impl MasterLock {
+    /// Takes the lock if it is free; `None` when another run holds it.
+    pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
+        let path = path_for(dir, master);
+        let file = open(&path)?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(MasterLock { _file: file, path }));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(None),
+            _ => Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display()))),
+        }
+    }
+
     /// Takes the lock, waiting at most `timeout`; a timeout is transient (the holder will finish).
     pub fn acquire(dir: &Path, master: &str, timeout: Duration) -> Outcome<MasterLock> {
-        let path = path_for(dir, master);
-        // Read-only is enough for flock and lets a user other than the file's creator lock it too.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(false)
-            .create(false)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .or_else(|_| {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o644)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&path)
-            })
-            .map_err(|e| {
-                Failure::permanent(anyhow!(
-                    "cannot open lock file {}: {e}; set `lock_dir` in the config to a folder this user can write",
-                    path.display()
-                ))
-            })?;
         let start = Instant::now();
         loop {
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(MasterLock { _file: file, path });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.raw_os_error() != Some(libc::EINTR) {
-                return Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display())));
+            if let Some(lock) = MasterLock::try_acquire(dir, master)? {
+                return Ok(lock);
             }
             if start.elapsed() >= timeout {
                 return Err(Failure::transient(anyhow!(
                     "another vipctl run for master `{master}` still holds {} after {} s; retry",
-                    path.display(),
+                    path_for(dir, master).display(),
                     timeout.as_secs()
                 )));
             }
@@ -100,7 +124,25 @@ mod tests {
         assert!(first.path.file_name().unwrap().to_str().unwrap().starts_with("vipctl-m_x-"));
         let second = MasterLock::acquire(dir.path(), "m/x", Duration::from_millis(50)).unwrap_err();
         assert_eq!(second.status(), 1);
+        assert!(MasterLock::try_acquire(dir.path(), "m/x").unwrap().is_none());
         drop(first);
         MasterLock::acquire(dir.path(), "m/x", Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_never_hangs_or_redirects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "fifo");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        let t = Instant::now();
+        let e = MasterLock::acquire(dir.path(), "fifo", Duration::from_secs(1)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(500) && e.to_string().contains("not a regular file"), "{e}");
+
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, path_for(dir.path(), "link")).unwrap();
+        assert!(MasterLock::acquire(dir.path(), "link", Duration::from_millis(50)).is_err());
+        assert!(!target.exists(), "the lock followed a symlink");
     }
 }

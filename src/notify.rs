@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::config::Master;
-use crate::decide::Want;
+use crate::network::plan::Want;
 
 /// How a notify command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +70,12 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     }
 }
 
-impl Outcome {
-    /// A fragment for the decision log line.
-    pub fn log_fragment(&self) -> String {
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::None => String::new(),
-            Outcome::Ok { elapsed } => format!(" notify=ok notify_ms={}", elapsed.as_millis()),
-            Outcome::Failed(e) => format!(" notify=failed notify_error=\"{e}\""),
+            Outcome::None => f.write_str("no notify command"),
+            Outcome::Ok { elapsed } => write!(f, "notify command ok in {} ms", elapsed.as_millis()),
+            Outcome::Failed(e) => write!(f, "notify command failed: {e}"),
         }
     }
 }

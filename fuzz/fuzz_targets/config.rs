@@ -7,8 +7,8 @@ fuzz_target!(|text: &str| {
     if let Err(e) = vipctl::config::Config::parse(std::path::Path::new("fuzz.toml"), text) {
         let _ = e.to_string();
     }
-    let _ = vipctl::sentinel_conf::parse(text);
-    let mut unit = vipctl::sentinel_conf::UnitSandbox::default();
+    let _ = vipctl::sentinel::conf::parse(text);
+    let mut unit = vipctl::sentinel::conf::UnitSandbox::default();
     unit.apply(text);
     let _ = unit.may_exec(std::path::Path::new("/usr/bin/vipctl"));
 });

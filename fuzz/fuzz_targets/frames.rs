@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {
-    let _ = vipctl::defend::claim_in(frame);
+    let _ = vipctl::network::defend::claim_in(frame);
 });

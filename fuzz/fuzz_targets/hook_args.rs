@@ -9,8 +9,8 @@ fuzz_target!(|args: Vec<String>| {
     argv.extend(args.iter().map(Into::into));
     let _ = vipctl::cli::normalize(argv);
     for a in &args {
-        let _ = vipctl::lookup::check_syntax(a);
+        let _ = vipctl::resolve::check_syntax(a);
         let _ = vipctl::config::SentinelAddr::parse(a);
-        let _ = a.parse::<vipctl::vip::Vip>();
+        let _ = a.parse::<vipctl::network::vip::Vip>();
     }
 });

@@ -5,8 +5,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (&str, &str)| {
     let (channel, payload) = input;
-    let _ = vipctl::events::parse(channel, payload);
-    for c in vipctl::events::TRIGGERS {
-        let _ = vipctl::events::parse(c, payload);
+    let _ = vipctl::sentinel::events::parse(channel, payload);
+    for c in vipctl::sentinel::events::TRIGGERS {
+        let _ = vipctl::sentinel::events::parse(c, payload);
     }
 });

@@ -116,7 +116,7 @@ hook_ms() {
         echo $((($(date +%s%N) - s) / 1000))
     done | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)] / 1000}'
     printf ' / '
-    grep -o 'elapsed_ms=[0-9.]*' "$log" | cut -d= -f2 | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}'
+    grep -o '"elapsed_ms":[0-9.]*' "$log" | cut -d: -f2 | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}'
 }
 ip netns exec "$h1" "$vipctl" --config "$cfg" claim >/dev/null 2>&1
 hook_plain=$(hook_ms)

@@ -7,25 +7,32 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde_json::json;
 
-use super::{Ctx, ask_sentinels, is_this_host, managed};
-use crate::announce::PacketSocket;
+use super::{Ctx, all_of_them, ask_sentinels, locality_of, managed};
 use crate::config::Config;
 use crate::control::{self, Request};
-use crate::decide::interface_for;
 use crate::error::{Failure, Outcome};
-use crate::netlink::{Netlink, grant_hint};
+use crate::network::announce::PacketSocket;
+use crate::network::host::HostState;
+use crate::network::netlink::{Netlink, grant_hint};
+use crate::network::plan::interface_for;
+use crate::policy::{self, Locality};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
-use crate::sentinel::{Answer, Verdict};
-use crate::sentinel_conf::{self, UnitSandbox};
+use crate::sentinel::Answer;
+use crate::sentinel::conf::{self as sentinel_conf, UnitSandbox};
 
-/// What `check` looks at beyond the config.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// `--json`.
+/// Check everything that commonly breaks a setup, print a fix for each failure; change nothing.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// Machine-readable output.
+    #[arg(long)]
     pub json: bool,
-    /// sentinel.conf files to inspect (default: the usual places, when present).
+    /// A sentinel.conf to check for the client-reconfig-script lines (repeatable); default:
+    /// /etc/redis/sentinel.conf and /etc/valkey/sentinel.conf when present.
+    #[arg(long = "sentinel-conf", value_name = "PATH")]
     pub sentinel_conf: Vec<PathBuf>,
-    /// systemd unit folders to inspect (default: the usual ones).
+    /// Where to look for the sentinel's systemd unit and its drop-ins (repeatable); default:
+    /// /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system, /lib/systemd/system.
+    #[arg(long = "unit-dir", value_name = "DIR")]
     pub unit_dir: Vec<PathBuf>,
 }
 
@@ -93,7 +100,7 @@ impl Checks {
 }
 
 /// Runs every check; exit 0 only when nothing failed.
-pub async fn run(ctx: &Ctx, opts: &Options) -> Outcome<()> {
+pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     let mut c = Checks::default();
     let result = checks(ctx, opts, &mut c).await;
     c.print(opts.json);
@@ -104,7 +111,7 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Outcome<()> {
     }
 }
 
-async fn checks(ctx: &Ctx, opts: &Options, c: &mut Checks) -> Outcome<()> {
+async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
     let config = match ctx.config() {
         Ok(cfg) => {
             c.ok(format!("config {} is valid ({} master(s))", cfg.path.display(), cfg.masters.len()));
@@ -141,7 +148,9 @@ async fn checks(ctx: &Ctx, opts: &Options, c: &mut Checks) -> Outcome<()> {
     if caps.has(CAP_NET_RAW) {
         match PacketSocket::open() {
             Ok(_) => c.ok("a packet socket can be opened"),
-            Err(e) => c.fail(format!("cannot open a packet socket: {e}"), crate::apply::packet_socket_hint(&e)),
+            Err(e) => {
+                c.fail(format!("cannot open a packet socket: {e}"), crate::network::apply::packet_socket_hint(&e))
+            }
         }
     }
 
@@ -164,12 +173,7 @@ async fn checks(ctx: &Ctx, opts: &Options, c: &mut Checks) -> Outcome<()> {
     Ok(())
 }
 
-fn check_interfaces(
-    c: &mut Checks,
-    master: &crate::config::Master,
-    host: &crate::host::HostState,
-    managed: &[std::net::IpAddr],
-) {
+fn check_interfaces(c: &mut Checks, master: &crate::config::Master, host: &HostState, managed: &[std::net::IpAddr]) {
     for vip in &master.vips {
         match interface_for(master, vip, host, managed) {
             Ok((index, name)) => {
@@ -210,10 +214,10 @@ async fn check_sentinels(
     c: &mut Checks,
     config: &Config,
     master: &crate::config::Master,
-    host: &crate::host::HostState,
+    host: &HostState,
     managed: &[std::net::IpAddr],
 ) {
-    let Some(view) = ask_sentinels(config, master).await else {
+    let Some(reports) = ask_sentinels(config, master, all_of_them).await else {
         c.warn(
             format!(
                 "master `{}`: no sentinels configured; hooks trust their (possibly hours-old) arguments",
@@ -223,21 +227,23 @@ async fn check_sentinels(
         );
         return;
     };
-    for (s, a) in &view.answers {
-        match a {
-            Answer::Unreachable(e) => c.fail(
-                format!("sentinel {s} unreachable: {e}"),
+    for r in &reports {
+        let s = &r.sentinel;
+        match (&r.last, &r.down) {
+            (_, Some(_)) | (None, None) => c.fail(
+                format!("sentinel {s} unreachable: {}", r.down.as_deref().unwrap_or("no answer")),
                 "check that it runs, the address and port, [sentinel_auth] and [sentinel_tls]",
             ),
-            Answer::Unknown => c.fail(
+            (Some((Answer::Unknown, _)), None) => c.fail(
                 format!("sentinel {s} does not monitor `{}`", master.name),
                 "make the master name in the config match `sentinel monitor` in sentinel.conf",
             ),
-            Answer::Master { .. } => c.ok(format!("sentinel {s} monitors `{}`", master.name)),
+            (Some((Answer::Master { .. }, _)), None) => c.ok(format!("sentinel {s} monitors `{}`", master.name)),
         }
     }
-    if let Verdict::Master { addr, .. } = view.verdict() {
-        let here = is_this_host(&addr.host, host, managed).unwrap_or(false);
+    let weighed = policy::weigh(&reports, super::ONE_SHOT_FRESH);
+    if let Some(addr) = weighed.master() {
+        let here = matches!(locality_of(addr, host, managed).await, Ok(Locality::Here));
         let bound_here = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
         match (here, bound_here) {
             (true, false) => c.fail(
@@ -258,7 +264,7 @@ async fn check_sentinels(
 }
 
 /// The sentinel.conf files to read: those named, or the usual ones that exist.
-fn sentinel_conf_paths(opts: &Options) -> Vec<PathBuf> {
+fn sentinel_conf_paths(opts: &Args) -> Vec<PathBuf> {
     if !opts.sentinel_conf.is_empty() {
         return opts.sentinel_conf.clone();
     }
@@ -269,7 +275,7 @@ fn sentinel_conf_paths(opts: &Options) -> Vec<PathBuf> {
         .collect()
 }
 
-fn check_sentinel_confs(c: &mut Checks, config: &Config, opts: &Options) {
+fn check_sentinel_confs(c: &mut Checks, config: &Config, opts: &Args) {
     let paths = sentinel_conf_paths(opts);
     if paths.is_empty() {
         c.warn(
@@ -329,7 +335,7 @@ fn is_vipctl(script: &str, exe: Option<&Path>) -> bool {
     Path::new(script).file_name().is_some_and(|n| n == "vipctl") && meta.mode() & 0o111 != 0
 }
 
-fn check_units(c: &mut Checks, opts: &Options) {
+fn check_units(c: &mut Checks, opts: &Args) {
     let dirs: Vec<PathBuf> = if opts.unit_dir.is_empty() {
         ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
             .into_iter()

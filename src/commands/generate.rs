@@ -23,8 +23,17 @@ pub enum Kind {
     CompleteFish,
 }
 
+/// Print the man page or a shell completion script (for packaging; hidden from --help).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// man, complete-bash, complete-zsh or complete-fish.
+    #[arg(value_enum)]
+    pub kind: Kind,
+}
+
 /// Writes `kind` to stdout.
-pub fn run(kind: Kind) -> Outcome<()> {
+pub fn run(args: &Args) -> Outcome<()> {
+    let kind = args.kind;
     let bytes = render(kind).map_err(|e| Failure::transient(anyhow!("cannot generate {kind:?}: {e}")))?;
     let mut out = io::stdout().lock();
     out.write_all(&bytes).and_then(|()| out.flush()).map_err(|e| Failure::transient(anyhow!("cannot write: {e}")))
@@ -195,6 +204,6 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(!help.contains("generate"), "generate shows in --help");
         let cli = Cli::try_parse_from(["vipctl", "generate", "complete-zsh"]).unwrap();
-        assert!(matches!(cli.command, crate::cli::Command::Generate { kind: Kind::CompleteZsh }));
+        assert!(matches!(cli.command, crate::cli::Command::Generate(Args { kind: Kind::CompleteZsh })));
     }
 }

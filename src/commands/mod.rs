@@ -1,24 +1,29 @@
-//! One file per command; this file holds what they share.
+//! One file per command, each with its own clap `Args`; this file holds what they share.
 
 pub mod check;
 pub mod claim;
 pub mod generate;
 pub mod hook;
 pub mod status;
+pub mod watch;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, Master};
+use crate::access::Access;
+use crate::config::{Config, HostPort, Master};
 use crate::error::{Failure, Outcome};
-use crate::host::HostState;
 use crate::lock::{self, MasterLock};
-use crate::lookup::{self, LookupError};
-use crate::sentinel::{self, View};
+use crate::network::host::HostState;
+use crate::policy::{self, Locality, Report};
+use crate::resolve::{self, LookupError};
+use crate::sentinel;
 
 /// How long a run waits for another run on the same master before giving up (transiently).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a short-lived command waits for a host name to resolve.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Settings every command gets from the global options.
 #[derive(Debug, Clone)]
@@ -30,18 +35,27 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Loads the config; any problem is permanent (exit 2).
+    /// Loads the config; any problem is permanent (exit 2). Decision records also go to its
+    /// `log_file` from here on.
     pub fn config(&self) -> Outcome<Config> {
-        Config::load(&self.config_path).map_err(Failure::permanent)
+        let config = Config::load(&self.config_path).map_err(Failure::permanent)?;
+        if let Some(path) = crate::logging::file_path(config.log_file.as_deref()) {
+            crate::logging::to_file(&path);
+        }
+        Ok(config)
     }
 
     /// Takes the per-master lock, except in dry-run mode (which changes nothing, so need not wait).
-    pub fn lock(&self, config: &Config, master: &Master) -> Outcome<Option<MasterLock>> {
+    pub async fn lock(&self, config: &Config, master: &Master) -> Outcome<Option<MasterLock>> {
         if self.dry_run {
             return Ok(None);
         }
         let dir = config.lock_dir.clone().unwrap_or_else(lock::default_dir);
-        let lock = MasterLock::acquire(&dir, &master.name, LOCK_TIMEOUT)?;
+        let name = master.name.clone();
+        // The wait is a blocking poll; keep it off the runtime's thread.
+        let lock = tokio::task::spawn_blocking(move || MasterLock::acquire(&dir, &name, LOCK_TIMEOUT))
+            .await
+            .map_err(|e| Failure::transient(anyhow::anyhow!("lock task failed: {e}")))??;
         tracing::debug!("holding {}", lock.path.display());
         Ok(Some(lock))
     }
@@ -52,31 +66,38 @@ pub fn managed(config: &Config) -> Vec<IpAddr> {
     config.all_vips().map(|v| v.addr).collect()
 }
 
-/// Resolves a master host and says whether it is this host.
-pub fn is_this_host(master_host: &str, host: &HostState, managed: &[IpAddr]) -> Outcome<bool> {
-    let ips = lookup::resolve(master_host).map_err(|e| match e {
+/// Resolves a master's host and says whether it is this host. A name that does not exist is
+/// permanent; a resolver that does not answer is transient.
+pub async fn locality_of(addr: &HostPort, host: &HostState, managed: &[IpAddr]) -> Outcome<Locality> {
+    let ips = resolve::resolve(&addr.host, RESOLVE_TIMEOUT).await.map_err(|e| match e {
         LookupError::Transient(..) => Failure::transient(e),
         _ => Failure::permanent(e),
     })?;
-    if ips.iter().all(|ip| ip.is_loopback()) {
-        // Debian's /etc/hosts maps the host's own name to 127.0.1.1: that names no host.
-        return Err(Failure::permanent(anyhow::anyhow!(
-            "`{master_host}` resolves only to loopback here ({}); put its real address in /etc/hosts or DNS",
-            ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(ips.iter().any(|ip| host.is_local(*ip, managed)))
-}
-
-/// Asks the master's sentinels, if it has any.
-pub async fn ask_sentinels(config: &Config, master: &Master) -> Option<View> {
-    if master.sentinels.is_empty() {
-        return None;
-    }
-    Some(sentinel::ask_all(&master.sentinels, &access(config), &master.name, config.sentinel_timeout).await)
+    Ok(policy::locality(&addr.host, &ips, host, managed))
 }
 
 /// Credentials and TLS for the sentinels, as configured.
-pub fn access(config: &Config) -> sentinel::Access {
-    sentinel::Access { auth: config.sentinel_auth.clone(), tls: config.sentinel_tls.clone() }
+pub fn access(config: &Config) -> Access {
+    Access { auth: config.sentinel_auth.clone(), tls: config.sentinel_tls.clone() }
+}
+
+/// Asks the master's sentinels (none configured: `None`), each bounded by the sentinel timeout,
+/// until `enough` says the answers so far suffice or every sentinel answered or failed.
+pub async fn ask_sentinels(
+    config: &Config,
+    master: &Master,
+    enough: impl FnMut(&[Report], bool) -> bool,
+) -> Option<Vec<Report>> {
+    if master.sentinels.is_empty() {
+        return None;
+    }
+    Some(sentinel::ask(&master.sentinels, &access(config), &master.name, config.sentinel_timeout, enough).await)
+}
+
+/// Every answer a one-shot ask got counts: they are all seconds old at most.
+pub const ONE_SHOT_FRESH: Duration = Duration::from_secs(3600);
+
+/// Waits for every sentinel.
+pub fn all_of_them(_: &[Report], all_in: bool) -> bool {
+    all_in
 }

@@ -1,132 +1,193 @@
-//! `vipctl status`: per master, its VIPs, where they are bound, and who the sentinels say is master.
+//! `vipctl status`: per master, its VIPs, where they are bound, who the sentinels say is master, and
+//! what the daemon believes.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::{Ctx, ask_sentinels, is_this_host, managed};
-use crate::control::{self, Request};
-use crate::decide::interface_for;
+use super::{Ctx, all_of_them, ask_sentinels, managed};
+use crate::control::{self, DaemonStatus, Request, SentinelStatus};
 use crate::error::Outcome;
-use crate::netlink::Netlink;
-use crate::sentinel::{Answer, Verdict};
+use crate::network::netlink::Netlink;
+use crate::network::plan::interface_for;
+use crate::policy::{self, Locality};
+use crate::resolve;
+
+/// Show each master's VIPs, where they are bound, and who the sentinels say is master.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long `status` waits for a name to resolve: a person is waiting.
+const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long `status` waits for the daemon.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Serialize)]
+struct VipStatus {
+    vip: String,
+    interface: Option<String>,
+    interface_error: Option<String>,
+    bound_here: bool,
+    bound: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SentinelView {
+    master: Option<String>,
+    this_host: Option<bool>,
+    summary: String,
+    reachable: usize,
+    configured: usize,
+    answers: Vec<SentinelStatus>,
+}
+
+#[derive(Serialize)]
+struct MasterView {
+    name: String,
+    vips: Vec<VipStatus>,
+    sentinel: Option<SentinelView>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Daemon {
+    Running(DaemonStatus),
+    NotRunning { running: bool, socket: String, error: String },
+}
 
 /// Prints the status, as text or JSON. Reading needs no privilege.
-pub async fn run(ctx: &Ctx, json_out: bool) -> Outcome<()> {
+pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
     let config = ctx.config()?;
     let managed = managed(&config);
     let nl = Netlink::open()?;
     let host = nl.snapshot().await?;
-    let mut masters = Vec::new();
-    for master in config.masters.values() {
-        let vips: Vec<Value> = master
-            .vips
-            .iter()
-            .map(|vip| {
-                let iface = interface_for(master, vip, &host, &managed);
-                let bound: Vec<String> = host
-                    .bound(vip.addr)
-                    .map(|a| format!("{}/{} dev {}", a.addr, a.prefix, host.name_of(a.index)))
-                    .collect();
-                json!({
-                    "vip": vip.to_string(),
-                    "interface": iface.as_ref().map(|(_, n)| n.clone()).ok(),
-                    "interface_error": iface.as_ref().err().map(ToString::to_string),
-                    "bound_here": !bound.is_empty(),
-                    "bound": bound,
-                })
-            })
-            .collect();
-        let sentinel = match ask_sentinels(&config, master).await {
-            None => Value::Null,
-            Some(view) => {
-                let (addr, this_host) = match view.verdict() {
-                    Verdict::Master { addr, .. } => {
-                        (Some(addr.to_string()), is_this_host(&addr.host, &host, &managed).ok())
+    // The daemon is asked at the same time as the sentinels: both are bounded, neither waits for the other.
+    let daemon = control::ask(&config.watch.socket, &Request::Status, DAEMON_TIMEOUT);
+    let views = futures::future::join_all(config.masters.values().map(|master| {
+        let (host, managed) = (&host, &managed);
+        let config = &config;
+        async move {
+            let vips = master
+                .vips
+                .iter()
+                .map(|vip| {
+                    let iface = interface_for(master, vip, host, managed);
+                    let bound: Vec<String> = host
+                        .bound(vip.addr)
+                        .map(|a| format!("{}/{} dev {}", a.addr, a.prefix, host.name_of(a.index)))
+                        .collect();
+                    VipStatus {
+                        vip: vip.to_string(),
+                        interface: iface.as_ref().map(|(_, n)| n.clone()).ok(),
+                        interface_error: iface.as_ref().err().map(ToString::to_string),
+                        bound_here: !bound.is_empty(),
+                        bound,
                     }
-                    _ => (None, None),
-                };
-                json!({
-                    "master": addr,
-                    "this_host": this_host,
-                    "summary": view.summary(),
-                    "reachable": view.reachable(),
-                    "configured": view.answers.len(),
-                    "answers": view.answers.iter().map(|(s, a)| json!({
-                        "sentinel": s.to_string(),
-                        "answer": match a {
-                            Answer::Master { addr, epoch, flags, .. } => json!({"master": addr.to_string(), "config_epoch": epoch, "flags": flags}),
-                            Answer::Unknown => json!("unknown master"),
-                            Answer::Unreachable(e) => json!({"unreachable": e}),
-                        }
-                    })).collect::<Vec<_>>(),
                 })
-            }
-        };
-        masters.push(json!({"name": master.name, "vips": vips, "sentinel": sentinel}));
-    }
-    // What the daemon believes, when one runs: its view is continuous, this command's is a snapshot.
-    let daemon = match control::ask(&config.watch.socket, &Request::Status, Duration::from_secs(2)).await {
-        Ok(reply) => reply.state.unwrap_or(Value::Null),
-        Err(e) => {
-            json!({"running": false, "socket": config.watch.socket.display().to_string(), "error": e.to_string()})
+                .collect();
+            let sentinel = match ask_sentinels(config, master, all_of_them).await {
+                None => None,
+                Some(reports) => {
+                    let w = policy::weigh(&reports, super::ONE_SHOT_FRESH);
+                    let this_host = match w.master() {
+                        Some(addr) => match resolve::resolve(&addr.host, RESOLVE_TIMEOUT).await {
+                            Ok(ips) => match policy::locality(&addr.host, &ips, host, managed) {
+                                Locality::Here => Some(true),
+                                Locality::Elsewhere => Some(false),
+                                Locality::Unknown(_) => None,
+                            },
+                            Err(_) => None,
+                        },
+                        None => None,
+                    };
+                    Some(SentinelView {
+                        master: w.master().map(ToString::to_string),
+                        this_host,
+                        summary: w.summary(),
+                        reachable: w.answered,
+                        configured: w.configured,
+                        answers: reports.iter().map(SentinelStatus::of).collect(),
+                    })
+                }
+            };
+            MasterView { name: master.name.clone(), vips, sentinel }
         }
+    }));
+    let (daemon, masters) = futures::join!(daemon, views);
+    let daemon = match daemon {
+        Ok(reply) => match reply.state {
+            Some(s) => Daemon::Running(s),
+            None => Daemon::NotRunning {
+                running: false,
+                socket: config.watch.socket.display().to_string(),
+                error: reply.message,
+            },
+        },
+        Err(e) => Daemon::NotRunning {
+            running: false,
+            socket: config.watch.socket.display().to_string(),
+            error: e.to_string(),
+        },
     };
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "masters": masters, "daemon": daemon })).unwrap_or_default()
-        );
+    if args.json {
+        #[derive(Serialize)]
+        struct All<'a> {
+            masters: &'a [MasterView],
+            daemon: &'a Daemon,
+        }
+        println!("{}", serde_json::to_string_pretty(&All { masters: &masters, daemon: &daemon }).unwrap_or_default());
         return Ok(());
     }
     for m in &masters {
-        println!("master {}", m["name"].as_str().unwrap_or("?"));
-        for v in m["vips"].as_array().into_iter().flatten() {
-            let place = match (v["bound"].as_array().filter(|b| !b.is_empty()), v["interface"].as_str()) {
-                (Some(b), _) => {
-                    format!("bound here ({})", b.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        println!("master {}", m.name);
+        for v in &m.vips {
+            let place = match (v.bound.is_empty(), &v.interface) {
+                (false, _) => format!("bound here ({})", v.bound.join(", ")),
+                (true, Some(i)) => format!("not bound here (would go on {i})"),
+                (true, None) => {
+                    format!("not bound here ({})", v.interface_error.as_deref().unwrap_or("no interface"))
                 }
-                (None, Some(i)) => format!("not bound here (would go on {i})"),
-                (None, None) => format!("not bound here ({})", v["interface_error"].as_str().unwrap_or("no interface")),
             };
-            println!("  vip {:<24} {place}", v["vip"].as_str().unwrap_or("?"));
+            println!("  vip {:<24} {place}", v.vip);
         }
-        match &m["sentinel"] {
-            Value::Null => println!("  sentinel: none configured"),
-            s => {
-                let who = match s["this_host"].as_bool() {
+        match &m.sentinel {
+            None => println!("  sentinel: none configured"),
+            Some(s) => {
+                let who = match s.this_host {
                     Some(true) => " — this host",
                     Some(false) => " — another host",
                     None => "",
                 };
-                println!("  sentinel: {}{who}", s["summary"].as_str().unwrap_or("?"));
+                println!("  sentinel: {}{who}", s.summary);
             }
         }
-        if let Some(d) = daemon["masters"].as_array().and_then(|a| a.iter().find(|d| d["name"] == m["name"])) {
+        if let Daemon::Running(d) = &daemon
+            && let Some(d) = d.masters.iter().find(|d| d.name == m.name)
+        {
             println!(
                 "  daemon:   {} ({}); VIPs {}; {} transition(s), {} conflict(s){}",
-                d["belief"].as_str().unwrap_or("?"),
-                d["summary"].as_str().unwrap_or("no answer yet"),
-                if d["holding"].as_bool() == Some(true) { "held" } else { "not held" },
-                d["transitions"],
-                d["conflicts"],
-                d["last_change"]["at"]
-                    .as_str()
-                    .map(|t| format!("; last change {t}: {}", d["last_change"]["what"].as_str().unwrap_or("")))
+                d.belief,
+                d.summary.as_deref().unwrap_or("no answer yet"),
+                if d.holding { "held" } else { "not held" },
+                d.transitions,
+                d.conflicts,
+                d.last_change
+                    .as_ref()
+                    .map(|r| format!("; last change: {} ({})", r.decision.as_str(), r.actions.join("; ")))
                     .unwrap_or_default()
             );
-            if let Some(e) = d["last_error"].as_str() {
+            if let Some(e) = &d.last_error {
                 println!("  daemon error: {e}");
             }
         }
     }
-    match daemon["pid"].as_u64() {
-        Some(pid) => println!("daemon: vipctl watch pid {pid}, up since {}", daemon["started"].as_str().unwrap_or("?")),
-        None => println!(
-            "daemon: not running ({}: {})",
-            config.watch.socket.display(),
-            daemon["error"].as_str().unwrap_or("no answer")
-        ),
+    match &daemon {
+        Daemon::Running(d) => println!("daemon: vipctl watch pid {}, up since {}", d.pid, d.started),
+        Daemon::NotRunning { socket, error, .. } => println!("daemon: not running ({socket}: {error})"),
     }
     Ok(())
 }

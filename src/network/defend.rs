@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::announce::Mac;
+use crate::network::announce::Mac;
 
 /// A VIP this host holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub fn spawn(held: Arc<Mutex<Vec<Held>>>, mut report: impl FnMut(Conflict) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::announce::{garp_reply, garp_request, unsolicited_na};
+    use crate::network::announce::{garp_reply, garp_request, unsolicited_na};
 
     const OTHER: Mac = [2, 0, 0, 0, 0, 0x11];
 

@@ -1,17 +1,19 @@
-//! Carries out a plan: the I/O shell around [`crate::decide::plan`]. Privileges are checked and the
-//! packet socket opened before the first address changes, so a run that cannot finish does not start.
+//! Carries out a plan: the I/O shell around [`crate::network::plan::plan`]. Privileges are checked
+//! and the packet socket opened before the first address changes, so a run that cannot finish does
+//! not start.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
 
-use crate::announce::{self, PacketSocket, Schedule, Target};
 use crate::config::Master;
-use crate::decide::{self, Action, Want};
 use crate::error::{Failure, Outcome};
-use crate::host::HostState;
-use crate::netlink::{Netlink, grant_hint};
+use crate::network::announce::{self, PacketSocket, Schedule, Target};
+use crate::network::host::HostState;
+use crate::network::netlink::{Netlink, grant_hint};
+use crate::network::plan::{self, Action, Want};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 
 /// What a converge run did.
@@ -25,6 +27,11 @@ pub struct Report {
     pub first_frame_us: Option<u128>,
     /// Problems that did not stop the run (e.g. a frame that could not be sent).
     pub warnings: Vec<String>,
+    /// The announcement rounds still to come ([`Rounds::Background`]); abort it before the VIPs
+    /// are released, so that no frame goes out for an address this host no longer holds.
+    pub later: Option<tokio::task::AbortHandle>,
+    /// Address changes that failed (every other VIP was still tried, and what is bound announced).
+    pub failure: Option<Failure>,
 }
 
 impl Report {
@@ -37,30 +44,43 @@ impl Report {
     }
 }
 
+/// How `converge` runs.
+#[derive(Debug, Clone, Default)]
+pub struct How {
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// Whether to wait for every announcement round.
+    pub rounds: Rounds,
+    /// A packet socket opened beforehand (the daemon keeps one); `None`: open one when needed.
+    pub socket: Option<Arc<PacketSocket>>,
+}
+
 /// Whether `converge` waits for every announcement round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Rounds {
     /// Wait for all rounds (a hook must finish its work before it exits).
+    #[default]
     Wait,
     /// Send the first round, leave the rest to a background task (a daemon must not stall its
     /// loop for the announce spacing while other masters or events wait).
     Background,
 }
 
-/// Plans and, unless `dry_run`, applies `want` for `master` on this host.
+/// Plans and, unless `how.dry_run`, applies `want` for `master` on this host. An `Err` means nothing was
+/// changed (no plan, no privilege); failed changes are in [`Report::failure`].
 pub async fn converge(
     nl: &Netlink,
     master: &Master,
     want: Want,
     host: &HostState,
     managed: &[std::net::IpAddr],
-    dry_run: bool,
-    rounds: Rounds,
+    how: &How,
 ) -> Outcome<Report> {
     let start = Instant::now();
-    let actions = decide::plan(master, want, host, managed).map_err(Failure::permanent)?;
+    let rounds = how.rounds;
+    let actions = plan::plan(master, want, host, managed).map_err(Failure::permanent)?;
     let mut report = Report { actions, ..Report::default() };
-    if dry_run || report.actions.is_empty() {
+    if how.dry_run || report.actions.is_empty() {
         return Ok(report);
     }
 
@@ -82,26 +102,28 @@ pub async fn converge(
                 grant_hint()
             )));
         }
-        Some(PacketSocket::open().map_err(|e| {
-            Failure::permanent(anyhow!(
-                "cannot open a packet socket to announce master `{}`: {e}; {}",
-                master.name,
-                packet_socket_hint(&e)
-            ))
-        })?)
+        match &how.socket {
+            Some(s) => Some(s.clone()),
+            None => Some(Arc::new(PacketSocket::open().map_err(|e| {
+                Failure::permanent(anyhow!(
+                    "cannot open a packet socket to announce master `{}`: {e}; {}",
+                    master.name,
+                    packet_socket_hint(&e)
+                ))
+            })?)),
+        }
     } else {
         None
     };
 
-    // Address changes first. On a failure, stop changing but still announce what is bound: a VIP
-    // that is up but unannounced is the worst of both (clients keep the old MAC).
-    let mut failure = None;
-    let mut bound_ok: Vec<std::net::IpAddr> = Vec::new();
+    // Address changes first. Every VIP is tried even when another fails: a release that stops half
+    // way leaves a VIP on two hosts, the worst outcome. What is bound gets announced even after a
+    // failure: a VIP that is up but unannounced is the worst of both (clients keep the old MAC).
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut failed_vips: Vec<std::net::IpAddr> = Vec::new();
     for action in &report.actions {
-        if failure.is_some() {
-            break;
-        }
         let res = match action {
+            Action::Remove { vip, .. } | Action::Add { vip, .. } if failed_vips.contains(&vip.addr) => continue,
             Action::Remove { vip, prefix, index, ifname, takes_along } => {
                 if takes_along.is_empty() {
                     nl.remove(vip, *prefix, *index, ifname).await
@@ -114,25 +136,21 @@ pub async fn converge(
                     }
                 }
             }
-            Action::Add { vip, index, ifname } => {
-                let r = nl.add(vip, *index, ifname, master.label.as_deref()).await;
-                if r.is_ok() {
-                    bound_ok.push(vip.addr);
-                }
-                r
-            }
+            Action::Add { vip, index, ifname } => nl.add(vip, *index, ifname, master.label.as_deref()).await,
             Action::Announce { .. } => Ok(()),
         };
         if let Err(f) = res {
-            failure = Some(f);
+            if let Action::Remove { vip, .. } | Action::Add { vip, .. } = action {
+                failed_vips.push(vip.addr);
+            }
+            failures.push(f);
         }
     }
     let mut targets: BTreeMap<u32, Target> = BTreeMap::new();
     for action in &report.actions {
         let Action::Announce { vip, index, ifname } = action else { continue };
-        let added_now = report.actions.iter().any(|a| matches!(a, Action::Add { vip: v, .. } if v == vip));
-        if failure.is_some() && added_now && !bound_ok.contains(&vip.addr) {
-            continue; // never bound: nothing to announce
+        if failed_vips.contains(&vip.addr) {
+            continue; // not bound as planned: nothing to announce
         }
         let iface = host.interface(*index);
         let Some(mac) = iface.and_then(|i| i.mac) else {
@@ -161,7 +179,6 @@ pub async fn converge(
             .push(vip.addr);
     }
     if let Some(socket) = socket {
-        let socket = std::sync::Arc::new(socket);
         let total = master.announce.rounds;
         let interval = master.announce.interval;
         let now = if rounds == Rounds::Background { total.min(1) } else { total };
@@ -172,7 +189,9 @@ pub async fn converge(
             let later: Vec<Target> = targets.values().cloned().collect();
             let rest = Schedule { rounds: total - now, interval };
             let master_name = master.name.clone();
-            tokio::spawn(async move {
+            // Aborted by whoever releases the VIPs next. The daemon's runtime has one thread, so an
+            // abort always finds this task parked between rounds, never inside one.
+            let task = tokio::spawn(async move {
                 tokio::time::sleep(interval).await;
                 for t in &later {
                     let r = announce::announce(&socket, t, rest).await;
@@ -181,6 +200,7 @@ pub async fn converge(
                     }
                 }
             });
+            report.later = Some(task.abort_handle());
         }
         for r in reports {
             report.frames_sent += r.frames_sent;
@@ -191,10 +211,18 @@ pub async fn converge(
             report.warnings.extend(r.errors);
         }
     }
-    match failure {
-        Some(f) => Err(f),
-        None => Ok(report),
-    }
+    report.failure = match failures.len() {
+        0 => None,
+        1 => failures.pop(),
+        n => {
+            // Permanent if any is: a retry cannot fix that one.
+            let permanent = failures.iter().any(|f| f.kind == crate::error::Kind::Permanent);
+            let text = failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let e = anyhow!("{n} VIPs of master `{}` failed: {text}", master.name);
+            Some(if permanent { Failure::permanent(e) } else { Failure::transient(e) })
+        }
+    };
+    Ok(report)
 }
 
 /// What to do when a packet socket cannot be opened.

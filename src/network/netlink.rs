@@ -12,8 +12,8 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, CacheInfo
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
 use crate::error::{Failure, Outcome};
-use crate::host::{Address, HostState, Interface};
-use crate::vip::Vip;
+use crate::network::host::{Address, HostState, Interface};
+use crate::network::vip::Vip;
 
 /// An open rtnetlink connection.
 pub struct Netlink {

@@ -1,5 +1,5 @@
-//! The pure heart of vipctl: given a master's config, whether this host should hold its VIPs, and the
-//! host's current addresses, say exactly which addresses to add or remove and what to announce.
+//! Given a master's config, whether this host should hold its VIPs, and the host's current
+//! addresses, says exactly which addresses to add or remove and what to announce.
 //!
 //! Nothing here does I/O. Every address an action names comes from the master's configured VIP list,
 //! which is what makes "vipctl never touches an address it was not configured to manage" provable.
@@ -7,8 +7,8 @@
 use std::fmt;
 
 use crate::config::Master;
-use crate::host::HostState;
-use crate::vip::Vip;
+use crate::network::host::HostState;
+use crate::network::vip::Vip;
 
 /// Whether this host should hold the master's VIPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub fn interface_for(
     }
 }
 
-fn remove(vip: &Vip, a: &crate::host::Address, host: &HostState) -> Action {
+fn remove(vip: &Vip, a: &crate::network::host::Address, host: &HostState) -> Action {
     Action::Remove {
         vip: *vip,
         prefix: a.prefix,
@@ -243,90 +243,11 @@ pub fn plan(
     Ok(actions)
 }
 
-/// What the daemon learned about one master in one round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observation {
-    /// Whether the sentinels' verdict names this host (`None`: no verdict, or a conflict).
-    pub master_here: Option<bool>,
-    /// Sentinels that answered.
-    pub reachable: usize,
-    /// Sentinels configured.
-    pub configured: usize,
-    /// Whether this host holds any of the master's VIPs now.
-    pub holding: bool,
-}
-
-impl Observation {
-    /// True when more than half of the configured sentinels answered.
-    pub fn majority(&self) -> bool {
-        self.reachable * 2 > self.configured
-    }
-}
-
-/// The daemon's rule for one master: what to want now, and why.
-///
-/// - A verdict naming another host releases, whatever the count: letting go is the safe direction.
-/// - Claiming needs a verdict naming this host *and* a majority of sentinels reachable: a host on the
-///   minority side of a partition cannot know whether the majority has failed over.
-/// - A holder that cannot reach a majority keeps the VIP for `minority_timeout` (a blip must not
-///   cause an outage), then lets go: by then the majority side has very likely promoted another
-///   replica, and two hosts answering ARP for one address loses acknowledged writes.
-///
-/// `minority_since` carries the start of the current minority period between rounds.
-pub fn daemon_want(
-    obs: &Observation,
-    minority_since: &mut Option<std::time::Instant>,
-    now: std::time::Instant,
-    minority_timeout: std::time::Duration,
-) -> (Option<Want>, String) {
-    if obs.majority() {
-        *minority_since = None;
-    }
-    match obs.master_here {
-        Some(false) => (Some(Want::Release), "the sentinels name another host".into()),
-        Some(true) if obs.majority() => (Some(Want::Hold), "the sentinels name this host".into()),
-        None if obs.majority() => (None, "the sentinels know no master; changing nothing".into()),
-        _ if !obs.holding => (
-            None,
-            format!(
-                "only {} of {} sentinels reachable; not claiming without a majority",
-                obs.reachable, obs.configured
-            ),
-        ),
-        _ => {
-            let since = *minority_since.get_or_insert(now);
-            let waited = now.saturating_duration_since(since);
-            if waited >= minority_timeout {
-                (
-                    Some(Want::Release),
-                    format!(
-                        "only {} of {} sentinels reachable for {} ms (minority_timeout_ms {}): this host is on the minority side",
-                        obs.reachable,
-                        obs.configured,
-                        waited.as_millis(),
-                        minority_timeout.as_millis()
-                    ),
-                )
-            } else {
-                (
-                    None,
-                    format!(
-                        "only {} of {} sentinels reachable for {} ms; holding until minority_timeout_ms",
-                        obs.reachable,
-                        obs.configured,
-                        waited.as_millis()
-                    ),
-                )
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Announce, Master};
-    use crate::host::{Address, Interface};
+    use crate::network::host::{Address, Interface};
     use proptest::prelude::*;
     use std::net::IpAddr;
     use std::time::Duration;
@@ -457,36 +378,6 @@ mod tests {
         assert!(matches!(only_vip, PlanError::NoInterfaceForSubnet { .. }));
         let missing = plan(&master(&["198.51.100.100/24"], Some("eth9")), Want::Hold, &host(&[]), &[]).unwrap_err();
         assert!(matches!(missing, PlanError::NoSuchInterface { .. }));
-    }
-
-    #[test]
-    fn daemon_rule() {
-        use std::time::{Duration, Instant};
-        let t0 = Instant::now();
-        let timeout = Duration::from_secs(5);
-        let obs = |here, reachable, holding| Observation { master_here: here, reachable, configured: 3, holding };
-        let mut since = None;
-        assert_eq!(daemon_want(&obs(Some(true), 2, false), &mut since, t0, timeout).0, Some(Want::Hold));
-        assert_eq!(daemon_want(&obs(Some(false), 1, true), &mut since, t0, timeout).0, Some(Want::Release));
-        // A minority never claims.
-        assert_eq!(daemon_want(&obs(Some(true), 1, false), &mut since, t0, timeout).0, None);
-        // A holder on the minority side waits out the timeout, then lets go.
-        let mut since = None;
-        assert_eq!(daemon_want(&obs(Some(true), 1, true), &mut since, t0, timeout).0, None);
-        assert_eq!(daemon_want(&obs(None, 0, true), &mut since, t0 + Duration::from_secs(4), timeout).0, None);
-        assert_eq!(
-            daemon_want(&obs(None, 0, true), &mut since, t0 + Duration::from_secs(5), timeout).0,
-            Some(Want::Release)
-        );
-        // Regaining a majority resets the clock.
-        assert_eq!(
-            daemon_want(&obs(Some(true), 3, true), &mut since, t0 + Duration::from_secs(6), timeout).0,
-            Some(Want::Hold)
-        );
-        assert_eq!(since, None);
-        assert_eq!(daemon_want(&obs(None, 1, true), &mut since, t0 + Duration::from_secs(7), timeout).0, None);
-        // No verdict with a majority: change nothing.
-        assert_eq!(daemon_want(&obs(None, 2, true), &mut since, t0, timeout).0, None);
     }
 
     fn arb_ip() -> impl Strategy<Value = IpAddr> {

@@ -90,7 +90,7 @@ impl HostState {
                 o.index == a.index
                     && o.addr != a.addr
                     && o.secondary
-                    && crate::vip::same_network(a.addr, o.addr, a.prefix)
+                    && crate::network::vip::same_network(a.addr, o.addr, a.prefix)
             })
             .copied()
             .collect()

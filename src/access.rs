@@ -1,0 +1,97 @@
+//! How vipctl reaches a sentinel or a Redis: credentials, TLS and TCP settings, in one place, so
+//! that every connection (questions, event subscriptions, role probes) is made the same way.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+
+use crate::config::{HostPort, SentinelAuth, SentinelTls};
+
+/// Credentials and TLS for one kind of server (the sentinels, or the Redis instances).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// AUTH credentials.
+    pub auth: Option<SentinelAuth>,
+    /// TLS settings.
+    pub tls: Option<SentinelTls>,
+}
+
+/// Keepalive probes start after this long idle, so that a peer that vanished without a FIN (a
+/// cut cable, a frozen VM) is noticed on long-lived connections even when nothing is asked.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+impl Access {
+    /// A client for the server at `s`. With TLS the server's certificate must name the address or
+    /// host name written in the config (an IP SAN for an IP).
+    pub fn client(&self, s: &HostPort) -> redis::RedisResult<redis::Client> {
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(a) = &self.auth {
+            if let Some(u) = &a.username {
+                settings = settings.set_username(u);
+            }
+            settings = settings.set_password(&a.password);
+        }
+        let tcp = TcpSettings::default().set_nodelay(true).set_keepalive(
+            TcpKeepalive::new()
+                .with_time(KEEPALIVE_IDLE)
+                .with_interval(KEEPALIVE_INTERVAL)
+                .with_retries(KEEPALIVE_RETRIES),
+        );
+        match &self.tls {
+            None => {
+                let info = ConnectionAddr::Tcp(s.host.clone(), s.port)
+                    .into_connection_info()?
+                    .set_redis_settings(settings)
+                    .set_tcp_settings(tcp);
+                redis::Client::open(info)
+            }
+            Some(tls) => {
+                let addr =
+                    ConnectionAddr::TcpTls { host: s.host.clone(), port: s.port, insecure: false, tls_params: None };
+                let info = addr.into_connection_info()?.set_redis_settings(settings).set_tcp_settings(tcp);
+                let certs = redis::TlsCertificates {
+                    client_tls: tls
+                        .client
+                        .as_ref()
+                        .map(|(c, k)| redis::ClientTlsConfig { client_cert: c.clone(), client_key: k.clone() }),
+                    root_cert: tls.ca.clone(),
+                };
+                redis::Client::build_with_tls(info, certs)
+            }
+        }
+    }
+
+    /// Connects to `s` for questions, within `timeout` for the whole handshake (TCP, TLS, AUTH).
+    /// Questions on the connection are bounded by their callers.
+    pub async fn connect(&self, s: &HostPort, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
+        let client = self.client(s)?;
+        let config =
+            redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(None);
+        match tokio::time::timeout(timeout, client.get_multiplexed_async_connection_with_config(&config)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {} ms", timeout.as_millis()),
+            )
+            .into()),
+        }
+    }
+}
+
+/// One line for a connection or protocol error. A server that does not speak RESP (an HTTP
+/// server on the port, say) makes the parser report bytes; say what the peer is instead.
+pub fn describe(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    if e.kind() == redis::ErrorKind::Parse || text.contains("Unexpected") {
+        return format!("the server there does not speak the Redis protocol ({})", first_line(&text));
+    }
+    first_line(&text).to_string()
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s).trim()
+}

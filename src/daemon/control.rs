@@ -1,0 +1,122 @@
+//! The daemon's end of the control socket: accepts connections, reads one request line, hands it
+//! to the loop on a queue of its own, and writes the reply. Any local user may connect (who may do
+//! what is decided per request from SO_PEERCRED), so every step is bounded: connections at once,
+//! the size of a request, the time to send it and to read the reply, the queue to the loop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::control::{self, Reply, Request};
+use crate::error::{Failure, Outcome};
+
+/// A request for the loop, with the caller's uid and where the reply goes.
+pub type ControlRequest = (Request, u32, oneshot::Sender<Reply>);
+
+/// Connections served at once; more are closed at once, so they cannot use up the daemon's files.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client has to send its request, and to read the reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request may wait for the loop's answer (a delegated hook waits for the change).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Binds the control socket, refusing to steal it from a running daemon. The socket is created
+/// with mode 0666 through the umask (no chmod on a path afterwards, which could follow a link).
+pub fn bind(path: &Path) -> Outcome<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Failure::permanent(anyhow!(
+                "cannot create {}: {e}; create it or set [watch] socket in the config",
+                dir.display()
+            ))
+        })?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(Failure::permanent(anyhow!(
+                "{} exists and is not a socket; remove it or set a different [watch] socket",
+                path.display()
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Failure::permanent(anyhow!(
+                "another vipctl watch already serves {}; stop it first (or set a different [watch] socket)",
+                path.display()
+            )));
+        }
+        // Left by a daemon that died: nobody listens, so it is ours to replace.
+        let _ = std::fs::remove_file(path);
+    }
+    // Anyone may connect; who may do what is decided per request from SO_PEERCRED.
+    // SAFETY: umask only changes this process's file creation mask; restored right after bind.
+    let old = unsafe { libc::umask(0o111) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    listener.map_err(|e| Failure::permanent(anyhow!("cannot listen on {}: {e}", path.display())))
+}
+
+/// Accepts control connections until the loop is gone.
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<ControlRequest>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // EMFILE and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Full: drop the connection at once (the client sees EOF and says so).
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_one(stream, tx).await {
+                tracing::debug!("control connection: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_one(stream: UnixStream, tx: mpsc::Sender<ControlRequest>) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let read =
+        tokio::time::timeout(IO_TIMEOUT, control::read_line_limited(&mut reader, &mut line, control::MAX_REQUEST))
+            .await;
+    let reply = match read {
+        Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Request>(line.trim_end()) {
+            Ok(req) => {
+                let (rtx, rrx) = oneshot::channel();
+                match tx.try_send((req, uid, rtx)) {
+                    Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, rrx).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Reply::new(1, "the daemon is stopping"),
+                        Err(_) => Reply::new(1, "the daemon did not answer in time"),
+                    },
+                    Err(mpsc::error::TrySendError::Full(_)) => Reply::new(1, "the daemon is busy; try again"),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Reply::new(1, "the daemon is stopping"),
+                }
+            }
+            Err(e) => Reply::new(2, format!("malformed request: {e}")),
+        },
+        _ => return Ok(()),
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    let mut stream = reader.into_inner();
+    match tokio::time::timeout(IO_TIMEOUT, stream.write_all(&out)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read the reply")),
+    }
+}

@@ -1,0 +1,175 @@
+//! A live view of each sentinel: one long-lived task per configured sentinel holds a connection
+//! for questions and one for its events, and reports every answer (with the time it arrived) and
+//! every failure to the daemon's loop at once. The loop decides from the latest answers; it never
+//! waits for a sentinel, so one that is cut off costs nothing but its own task's time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use tokio::sync::{Notify, mpsc};
+
+use crate::access::{self, Access};
+use crate::config::SentinelAddr;
+use crate::sentinel::{self, Answer, events};
+
+use super::Signal;
+
+/// How often a sentinel is asked even without events, and how quickly a lost one is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Between questions when nothing happens.
+    pub probe: Duration,
+    /// For one question, and for one connection attempt (TCP, TLS, AUTH): whatever the probe
+    /// period, a slow or distant sentinel gets this long.
+    pub timeout: Duration,
+}
+
+/// Masters asked about in one pipeline.
+const MASTERS_PER_QUESTION: usize = 32;
+
+/// The handle the loop keeps for one sentinel's task.
+pub struct Handle {
+    /// Ask again now (an event anywhere, a hook call): coalesces, never queues up.
+    pub nudge: Arc<Notify>,
+}
+
+/// Starts the tasks for `sentinel`, which serves `masters`; they run until the loop is gone.
+pub fn spawn(
+    sentinel: SentinelAddr,
+    masters: Vec<String>,
+    access: Access,
+    timing: Timing,
+    tx: mpsc::Sender<Signal>,
+) -> Handle {
+    let nudge = Arc::new(Notify::new());
+    tokio::spawn(questions(sentinel.clone(), masters, access.clone(), timing, tx.clone(), nudge.clone()));
+    tokio::spawn(follow(sentinel, access, timing, tx));
+    Handle { nudge }
+}
+
+/// Asks `sentinel` about every master it serves, in one pipeline: at start, on every nudge, on
+/// reconnect and every probe period. Each outcome goes to the loop as it comes.
+async fn questions(
+    sentinel: SentinelAddr,
+    masters: Vec<String>,
+    access: Access,
+    timing: Timing,
+    tx: mpsc::Sender<Signal>,
+    nudge: Arc<Notify>,
+) {
+    let mut con: Option<redis::aio::MultiplexedConnection> = None;
+    let mut failures = 0u32;
+    loop {
+        let outcome = async {
+            if con.is_none() {
+                let c = access
+                    .connect(&sentinel, timing.timeout)
+                    .await
+                    .map_err(|e| format!("sentinel {sentinel}: {}", access::describe(&e)))?;
+                con = Some(c);
+            }
+            let c = con.as_mut().expect("connected above");
+            // In slices: one reply about hundreds of masters would be parsed into megabytes at once.
+            let mut answers = Vec::with_capacity(masters.len());
+            for slice in masters.chunks(MASTERS_PER_QUESTION) {
+                match tokio::time::timeout(timing.timeout, sentinel::query(c, &sentinel, slice)).await {
+                    Ok(Ok(a)) => answers.extend(a),
+                    Ok(Err(e)) => return Err(format!("{e:#}")),
+                    Err(_) => {
+                        return Err(format!("sentinel {sentinel}: no answer within {} ms", timing.timeout.as_millis()));
+                    }
+                }
+            }
+            Ok(answers)
+        }
+        .await;
+        let signal = match outcome {
+            Ok(answers) => {
+                failures = 0;
+                let answers: Vec<(String, Answer)> = masters.iter().cloned().zip(answers).collect();
+                Signal::Answers { sentinel: sentinel.clone(), answers, at: Instant::now() }
+            }
+            Err(why) => {
+                // A broken or hung connection is dropped; the next attempt connects afresh.
+                con = None;
+                failures = failures.saturating_add(1);
+                Signal::Unreachable { sentinel: sentinel.clone(), why }
+            }
+        };
+        if tx.send(signal).await.is_err() {
+            return;
+        }
+        let wait = if failures == 0 {
+            timing.probe
+        } else {
+            // Retry soon (a healed partition is noticed quickly), backing off while it lasts.
+            let backoff = Duration::from_millis(100).saturating_mul(1 << failures.min(4)).min(Duration::from_secs(1));
+            backoff.min(timing.probe) + jitter(backoff / 4)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = nudge.notified() => {}
+        }
+    }
+}
+
+/// Follows `sentinel`'s events forever, reconnecting with capped backoff and jitter, so that a
+/// sentinel restart, TILT or a partition only delays events, never stops the daemon.
+async fn follow(sentinel: SentinelAddr, access: Access, timing: Timing, tx: mpsc::Sender<Signal>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut was_down = false;
+    loop {
+        match subscribe(&sentinel, &access, timing.timeout).await {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                was_down = false;
+                if tx.send(Signal::Following(sentinel.clone())).await.is_err() {
+                    return;
+                }
+                let mut stream = pubsub.into_on_message();
+                while let Some(msg) = stream.next().await {
+                    let channel = msg.get_channel_name().to_string();
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some(event) = events::parse(&channel, &payload)
+                        && tx.send(Signal::Event { sentinel: sentinel.clone(), event }).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if tx.send(Signal::EventsLost(sentinel.clone(), "connection closed".into())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !was_down {
+                    tracing::warn!("cannot follow the events of sentinel {sentinel}: {e}; retrying with backoff");
+                    was_down = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff + jitter(backoff / 2)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe(s: &SentinelAddr, access: &Access, timeout: Duration) -> Result<redis::aio::PubSub, String> {
+    let work = async {
+        let client = access.client(s)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.psubscribe("*").await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(access::describe(&e)),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// A pseudo-random duration below `max`, so that many daemons do not reconnect in lockstep.
+fn jitter(max: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let x = (u64::from(nanos) ^ u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Duration::from_nanos(x % (max.as_nanos() as u64).max(1))
+}

@@ -1,0 +1,96 @@
+//! The local Redis's own word on its role, asked with `ROLE`.
+//!
+//! Sentinel's view lags the truth (it polls INFO about once a second) and can name a dead master
+//! until the failover completes. Before binding, when another host claims a held VIP, and for early
+//! claim, the daemon asks the Redis it would be serving. One probe serves all three.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::access::Access;
+use crate::config::HostPort;
+
+/// What the Redis at an address says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// `ROLE` says master.
+    Master,
+    /// `ROLE` says slave/replica (or sentinel).
+    Replica,
+    /// Nothing listens there (connection refused or reset): that Redis is gone.
+    Gone(String),
+    /// No usable answer: a timeout (frozen, forking), an authentication or TLS failure, an odd
+    /// reply. Evidence of nothing.
+    Unknown(String),
+}
+
+impl Role {
+    /// True when nothing serves there at all.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Role::Gone(_))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Master => f.write_str("master"),
+            Role::Replica => f.write_str("a replica"),
+            Role::Gone(why) => write!(f, "gone: {why}"),
+            Role::Unknown(why) => write!(f, "unknown: {why}"),
+        }
+    }
+}
+
+/// Classifies a reply to `ROLE`.
+pub fn from_reply(reply: &redis::RedisResult<Value>) -> Role {
+    match reply {
+        Ok(Value::Array(items)) => match items.first() {
+            Some(Value::BulkString(b)) if b == b"master" => Role::Master,
+            Some(Value::SimpleString(s)) if s == "master" => Role::Master,
+            _ => Role::Replica,
+        },
+        Ok(other) => Role::Unknown(format!("unexpected reply {other:?}")),
+        Err(e) => classify(e),
+    }
+}
+
+/// An error is evidence that the Redis is gone only when the connection was refused or reset.
+fn classify(e: &redis::RedisError) -> Role {
+    let gone = e.is_connection_refusal() || (e.is_connection_dropped() && !e.is_timeout());
+    let text = crate::access::describe(e);
+    if gone { Role::Gone(text) } else { Role::Unknown(text) }
+}
+
+/// Asks the Redis at `addr` for its role, within `timeout` for everything (connect, TLS, AUTH, ROLE).
+pub async fn ask(addr: &HostPort, access: &Access, timeout: Duration) -> Role {
+    let work = async {
+        let mut con = access.connect(addr, timeout).await.map_err(|e| classify(&e))?;
+        let reply: redis::RedisResult<Value> = redis::cmd("ROLE").query_async(&mut con).await;
+        Ok::<Role, Role>(from_reply(&reply))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(r)) | Ok(Err(r)) => r,
+        Err(_) => Role::Unknown(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_replies() {
+        let master = Ok(Value::Array(vec![Value::BulkString(b"master".to_vec()), Value::Int(0), Value::Array(vec![])]));
+        assert_eq!(from_reply(&master), Role::Master);
+        let replica = Ok(Value::Array(vec![Value::BulkString(b"slave".to_vec())]));
+        assert_eq!(from_reply(&replica), Role::Replica);
+        let refused: redis::RedisResult<Value> =
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+        assert!(from_reply(&refused).is_gone());
+        let timeout: redis::RedisResult<Value> = Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        assert!(matches!(from_reply(&timeout), Role::Unknown(_)));
+    }
+}

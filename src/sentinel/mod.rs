@@ -1,0 +1,211 @@
+//! Redis Sentinel's protocol as vipctl uses it: asking who a master is (this file), its pub/sub
+//! events ([`events`]), and its config file and systemd unit ([`conf`]). Weighing the answers is
+//! the policy's job ([`crate::policy::weigh`]).
+
+pub mod conf;
+pub mod events;
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use redis::Value;
+
+use crate::access::{self, Access};
+use crate::config::SentinelAddr;
+use crate::policy::Report;
+
+/// A master's address as Sentinel reports it (the host may be a name with `announce-hostnames`).
+pub type MasterAddr = crate::config::HostPort;
+
+/// What one sentinel said about one master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// It knows the master: here is its address and the config epoch of that knowledge.
+    Master {
+        /// The master's address.
+        addr: MasterAddr,
+        /// The master's config epoch on that sentinel.
+        epoch: u64,
+        /// The master's flags on that sentinel (`master`, `s_down`, `o_down`, …).
+        flags: String,
+        /// The master's `down-after-milliseconds` on that sentinel, when it said.
+        down_after_ms: Option<u64>,
+    },
+    /// It does not monitor a master by that name.
+    Unknown,
+}
+
+/// Asks every sentinel about `master` at once, each bounded by `timeout`, and returns as soon as
+/// `enough` says the answers so far suffice (it sees the reports in `sentinels` order, and whether
+/// every sentinel has answered or failed). Sentinels not heard from by then are reported as
+/// failed. Never fails as a whole.
+pub async fn ask(
+    sentinels: &[SentinelAddr],
+    access: &Access,
+    master: &str,
+    timeout: Duration,
+    mut enough: impl FnMut(&[Report], bool) -> bool,
+) -> Vec<Report> {
+    let mut reports: Vec<Report> =
+        sentinels.iter().map(|s| Report::failed(s.clone(), "decided before it answered".into())).collect();
+    let mut pending: FuturesUnordered<_> = sentinels
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move {
+            let r = match tokio::time::timeout(timeout, ask_one(s, access, master, timeout)).await {
+                Ok(Ok(a)) => Report::now(s.clone(), a),
+                Ok(Err(e)) => Report::failed(s.clone(), format!("{e:#}")),
+                Err(_) => Report::failed(s.clone(), format!("no answer within {} ms", timeout.as_millis())),
+            };
+            (i, r)
+        })
+        .collect();
+    let mut left = sentinels.len();
+    while let Some((i, r)) = pending.next().await {
+        reports[i] = r;
+        left -= 1;
+        if enough(&reports, left == 0) {
+            break;
+        }
+    }
+    reports
+}
+
+async fn ask_one(s: &SentinelAddr, access: &Access, master: &str, timeout: Duration) -> anyhow::Result<Answer> {
+    let mut con = access.connect(s, timeout).await.map_err(|e| anyhow!("sentinel {s}: {}", access::describe(&e)))?;
+    let mut answers = query(&mut con, s, &[master]).await?;
+    Ok(answers.pop().unwrap_or(Answer::Unknown))
+}
+
+/// Asks one sentinel about several masters in one pipeline (one round trip). The address and the
+/// epoch of each master are asked back to back: a sentinel is single-threaded, so both describe the
+/// same moment.
+pub async fn query<S: AsRef<str>>(
+    con: &mut redis::aio::MultiplexedConnection,
+    s: &SentinelAddr,
+    masters: &[S],
+) -> anyhow::Result<Vec<Answer>> {
+    let mut pipe = redis::pipe();
+    for m in masters {
+        pipe.cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(m.as_ref())
+            .cmd("SENTINEL")
+            .arg("master")
+            .arg(m.as_ref());
+    }
+    let replies: Vec<Value> =
+        pipe.ignore_errors().query_async(con).await.map_err(|e| anyhow!("sentinel {s}: {}", access::describe(&e)))?;
+    if replies.len() != masters.len() * 2 {
+        bail!("sentinel {s}: {} replies to {} questions", replies.len(), masters.len() * 2);
+    }
+    let mut out = Vec::with_capacity(masters.len());
+    for (m, pair) in masters.iter().zip(replies.chunks(2)) {
+        let (addr, details) = (&pair[0], &pair[1]);
+        if let Value::ServerError(e) = details
+            && !matches!(addr, Value::Nil)
+        {
+            // Without the epoch, "newest answer wins" cannot see this sentinel's epoch: say so.
+            tracing::warn!(
+                "sentinel {s} refused SENTINEL MASTER {} ({}); its answer counts as epoch 0: allow the ACL user `+sentinel`",
+                m.as_ref(),
+                e.details().unwrap_or(e.code())
+            );
+        }
+        out.push(parse_answer(addr, details).with_context(|| format!("sentinel {s}, master `{}`", m.as_ref()))?);
+    }
+    Ok(out)
+}
+
+/// The longest master host a sentinel may report (a DNS name's limit).
+const MAX_HOST_LEN: usize = 253;
+
+/// Builds an [`Answer`] from the replies to `get-master-addr-by-name` and `SENTINEL master`. The
+/// host must be an IP address or a host name, as for the hook's arguments: a sentinel's reply is
+/// input, and it ends up in decisions and logs.
+pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
+    let addr = match addr {
+        Value::Nil => return Ok(Answer::Unknown),
+        Value::Array(items) if items.len() == 2 => {
+            let host = text(&items[0]).ok_or_else(|| anyhow!("malformed master host in reply"))?;
+            if host.len() > MAX_HOST_LEN || crate::resolve::check_syntax(&host).is_err() {
+                bail!(
+                    "the master host in its reply is neither an IP address nor a host name: {:?}",
+                    host.chars().take(64).collect::<String>()
+                );
+            }
+            let port = text(&items[1])
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| anyhow!("malformed master port in reply"))?;
+            MasterAddr { host, port }
+        }
+        Value::ServerError(e) => bail!("refused get-master-addr-by-name: {}", e.details().unwrap_or(e.code())),
+        other => bail!("unexpected reply to get-master-addr-by-name: {}", short(other)),
+    };
+    let fields = match details {
+        Value::Array(items) => {
+            items.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect::<Vec<_>>()
+        }
+        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
+        // Old or restricted sentinels may refuse SENTINEL MASTER; the address alone is still an answer.
+        _ => Vec::new(),
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    let down_after_ms = field("down-after-milliseconds").and_then(|v| v.parse().ok());
+    let mut flags = field("flags").unwrap_or_default();
+    flags.truncate(128);
+    Ok(Answer::Master { addr, epoch, flags, down_after_ms })
+}
+
+/// A bounded rendering of an unexpected reply.
+fn short(v: &Value) -> String {
+    let s = format!("{v:?}");
+    if s.len() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(items: &[&str]) -> Value {
+        Value::Array(items.iter().map(|x| Value::BulkString(x.as_bytes().to_vec())).collect())
+    }
+
+    #[test]
+    fn parses_sentinel_replies() {
+        let addr = bulk(&["198.51.100.12", "6379"]);
+        let details =
+            bulk(&["name", "mymaster", "flags", "master", "config-epoch", "7", "down-after-milliseconds", "30000"]);
+        let Answer::Master { epoch, down_after_ms, .. } = parse_answer(&addr, &details).unwrap() else {
+            panic!("a master")
+        };
+        assert_eq!((epoch, down_after_ms), (7, Some(30000)));
+        assert_eq!(parse_answer(&Value::Nil, &Value::Nil).unwrap(), Answer::Unknown);
+        assert!(parse_answer(&Value::Array(vec![Value::Int(1)]), &Value::Nil).is_err());
+        let hostname = bulk(&["redis-2.example", "6379"]);
+        assert!(matches!(parse_answer(&hostname, &Value::Nil).unwrap(), Answer::Master { epoch: 0, .. }));
+    }
+
+    #[test]
+    fn refuses_hosts_that_are_no_host() {
+        for bad in ["198.51.100.12\nwatch master=x decision=claim", "a b", "", &"a".repeat(300), "x\"y"] {
+            let e = parse_answer(&bulk(&[bad, "6379"]), &Value::Nil).unwrap_err().to_string();
+            assert!(e.contains("neither an IP address nor a host name"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(parse_answer(&bulk(&["198.51.100.12", "0"]), &Value::Nil).is_err());
+    }
+}
