@@ -19,8 +19,9 @@ fn decisions(lab: &Lab) -> usize {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
-    let Some(lab) = Lab::up("drill-dead-sentinel", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let lab = Lab::up("drill-dead-sentinel", LabOptions { hook: true, ..LabOptions::default() });
     // A minority timeout longer than the drill, so that only the heal can trigger the cleanup.
     let cfg = lab.config_with("drill.toml", "[watch]\nminority_timeout_ms = 600000\n");
     let _d = daemons(&lab, &cfg);
@@ -45,8 +46,9 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn interface_down_and_up_on_the_master_brings_the_vip_back() {
-    let Some(lab) = Lab::up("drill-ifdown", LabOptions::default()) else { return };
+    let lab = Lab::up("drill-ifdown", LabOptions::default());
     let _d = daemons(&lab, &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     lab.ip("h1", &["link", "set", "eth0", "down"]);
@@ -62,8 +64,9 @@ fn interface_down_and_up_on_the_master_brings_the_vip_back() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn redis_restarted_on_the_master_without_a_failover_changes_nothing() {
-    let Some(lab) = Lab::up("drill-redis-restart", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let lab = Lab::up("drill-redis-restart", LabOptions { hook: true, ..LabOptions::default() });
     let _d = daemons(&lab, &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     std::thread::sleep(Duration::from_millis(600)); // let the start-up decisions be logged

@@ -31,8 +31,9 @@ fn only_on(lab: &Lab, host: &str) -> Option<()> {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn daemon_alone_moves_restores_and_survives_restart() {
-    let Some(lab) = Lab::up("watch-failover", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-failover", LabOptions::default());
     let cfg = lab.config();
     let mut daemons = all_daemons(&lab, &cfg);
 
@@ -93,8 +94,9 @@ fn daemon_alone_moves_restores_and_survives_restart() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
-    let Some(lab) = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let lab = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() });
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 3000\n");
     let _daemons = all_daemons(&lab, &cfg);
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
@@ -132,8 +134,9 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
-    let Some(lab) = Lab::up("watch-sentinels", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-sentinels", LabOptions::default());
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 2500\n");
     let _daemons = all_daemons(&lab, &cfg);
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
@@ -169,6 +172,7 @@ fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn unprivileged_hook_hands_its_event_to_the_daemon() {
     // A hook like one under Debian's redis-sentinel unit: an unprivileged user, no capabilities at
     // all. Sentinel refuses to change its script at run time, so the wrapper exists before the lab.
@@ -190,7 +194,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-sandboxed-hook", opts) else { return };
+    let lab = Lab::up("watch-sandboxed-hook", opts);
     // The hook's log file must be writable by the unprivileged user.
     for h in lab.hosts() {
         let log = lab.dir.join(h).join("vipctl.log");
@@ -221,8 +225,9 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_rogue_claim_is_answered_at_once() {
-    let Some(lab) = Lab::up("watch-defend", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-defend", LabOptions::default());
     let _daemons = all_daemons(&lab, &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
@@ -248,10 +253,11 @@ fn a_rogue_claim_is_answered_at_once() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinels_over_tls() {
     let certs = TestCerts::make();
     let opts = LabOptions { tls_dir: Some(certs.dir.clone()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-tls", opts) else { return };
+    let lab = Lab::up("watch-tls", opts);
     let cfg = lab.dir.join("tls.toml");
     std::fs::write(
         &cfg,
@@ -285,9 +291,10 @@ fn sentinels_over_tls() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinels_with_a_password() {
     let opts = LabOptions { sentinel_pass: Some("s3cret-lab".into()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-auth", opts) else { return };
+    let lab = Lab::up("watch-auth", opts);
     // Without credentials every sentinel refuses, and says why.
     let out = lab.vipctl("h1", &["status", "--json"]);
     let s = String::from_utf8_lossy(&out.stdout);
@@ -321,8 +328,9 @@ fn http_get(lab: &Lab, host: &str, path: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn notify_commands_and_metrics() {
-    let Some(lab) = Lab::up("watch-notify", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-notify", LabOptions::default());
     let mut daemons = Vec::new();
     for h in lab.hosts() {
         // h1's command succeeds; the others write their file and then hang past the timeout,
@@ -390,8 +398,9 @@ fn notify_commands_and_metrics() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn early_claim_follows_the_promotion_itself() {
-    let Some(lab) = Lab::up("watch-early", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-early", LabOptions::default());
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
     let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
@@ -419,8 +428,9 @@ fn early_claim_follows_the_promotion_itself() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
-    let Some(lab) = Lab::up("watch-stop", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-stop", LabOptions::default());
     let mut d = lab.watch("h1", &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     // Default: the VIP belongs to the Redis master, not to the daemon; an upgrade must not cut it.
@@ -438,8 +448,9 @@ fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn default_minority_timeout_is_sentinels_down_after() {
-    let Some(lab) = Lab::up("watch-auto-minority", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-auto-minority", LabOptions::default());
     let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &lab.config())).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     // The lab's sentinels use down-after-milliseconds 1000: a cut-off holder lets go after that,

@@ -2,6 +2,12 @@
 //! lab's construction and teardown (the demo uses the same script), plus bounded waiting helpers.
 //! The lab's facts (addresses, MACs, VIPs, namespaces) come from the `lab.json` that `lab.sh up`
 //! writes; nothing here repeats them.
+//!
+//! Every lab test is marked
+//! `#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]`, so
+//! that a plain `cargo test` reports it as ignored instead of passing it; `scripts/test.sh` as root
+//! runs them with `--include-ignored`. Run that way without root or without redis, [`Lab::up`]
+//! fails and says what is missing.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
@@ -102,19 +108,31 @@ pub fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
 }
 
-/// Why the lab cannot run here, if it cannot.
-fn missing_prerequisite() -> Option<String> {
+/// What keeps the lab from running here: nothing when it can run.
+fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        missing.push(format!("root (this runs as uid {uid}; network namespaces need CAP_SYS_ADMIN)"));
     }
-    for tool in ["ip", "redis-server", "redis-sentinel", "redis-cli"] {
+    // What scripts/lab.sh needs, with the Debian package that has it.
+    let tools = [
+        ("ip", "iproute2"),
+        ("redis-server", "redis-server"),
+        ("redis-sentinel", "redis-sentinel"),
+        ("redis-cli", "redis-tools"),
+        ("sysctl", "procps"),
+        ("flock", "util-linux"),
+        ("timeout", "coreutils"),
+    ];
+    for (tool, package) in tools {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
         if !matches!(found, Ok(true)) {
-            return Some(format!("`{tool}` is not installed (scripts/install-deps.sh installs it)"));
+            missing.push(format!("`{tool}` (not installed; Debian package {package})"));
         }
     }
-    None
+    missing
 }
 
 /// A running lab; torn down on drop, also when the test panics.
@@ -139,16 +157,20 @@ pub struct LabOptions {
 }
 
 impl Lab {
-    /// Builds a lab, or returns None after a loud SKIPPED line when this machine cannot run one.
-    /// With VIPCTL_REQUIRE_LAB=1 (scripts/test.sh as root, hence CI) a missing prerequisite fails.
-    pub fn up(name: &str, opts: LabOptions) -> Option<Lab> {
-        if let Some(why) = missing_prerequisite() {
-            if std::env::var("VIPCTL_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("lab test `{name}` cannot run: {why}, and VIPCTL_REQUIRE_LAB=1 forbids skipping");
-            }
-            eprintln!("\n*** SKIPPED lab test `{name}`: {why}. Run scripts/test.sh as root to run it. ***\n");
-            return None;
-        }
+    /// Builds a lab. Panics when this machine cannot run one, naming what is missing: lab tests are
+    /// `#[ignore]`d, so this runs only when asked for (`--include-ignored`, as scripts/test.sh does
+    /// as root), and then a lab that cannot be built is a failure, not a pass.
+    pub fn up(name: &str, opts: LabOptions) -> Lab {
+        let missing = missing_prerequisites();
+        assert!(
+            missing.is_empty(),
+            "lab test `{name}` cannot run: missing {}.\n\
+             Lab tests build network namespaces with real redis-server and redis-sentinel: run them as \
+             root with scripts/test.sh, which installs the Debian packages first (scripts/install-deps.sh), \
+             or as root with `scripts/install-deps.sh && cargo test -- --include-ignored`. Without root, \
+             run plain `cargo test`: it reports the lab tests as ignored.",
+            missing.join("; ")
+        );
         let serial = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
         let mut cmd = Command::new(repo().join("scripts/lab.sh"));
@@ -174,7 +196,7 @@ impl Lab {
         let facts =
             LabFacts::read(&dir).unwrap_or_else(|e| lab_failed(name, &dir, format!("lab.sh up succeeded, but {e}")));
         eprintln!("[{name}] lab up in {:.1} s", t.elapsed().as_secs_f64());
-        Some(Lab { dir, name: name.to_string(), facts, _serial: serial })
+        Lab { dir, name: name.to_string(), facts, _serial: serial }
     }
 
     /// Everything lab.sh wrote to lab.json.
@@ -436,12 +458,6 @@ impl Writer {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
