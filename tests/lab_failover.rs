@@ -59,13 +59,30 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
     w.stop();
     let lines = w.lines();
     let before = lines.iter().filter(|l| l.ok && l.at_ms < fault_ms).count();
-    let gap = lines.windows(2).filter(|p| p[0].ok).map(|p| p[1].at_ms - p[0].at_ms).max().unwrap_or(0);
+    let after = lines.iter().filter(|l| l.ok && l.at_ms > moved_ms).count();
+    let gap = longest_write_gap_ms(&lines);
+    let (lost, regressions) = lost_writes(&lines);
     eprintln!(
-        "[failover] {before} writes before the fault; VIP moved {} ms after it; first write after the move at +{} ms",
+        "[failover] {before} writes before the fault; VIP moved {} ms after it; first write after the move at +{} ms; \
+         longest gap between successful writes {gap} ms; {lost} acknowledged write(s) lost",
         moved_ms - fault_ms,
         first_ok - fault_ms
     );
-    assert!(before > 0 && gap > 0);
+    assert!(before > 0, "no successful write before the fault");
+    assert!(after > 0, "no successful write through the VIP after it moved");
+    // The outage is Sentinel's down-after-milliseconds (1 s) plus the election, the promotion and
+    // the hook: 2-5 s here. A failed election makes Sentinel wait 2 x failover-timeout (10 s in the
+    // lab) before it tries again, so 15 s allows for one. Had the VIP stayed on the dead master, no
+    // write would have succeeded for the rest of the writer's 40 s run: this bound fails on a VIP
+    // that moves too late or not at all, even where the generous waits above let it through.
+    assert!(gap < 15_000, "the client could not write for {gap} ms (bound 15 s)");
+    // Every acknowledged INCR returns a value above all earlier ones, also across the failover: the
+    // promoted replica had every write the old master acknowledged.
+    assert!(
+        lost == 0,
+        "{lost} acknowledged write(s) lost in the failover (highest acknowledged before, value after): \
+         {regressions:?}"
+    );
 
     // The new master's host knows it is master; its hook logged the decision.
     let status = lab.vipctl(new_master, &["status"]);

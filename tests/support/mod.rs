@@ -461,6 +461,45 @@ impl Writer {
     }
 }
 
+/// The longest time without a successful write over a writer's run (ms): between consecutive `ok`
+/// attempts, and from the first attempt / to the last attempt when those failed.
+pub fn longest_write_gap_ms(lines: &[Write]) -> u128 {
+    let mut marks: Vec<u128> = Vec::new();
+    if let Some(first) = lines.first().filter(|l| !l.ok) {
+        marks.push(first.at_ms);
+    }
+    marks.extend(lines.iter().filter(|l| l.ok).map(|l| l.at_ms));
+    if let Some(last) = lines.last().filter(|l| !l.ok) {
+        marks.push(last.at_ms);
+    }
+    marks.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0)
+}
+
+/// Acknowledged INCRs that were lost: each acknowledged value must exceed every value acknowledged
+/// before it; a value `v` at or below the highest so far `m` means `m - v + 1` acknowledged
+/// increments are gone (counted like scripts/bench/analyze.py). Returns (count, the offending
+/// (highest so far, value) pairs).
+pub fn lost_writes(lines: &[Write]) -> (i64, Vec<(i64, i64)>) {
+    let (mut lost, mut seen, mut max) = (0, Vec::new(), None::<i64>);
+    for v in lines.iter().filter(|l| l.ok).filter_map(|l| l.value) {
+        match max {
+            Some(m) if v <= m => {
+                lost += m - v + 1;
+                seen.push((m, v));
+                max = Some(v);
+            }
+            _ => max = Some(v),
+        }
+    }
+    (lost, seen)
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// stdout and stderr of an Output, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
