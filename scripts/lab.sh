@@ -23,6 +23,11 @@
 #   lab.sh vips DIR                print the VIPs present on each host (any interface)
 #   lab.sh neigh DIR VIP           print the client's neighbour MAC for VIP
 # HOST is one of h1 h2 h3 cl sw.  See usage() below for the environment.
+#
+# The lab's facts (addresses, MACs, VIPs, ports, roles) are defined here and
+# nowhere else: "up" writes them to DIR/lab.json for the Rust tests
+# (tests/support) and the benchmark (scripts/bench), which read that file
+# instead of repeating them.  See write_lab_json for its layout.
 
 set -euo pipefail
 
@@ -31,8 +36,18 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_DIR
 readonly HOSTS=(h1 h2 h3)
 readonly ALL_NODES=(h1 h2 h3 cl)
+# The VIPs sit in the hosts' own subnets, with the same prefix lengths.
 readonly VIP4=198.51.100.100
 readonly VIP6=2001:db8:51::100
+readonly PREFIX4=24
+readonly PREFIX6=64
+readonly REDIS_PORT=6379
+readonly SENTINEL_PORT=26379
+# Only when LAB_TLS_DIR is set.
+readonly SENTINEL_TLS_PORT=26380
+readonly MASTER_NAME=mymaster
+# The master when the lab comes up; the other hosts start as its replicas.
+readonly FIRST_MASTER=h1
 readonly DEFAULT_ROOT=/tmp/vipctl-labs
 
 # --- small helpers ---------------------------------------------------------
@@ -112,6 +127,16 @@ host_mac() {
     h2) echo 02:00:00:00:00:12 ;;
     h3) echo 02:00:00:00:00:13 ;;
     cl) echo 02:00:00:00:00:50 ;;
+    *) die "unknown host '$1'" ;;
+    esac
+}
+
+# host_role HOST -> the node's role when the lab comes up.
+host_role() {
+    case $1 in
+    "$FIRST_MASTER") echo master ;;
+    h1 | h2 | h3) echo replica ;;
+    cl) echo client ;;
     *) die "unknown host '$1'" ;;
     esac
 }
@@ -255,7 +280,7 @@ rcli() {
     local ns=$1 ip=$2 port=$3 pass=
     shift 3
     # Sentinels of a lab made with LAB_SENTINEL_PASS want AUTH (redis-cli reads REDISCLI_AUTH).
-    if [[ $port == 26379 && -s ${LAB_DIR:-${UP_DIR:-/nonexistent}}/sentinel.pass ]]; then
+    if [[ $port == "$SENTINEL_PORT" && -s ${LAB_DIR:-${UP_DIR:-/nonexistent}}/sentinel.pass ]]; then
         pass=$(<"${LAB_DIR:-$UP_DIR}/sentinel.pass")
     fi
     REDISCLI_AUTH=$pass timeout --foreground -k 1 2 ip netns exec "$ns" redis-cli -h "$ip" -p "$port" "$@" 2>/dev/null
@@ -407,7 +432,7 @@ write_redis_conf() {
     ip=$(host_ip4 "$host")
     {
         echo "# redis-server for lab host $host (written by lab.sh)"
-        echo "port 6379"
+        echo "port $REDIS_PORT"
         echo "bind * -::*"
         echo "protected-mode no"
         echo "daemonize yes"
@@ -420,7 +445,7 @@ write_redis_conf() {
         echo "replica-announce-ip $ip"
         # Full sync at once instead of the default 5 s diskless delay.
         echo "repl-diskless-sync-delay 0"
-        [[ $host == h1 ]] || echo "replicaof 198.51.100.11 6379"
+        [[ $host == "$FIRST_MASTER" ]] || echo "replicaof $(host_ip4 "$FIRST_MASTER") $REDIS_PORT"
     } >"$dir/$host/redis.conf"
 }
 
@@ -429,7 +454,7 @@ write_sentinel_conf() {
     ip=$(host_ip4 "$host")
     {
         echo "# redis-sentinel for lab host $host (written by lab.sh; sentinel rewrites it)"
-        echo "port 26379"
+        echo "port $SENTINEL_PORT"
         echo "bind $ip 127.0.0.1"
         echo "protected-mode no"
         echo "daemonize yes"
@@ -437,19 +462,19 @@ write_sentinel_conf() {
         echo "dir $dir/$host"
         echo "logfile $dir/$host/sentinel.log"
         echo "sentinel announce-ip $ip"
-        echo "sentinel monitor mymaster 198.51.100.11 6379 2"
-        echo "sentinel down-after-milliseconds mymaster 1000"
-        echo "sentinel failover-timeout mymaster 5000"
-        echo "sentinel parallel-syncs mymaster 1"
-        [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script mymaster $LAB_HOOK"
+        echo "sentinel monitor $MASTER_NAME $(host_ip4 "$FIRST_MASTER") $REDIS_PORT 2"
+        echo "sentinel down-after-milliseconds $MASTER_NAME 1000"
+        echo "sentinel failover-timeout $MASTER_NAME 5000"
+        echo "sentinel parallel-syncs $MASTER_NAME 1"
+        [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script $MASTER_NAME $LAB_HOOK"
         # LAB_SENTINEL_PASS: sentinels want AUTH from clients and from each other.
         if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
             echo "requirepass $LAB_SENTINEL_PASS"
             echo "sentinel sentinel-pass $LAB_SENTINEL_PASS"
         fi
-        # LAB_TLS_DIR (ca.crt, server.crt, server.key): sentinels also accept TLS on 26380.
+        # LAB_TLS_DIR (ca.crt, server.crt, server.key): sentinels also accept TLS on SENTINEL_TLS_PORT.
         if [[ -n ${LAB_TLS_DIR:-} ]]; then
-            echo "tls-port 26380"
+            echo "tls-port $SENTINEL_TLS_PORT"
             echo "tls-cert-file $LAB_TLS_DIR/server.crt"
             echo "tls-key-file $LAB_TLS_DIR/server.key"
             echo "tls-ca-cert-file $LAB_TLS_DIR/ca.crt"
@@ -461,7 +486,66 @@ write_sentinel_conf() {
 # The lab uses the very example config that the package installs, so the
 # documented one cannot rot (its addresses are the lab's already).
 write_vipctl_conf() {
+    local v
     cp -- "$REPO_DIR/packaging/vipctl.toml" "$1"
+    # lab.json tells the tests which VIPs the lab uses: they must be the config's.
+    for v in "$VIP4/$PREFIX4" "$VIP6/$PREFIX6"; do
+        grep -qF "\"$v\"" "$1" || die "packaging/vipctl.toml does not list the lab's VIP $v (lab.sh and the example config disagree)"
+    done
+}
+
+# json_str STRING -> STRING as a JSON string literal.  Lab paths are
+# restricted to safe characters already (abs_dir); this covers the rest
+# (LAB_CONFIG may be any path without control characters: cmd_up checks).
+json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+# write_lab_json DIR: the lab's facts, for the tests and the benchmark, as
+# DIR/lab.json (written last by "up", so its presence means the lab is
+# ready).  Layout (roles are those at "up"; Sentinel may change them later):
+#   {"id": "...", "dir": "...", "config": "...", "master_name": "mymaster",
+#    "redis_hosts": ["h1", "h2", "h3"], "client": "cl",
+#    "switch": {"ns": "...", "bridge": "br0"},
+#    "nodes": {"h1": {"ns", "interface", "ipv4", "ipv6", "mac", "role"}, ...},
+#    "vips": {"v4": "ADDR/PREFIX", "v6": "ADDR/PREFIX"},
+#    "ports": {"redis": N, "sentinel": N, "sentinel_tls": N or null}}
+write_lab_json() {
+    local dir=$1 host sep tls=null
+    [[ -z ${LAB_TLS_DIR:-} ]] || tls=$SENTINEL_TLS_PORT
+    {
+        printf '{\n'
+        printf '  "id": %s,\n' "$(json_str "$LAB_ID")"
+        printf '  "dir": %s,\n' "$(json_str "$dir")"
+        printf '  "config": %s,\n' "$(json_str "$LAB_CONFIG")"
+        printf '  "master_name": %s,\n' "$(json_str "$MASTER_NAME")"
+        printf '  "redis_hosts": ['
+        sep=
+        for host in "${HOSTS[@]}"; do
+            printf '%s%s' "$sep" "$(json_str "$host")"
+            sep=', '
+        done
+        printf '],\n'
+        printf '  "client": %s,\n' "$(json_str cl)"
+        printf '  "switch": {"ns": %s, "bridge": "br0"},\n' "$(json_str "$(ns_name "$LAB_ID" sw)")"
+        printf '  "nodes": {\n'
+        sep=
+        for host in "${ALL_NODES[@]}"; do
+            printf '%s    %s: {"ns": %s, "interface": "eth0", "ipv4": %s, "ipv6": %s, "mac": %s, "role": %s}' \
+                "$sep" "$(json_str "$host")" "$(json_str "$(ns_name "$LAB_ID" "$host")")" \
+                "$(json_str "$(host_ip4 "$host")")" "$(json_str "$(host_ip6 "$host")")" \
+                "$(json_str "$(host_mac "$host")")" "$(json_str "$(host_role "$host")")"
+            sep=$',\n'
+        done
+        printf '\n  },\n'
+        printf '  "vips": {"v4": %s, "v6": %s},\n' "$(json_str "$VIP4/$PREFIX4")" "$(json_str "$VIP6/$PREFIX6")"
+        printf '  "ports": {"redis": %d, "sentinel": %d, "sentinel_tls": %s}\n' "$REDIS_PORT" "$SENTINEL_PORT" "$tls"
+        printf '}\n'
+    } >"$dir/lab.json.tmp"
+    mv -f -- "$dir/lab.json.tmp" "$dir/lab.json"
 }
 
 # lab_etc NS: "ip netns exec" bind-mounts /etc/netns/NS/* over /etc, so each
@@ -509,8 +593,8 @@ build_network() {
         ip -n "$sw" link set "$host" master br0
         ip -n "$sw" link set "$host" up
         ip -n "$ns" link set lo up
-        ip -n "$ns" addr add "$(host_ip4 "$host")/24" dev eth0
-        ip -n "$ns" addr add "$(host_ip6 "$host")/64" dev eth0 nodad
+        ip -n "$ns" addr add "$(host_ip4 "$host")/$PREFIX4" dev eth0
+        ip -n "$ns" addr add "$(host_ip6 "$host")/$PREFIX6" dev eth0 nodad
         ip -n "$ns" link set eth0 up
     done
 }
@@ -525,13 +609,13 @@ wait_redis_ready() {
         for host in "${HOSTS[@]}"; do
             ns=$(ns_name "$LAB_ID" "$host")
             ip=$(host_ip4 "$host")
-            out=$(rcli "$ns" "$ip" 6379 PING) || out=
+            out=$(rcli "$ns" "$ip" "$REDIS_PORT" PING) || out=
             if [[ $out != PONG ]]; then
                 pending+=" redis $host does not answer PING;"
                 continue
             fi
-            [[ $host == h1 ]] && continue
-            out=$(rcli "$ns" "$ip" 6379 INFO replication | tr -d '\r') || out=
+            [[ $host == "$FIRST_MASTER" ]] && continue
+            out=$(rcli "$ns" "$ip" "$REDIS_PORT" INFO replication | tr -d '\r') || out=
             [[ $out == *master_link_status:up* ]] ||
                 pending+=" redis $host master_link_status is not up;"
         done
@@ -549,7 +633,7 @@ wait_sentinels_ready() {
         for host in "${HOSTS[@]}"; do
             ns=$(ns_name "$LAB_ID" "$host")
             ip=$(host_ip4 "$host")
-            out=$(rcli "$ns" "$ip" 26379 SENTINEL master mymaster) || out=
+            out=$(rcli "$ns" "$ip" "$SENTINEL_PORT" SENTINEL master "$MASTER_NAME") || out=
             nos=$(kv_get num-other-sentinels <<<"$out") || nos='?'
             nsl=$(kv_get num-slaves <<<"$out") || nsl='?'
             [[ $nos == 2 && $nsl == 2 ]] ||
@@ -582,6 +666,7 @@ cmd_up() {
     fi
     LAB_CONFIG=${LAB_CONFIG:-$dir/vipctl.toml}
     LAB_CONFIG=$(realpath -m -- "$LAB_CONFIG")
+    [[ $LAB_CONFIG != *[[:cntrl:]]* ]] || die "LAB_CONFIG must not contain control characters"
     owner=${LAB_OWNER_PID:-$PPID}
     [[ $owner =~ ^[0-9]+$ ]] || die "LAB_OWNER_PID must be a PID (got '$owner')"
     owner_start=$(proc_field "$owner" 22) || die "owner process $owner does not exist"
@@ -645,6 +730,7 @@ cmd_up() {
         wait_pidfile "$dir" "$host" sentinel "$deadline"
     done
     wait_sentinels_ready "$dir" "$deadline"
+    write_lab_json "$dir"
 
     UP_ARMED=0
     trap - EXIT INT TERM HUP
@@ -652,17 +738,12 @@ cmd_up() {
 }
 
 print_summary() {
-    local dir=$1 ms=$2 host role
+    local dir=$1 ms=$2 host
     printf 'lab up in %d.%03ds: %s (id %s)\n' $((ms / 1000)) $((ms % 1000)) "$dir" "$LAB_ID"
     printf '  %-3s %-12s bridge br0 (STP off, multicast snooping off)\n' sw "$(ns_name "$LAB_ID" sw)"
     for host in "${ALL_NODES[@]}"; do
-        case $host in
-        h1) role="master" ;;
-        h2 | h3) role="replica" ;;
-        cl) role="client" ;;
-        esac
         printf '  %-3s %-12s %-14s %-16s %s  %s' "$host" "$(ns_name "$LAB_ID" "$host")" \
-            "$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(host_mac "$host")" "$role"
+            "$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(host_mac "$host")" "$(host_role "$host")"
         if [[ $host != cl ]]; then
             printf '  redis pid %s  sentinel pid %s' "$(<"$dir/$host/redis.pid")" "$(<"$dir/$host/sentinel.pid")"
         fi
@@ -670,7 +751,8 @@ print_summary() {
     done
     printf '  hook    %s\n' "${LAB_HOOK:-(none)}"
     printf '  config  %s\n' "$LAB_CONFIG"
-    printf '  vips    %s/24 %s/64 (assigned by vipctl)\n' "$VIP4" "$VIP6"
+    printf '  vips    %s/%s %s/%s (assigned by vipctl)\n' "$VIP4" "$PREFIX4" "$VIP6" "$PREFIX6"
+    printf '  facts   %s\n' "$dir/lab.json"
 }
 
 # --- down / sweep ----------------------------------------------------------
@@ -827,7 +909,7 @@ cmd_start_redis() {
     local host=$2 out i
     start_instance redis "$1" "$host"
     for ((i = 0; i < 50; i++)); do
-        out=$(rcli "$(ns_name "$LAB_ID" "$host")" "$(host_ip4 "$host")" 6379 PING) || out=
+        out=$(rcli "$(ns_name "$LAB_ID" "$host")" "$(host_ip4 "$host")" "$REDIS_PORT" PING) || out=
         [[ $out != PONG ]] || {
             echo "started redis-server on $host (pid $(<"$LAB_DIR/$host/redis.pid"))"
             return 0
@@ -889,7 +971,7 @@ cmd_master() {
         ask=("$2")
     fi
     for host in "${ask[@]}"; do
-        out=$(rcli "$(ns_name "$LAB_ID" "$host")" 127.0.0.1 26379 SENTINEL get-master-addr-by-name mymaster) || continue
+        out=$(rcli "$(ns_name "$LAB_ID" "$host")" 127.0.0.1 "$SENTINEL_PORT" SENTINEL get-master-addr-by-name "$MASTER_NAME") || continue
         {
             read -r ip
             read -r port
@@ -899,7 +981,7 @@ cmd_master() {
             return 0
         fi
     done
-    die "no sentinel answered get-master-addr-by-name mymaster (asked: ${ask[*]})"
+    die "no sentinel answered get-master-addr-by-name $MASTER_NAME (asked: ${ask[*]})"
 }
 
 cmd_vips() {

@@ -2,21 +2,35 @@
 # Runs every test: formatting and lints, unit and property tests, the lab tests (three Redis hosts
 # in network namespaces with real redis-server and redis-sentinel), then, as root, the Debian
 # package (built, installed, checked, used in a lab failover, purged) and a fuzz smoke run.
-# VIPCTL_QUICK=1 stops after the lab tests.
+# VIPCTL_QUICK=1 stops after the lab tests. Arguments go to the test binaries (e.g. a name filter).
 #
-# As root it installs what is missing (Debian packages) and the lab tests must run: a lab test
-# that cannot run fails instead of skipping. Without root the lab tests skip, loudly.
+# The lab tests are #[ignore]d (they need root). As root this installs what is missing (Debian
+# packages) and runs them with --include-ignored, so one that cannot run fails. Without root they
+# are reported as ignored, and this says so loudly, at the start and before the closing line.
+# The last line is "N passed, M failed, K ignored" over every test binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+lab_args=()
 if [[ $(id -u) -eq 0 ]]; then
     scripts/install-deps.sh
     # A lab left behind by a run that was killed must not disturb this one.
     scripts/lab.sh sweep
-    export VIPCTL_REQUIRE_LAB=1
-else
-    echo "test.sh: not root: the lab tests will be SKIPPED (they need root for network namespaces)." >&2
+    lab_args=(--include-ignored)
 fi
+
+not_root_banner() {
+    cat >&2 <<'NOTE'
+
+************************************************************************************************
+* test.sh: NOT ROOT: the lab tests (tests/lab_*.rs) are IGNORED, i.e. SKIPPED: they build      *
+* network namespaces, which needs root. cargo test reports them as "ignored". To run them, run *
+* scripts/test.sh as root (it installs redis and the other Debian packages they need).         *
+************************************************************************************************
+
+NOTE
+}
+if ((${#lab_args[@]} == 0)); then not_root_banner; fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,7 +39,26 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, property and lab tests)"
 results=$(mktemp /tmp/vipctl-test-results.XXXXXX)
 trap 'rm -f "$results"' EXIT
-cargo test --locked -- --nocapture "$@" 2>&1 | tee "$results"
+rc=0
+cargo test --locked -- --nocapture "${lab_args[@]}" "$@" 2>&1 | tee "$results" || rc=$?
+
+# One closing line for the whole run (cargo's own last line is the doc-test binary's "0 passed").
+summary() {
+    awk '/^test result:/ {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed/) p += $i
+                if ($(i + 1) ~ /^failed/) f += $i
+                if ($(i + 1) ~ /^ignored/) g += $i
+            }
+        }
+        END { printf "%d passed, %d failed, %d ignored\n", p, f, g }' "$results"
+}
+if ((rc != 0)); then
+    echo "test.sh: cargo test failed (exit $rc); packaging and fuzz stages not run" >&2
+    if ((${#lab_args[@]} == 0)); then not_root_banner; fi
+    summary
+    exit "$rc"
+fi
 
 if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
     echo "== package: build the .deb, install it, check it, run a lab failover with it, purge it"
@@ -37,7 +70,5 @@ else
     echo "test.sh: packaging and fuzz stages SKIPPED (need root; VIPCTL_QUICK=1 skips them on purpose)" >&2
 fi
 
-# One closing line for the whole run (cargo's own last line is the doc-test binary's "0 passed").
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
-    END { printf "%d passed, %d failed\n", p, f }' "$results"
-
+if ((${#lab_args[@]} == 0)); then not_root_banner; fi
+summary

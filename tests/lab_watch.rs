@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn all_daemons(lab: &Lab, config: &std::path::Path) -> Vec<Daemon> {
-    HOSTS.iter().map(|h| lab.watch(h, config)).collect()
+    lab.hosts().into_iter().map(|h| lab.watch(h, config)).collect()
 }
 
 /// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
 /// daemons, the new master, and its daemon's claim line once the VIP is there alone.
-fn daemons_fail_over(lab: &Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'static str, String) {
+fn daemons_fail_over<'a>(lab: &'a Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'a str, String) {
     let daemons = all_daemons(lab, cfg);
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(lab, "h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
@@ -27,26 +27,27 @@ fn daemons_fail_over(lab: &Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'static
 }
 
 fn only_on(lab: &Lab, host: &str) -> Option<()> {
-    (lab.holders(VIP4) == [host] && lab.holders(VIP6) == [host]).then_some(())
+    (lab.holders(lab.vip4()) == [host] && lab.holders(lab.vip6()) == [host]).then_some(())
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn daemon_alone_moves_restores_and_survives_restart() {
-    let Some(lab) = Lab::up("watch-failover", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-failover", LabOptions::default());
     let cfg = lab.config();
     let mut daemons = all_daemons(&lab, &cfg);
 
     // No manual claim: the daemons converge at start.
     lab.wait("the daemons to put the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
-    let mut w = lab.writer(VIP4, Duration::from_secs(60));
+    let mut w = lab.writer(lab.vip4(), Duration::from_secs(60));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
     // The daemon on the master is killed and restarted in steady state: no change, no outage.
     let restart_from = unix_ms();
     daemons[0].kill();
-    let seen = lab.holders_during(VIP4, Duration::from_millis(600));
+    let seen = lab.holders_during(lab.vip4(), Duration::from_millis(600));
     daemons[0] = lab.watch("h1", &cfg);
-    let seen_after = lab.holders_during(VIP4, Duration::from_millis(1500));
+    let seen_after = lab.holders_during(lab.vip4(), Duration::from_millis(1500));
     assert_eq!(seen, [vec!["h1".to_string()]], "the VIP must stay on h1 while its daemon is down");
     assert_eq!(seen_after, [vec!["h1".to_string()]], "a restarted daemon must change nothing");
     let failed: Vec<_> = w.lines().into_iter().filter(|l| !l.ok && l.at_ms > restart_from).collect();
@@ -56,7 +57,7 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     assert!(!after_restart.contains("decision="), "the restarted daemon changed something:\n{after_restart}");
 
     // An operator removes the VIP by hand: it is back within one reconcile period (500 ms).
-    lab.ip("h1", &["addr", "del", &format!("{VIP4}/24"), "dev", "eth0"]);
+    lab.ip("h1", &["addr", "del", lab.vip4_cidr(), "dev", "eth0"]);
     let removed = Instant::now();
     lab.wait("the daemon to restore the VIP", Duration::from_secs(3), || only_on(&lab, "h1"));
     eprintln!("[watch-failover] removed VIP restored after {} ms", removed.elapsed().as_millis());
@@ -68,7 +69,7 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     let moved = unix_ms();
     lab.wait("the client's ARP entry to follow", Duration::from_secs(3), || {
-        (lab.neigh(VIP4) == mac_of(new_master)).then_some(())
+        (lab.neigh(lab.vip4()) == lab.mac_of(new_master)).then_some(())
     });
     let back = lab.wait("a write after the move", Duration::from_secs(10), || {
         w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|l| l.at_ms)
@@ -93,8 +94,9 @@ fn daemon_alone_moves_restores_and_survives_restart() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
-    let Some(lab) = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() }) else { return };
+    let lab = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() });
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 3000\n");
     let _daemons = all_daemons(&lab, &cfg);
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
@@ -103,11 +105,12 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
     let cut = Instant::now();
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
     let new_master = lab.wait("the majority to promote a replica", Duration::from_secs(30), || {
-        ["h2", "h3"].into_iter().find(|h| lab.holders(VIP4).contains(&h.to_string()))
+        ["h2", "h3"].into_iter().find(|h| lab.holders(lab.vip4()).contains(&h.to_string()))
     });
     // Still cut off, h1 lets go by itself once the minority timeout has passed.
     lab.wait("h1 to drop the VIP while cut off", Duration::from_secs(10), || {
-        (!lab.holders(VIP4).contains(&"h1".to_string()) && !lab.holders(VIP6).contains(&"h1".to_string())).then_some(())
+        (!lab.holders(lab.vip4()).contains(&"h1".to_string()) && !lab.holders(lab.vip6()).contains(&"h1".to_string()))
+            .then_some(())
     });
     let dropped = cut.elapsed();
     assert!(dropped >= Duration::from_millis(3000), "h1 let go before its minority timeout ({dropped:?})");
@@ -119,55 +122,57 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
 
     // Heal: the VIP stays on the new master only, and h1 does not take it back.
     assert!(lab.sh(&["link", "h1", "up"]).status.success());
-    let seen = lab.holders_during(VIP4, Duration::from_secs(4));
+    let seen = lab.holders_during(lab.vip4(), Duration::from_secs(4));
     assert_eq!(seen, [vec![new_master.to_string()]], "after the heal the VIP must stay on {new_master} alone");
     only_on(&lab, new_master).expect("both VIPs on the new master only");
-    let mut w = lab.writer(VIP4, Duration::from_secs(2));
+    let mut w = lab.writer(lab.vip4(), Duration::from_secs(2));
     lab.wait("the client to write through the VIP", Duration::from_secs(5), || {
         w.lines().iter().any(|l| l.ok).then_some(())
     });
     w.stop();
-    assert_eq!(lab.neigh(VIP4), mac_of(new_master));
+    assert_eq!(lab.neigh(lab.vip4()), lab.mac_of(new_master));
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
-    let Some(lab) = Lab::up("watch-sentinels", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-sentinels", LabOptions::default());
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 2500\n");
     let _daemons = all_daemons(&lab, &cfg);
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
 
     // One sentinel killed and restarted: nothing moves.
     assert!(lab.sh(&["signal-sentinel", "h2", "KILL"]).status.success());
-    let seen = lab.holders_during(VIP4, Duration::from_millis(1000));
+    let seen = lab.holders_during(lab.vip4(), Duration::from_millis(1000));
     let out = lab.sh(&["start-sentinel", "h2"]);
     assert!(out.status.success(), "{}", text(&out));
-    let seen2 = lab.holders_during(VIP4, Duration::from_millis(1500));
+    let seen2 = lab.holders_during(lab.vip4(), Duration::from_millis(1500));
     assert_eq!((seen, seen2), (vec![vec!["h1".to_string()]], vec![vec!["h1".to_string()]]));
 
     // Every sentinel unreachable (stopped) for less than the minority timeout: nothing moves.
-    for h in HOSTS {
+    for h in lab.hosts() {
         assert!(lab.sh(&["signal-sentinel", h, "STOP"]).status.success());
     }
-    let seen = lab.holders_during(VIP4, Duration::from_millis(1500));
-    for h in HOSTS {
+    let seen = lab.holders_during(lab.vip4(), Duration::from_millis(1500));
+    for h in lab.hosts() {
         assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
     }
     assert_eq!(seen, [vec!["h1".to_string()]], "a short sentinel outage must not move the VIP");
 
     // Unreachable for longer: the holder steps down (it cannot know what the majority decided),
     // and takes the VIP back as soon as the sentinels answer again.
-    for h in HOSTS {
+    for h in lab.hosts() {
         assert!(lab.sh(&["signal-sentinel", h, "STOP"]).status.success());
     }
-    lab.wait("h1 to step down", Duration::from_secs(8), || lab.holders(VIP4).is_empty().then_some(()));
-    for h in HOSTS {
+    lab.wait("h1 to step down", Duration::from_secs(8), || lab.holders(lab.vip4()).is_empty().then_some(()));
+    for h in lab.hosts() {
         assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
     }
     lab.wait("h1 to claim again", Duration::from_secs(10), || only_on(&lab, "h1"));
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn unprivileged_hook_hands_its_event_to_the_daemon() {
     // A hook like one under Debian's redis-sentinel unit: an unprivileged user, no capabilities at
     // all. Sentinel refuses to change its script at run time, so the wrapper exists before the lab.
@@ -189,9 +194,9 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-sandboxed-hook", opts) else { return };
+    let lab = Lab::up("watch-sandboxed-hook", opts);
     // The hook's log file must be writable by the unprivileged user.
-    for h in HOSTS {
+    for h in lab.hosts() {
         let log = lab.dir.join(h).join("vipctl.log");
         std::fs::write(&log, "").unwrap();
         std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
@@ -207,7 +212,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
     // The sandboxed hooks ran, reached their daemons, and exited with the daemons' verdict.
     lab.wait("the sandboxed hooks to log their delegation", Duration::from_secs(10), || {
-        HOSTS
+        lab.hosts()
             .iter()
             .all(|h| {
                 let log = std::fs::read_to_string(lab.dir.join(h).join("vipctl.log")).unwrap_or_default();
@@ -220,14 +225,15 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_rogue_claim_is_answered_at_once() {
-    let Some(lab) = Lab::up("watch-defend", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-defend", LabOptions::default());
     let _daemons = all_daemons(&lab, &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
-    let mut w = lab.writer(VIP4, Duration::from_millis(500));
+    let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     w.stop();
-    assert_eq!(lab.neigh(VIP4), mac_of("h1"));
+    assert_eq!(lab.neigh(lab.vip4()), lab.mac_of("h1"));
 
     // Someone binds and announces the VIP on h2 by hand (like a cut-off old master coming back).
     let out = lab.vipctl("h2", &["claim", "--force"]);
@@ -237,20 +243,21 @@ fn a_rogue_claim_is_answered_at_once() {
         lab.watch_log("h1").contains("conflict:").then_some(())
     });
     lab.wait("the client's ARP entry back on h1", Duration::from_secs(3), || {
-        (lab.neigh(VIP4) == mac_of("h1")).then_some(())
+        (lab.neigh(lab.vip4()) == lab.mac_of("h1")).then_some(())
     });
     lab.wait("the VIP on h1 only", Duration::from_secs(3), || only_on(&lab, "h1"));
-    assert!(lab.watch_log("h1").contains(mac_of("h2")), "{}", lab.watch_log("h1"));
+    assert!(lab.watch_log("h1").contains(lab.mac_of("h2")), "{}", lab.watch_log("h1"));
     // And it stays there.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lab.neigh(VIP4), mac_of("h1"));
+    assert_eq!(lab.neigh(lab.vip4()), lab.mac_of("h1"));
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinels_over_tls() {
     let certs = TestCerts::make();
     let opts = LabOptions { tls_dir: Some(certs.dir.clone()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-tls", opts) else { return };
+    let lab = Lab::up("watch-tls", opts);
     let cfg = lab.dir.join("tls.toml");
     std::fs::write(
         &cfg,
@@ -284,9 +291,10 @@ fn sentinels_over_tls() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn sentinels_with_a_password() {
     let opts = LabOptions { sentinel_pass: Some("s3cret-lab".into()), ..LabOptions::default() };
-    let Some(lab) = Lab::up("watch-auth", opts) else { return };
+    let lab = Lab::up("watch-auth", opts);
     // Without credentials every sentinel refuses, and says why.
     let out = lab.vipctl("h1", &["status", "--json"]);
     let s = String::from_utf8_lossy(&out.stdout);
@@ -320,10 +328,11 @@ fn http_get(lab: &Lab, host: &str, path: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn notify_commands_and_metrics() {
-    let Some(lab) = Lab::up("watch-notify", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-notify", LabOptions::default());
     let mut daemons = Vec::new();
-    for h in HOSTS {
+    for h in lab.hosts() {
         // h1's command succeeds; the others write their file and then hang past the timeout,
         // which must be killed, logged and counted without touching the VIP move.
         let tail = if h == "h1" { "" } else { "; sleep 30" };
@@ -389,37 +398,46 @@ fn notify_commands_and_metrics() {
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn early_claim_follows_the_promotion_itself() {
-    let Some(lab) = Lab::up("watch-early", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-early", LabOptions::default());
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
-    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &cfg)).collect();
+    let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
-    let mut w = lab.writer(VIP4, Duration::from_secs(30));
+    let mut w = lab.writer(lab.vip4(), Duration::from_secs(30));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
+    let fault = unix_ms();
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    let moved = unix_ms();
     let claim = lab.wait("the new master's claim", Duration::from_secs(5), || {
         lab.watch_log(new_master).lines().find(|l| l.contains("decision=claim")).map(str::to_string)
     });
     assert!(claim.contains("early claim"), "the claim did not come from the early path:\n{claim}");
     lab.wait("the client's ARP entry on the new master", Duration::from_secs(3), || {
-        (lab.neigh(VIP4) == mac_of(new_master)).then_some(())
+        (lab.neigh(lab.vip4()) == lab.mac_of(new_master)).then_some(())
     });
     // The sentinels confirm, and nothing flaps afterwards.
-    let seen = lab.holders_during(VIP4, Duration::from_secs(3));
+    let seen = lab.holders_during(lab.vip4(), Duration::from_secs(3));
     assert_eq!(seen, [vec![new_master.to_string()]], "the VIP flapped after the early claim");
+    // The client writes through the VIP on its new host: a write that started after the move.
     let back = lab.wait("a write after the move", Duration::from_secs(10), || {
-        w.lines().into_iter().rev().find(|l| l.ok).map(|l| l.at_ms)
+        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|l| l.at_ms)
     });
-    assert!(back > 0);
+    eprintln!(
+        "[watch-early] VIP on {new_master} {} ms after the fault; writes back at +{} ms",
+        moved - fault,
+        back - fault
+    );
     w.stop();
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
-    let Some(lab) = Lab::up("watch-stop", LabOptions::default()) else { return };
+    let lab = Lab::up("watch-stop", LabOptions::default());
     let mut d = lab.watch("h1", &lab.config());
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     // Default: the VIP belongs to the Redis master, not to the daemon; an upgrade must not cut it.
@@ -432,20 +450,21 @@ fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
     let mut d = lab.watch("h1", &cfg);
     let status = d.stop().expect("the daemon stops on SIGTERM within 5 s");
     assert!(status.success(), "{status:?}");
-    assert!(lab.holders(VIP4).is_empty() && lab.holders(VIP6).is_empty(), "{:?}", lab.vips());
+    assert!(lab.holders(lab.vip4()).is_empty() && lab.holders(lab.vip6()).is_empty(), "{:?}", lab.vips());
     assert!(!lab.socket("h1").exists(), "the control socket is removed on exit");
 }
 
 #[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn default_minority_timeout_is_sentinels_down_after() {
-    let Some(lab) = Lab::up("watch-auto-minority", LabOptions::default()) else { return };
-    let _daemons: Vec<Daemon> = HOSTS.iter().map(|h| lab.watch(h, &lab.config())).collect();
+    let lab = Lab::up("watch-auto-minority", LabOptions::default());
+    let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &lab.config())).collect();
     lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
     // The lab's sentinels use down-after-milliseconds 1000: a cut-off holder lets go after that,
     // before the majority can have promoted anyone.
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
     lab.wait("h1 to let go by the minority rule", Duration::from_secs(6), || {
-        (!lab.holders(VIP4).contains(&"h1".to_string())).then_some(())
+        (!lab.holders(lab.vip4()).contains(&"h1".to_string())).then_some(())
     });
     let log = lab.watch_log("h1");
     assert!(log.contains("minority_timeout_ms 1000"), "{log}");
@@ -454,6 +473,6 @@ fn default_minority_timeout_is_sentinels_down_after() {
         ["h2", "h3"].into_iter().find(|h| only_on(&lab, h).is_some())
     });
     assert!(lab.sh(&["link", "h1", "up"]).status.success());
-    let seen = lab.holders_during(VIP4, Duration::from_secs(2));
+    let seen = lab.holders_during(lab.vip4(), Duration::from_secs(2));
     assert_eq!(seen, [vec![new_master.to_string()]], "h1 came back into the picture after the heal");
 }

@@ -4,12 +4,15 @@
 usage: analyze.py OUT N MARKDOWN PNG
 
 OUT holds meta.txt (machine and versions, "key: value" lines) and one folder
-per setup (rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log).
+per setup (lab.json, rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log).
+The lab's facts (hosts, addresses, VIP, ports) come from that setup's lab.json,
+which scripts/lab.sh wrote and run-setup.sh kept with the logs.
 Writes the Markdown report and the timeline chart (matplotlib).  Every
 figure is a difference of two logged timestamps on one clock; nothing here
 depends on when the benchmark script happened to poll.
 """
 
+import json
 import os
 import re
 import sys
@@ -29,11 +32,32 @@ SCENARIOS = [
     ("partition", "Master's host cut off at the switch, healed after the failover"),
     ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
 ]
-HOSTS = ["h1", "h2", "h3"]
-IP = {"h1": "198.51.100.11", "h2": "198.51.100.12", "h3": "198.51.100.13"}
-VIP4 = "198.51.100.100"
 HOOK_SETUPS = {"hook", "both", "classic"}
 DAEMON_SETUPS = {"watch", "both", "early", "keepalived"}
+
+
+class Facts:
+    """The facts of one lab, from the lab.json that scripts/lab.sh wrote."""
+
+    def __init__(self, path):
+        with open(path) as f:
+            j = json.load(f)
+        self.hosts = list(j["redis_hosts"])
+        self.ip = {h: j["nodes"][h]["ipv4"] for h in self.hosts}
+        self.vip4 = j["vips"]["v4"].split("/")[0]
+        self.redis_port = j["ports"]["redis"]
+
+    def same(self, other):
+        return (self.hosts, self.ip, self.vip4, self.redis_port) == (other.hosts, other.ip, other.vip4,
+                                                                     other.redis_port)
+
+
+def setup_facts(out, setup):
+    """The Facts of OUT/SETUP/lab.json, or None when the setup's lab never came up."""
+    path = os.path.join(out, setup, "lab.json")
+    if not os.path.exists(path):
+        return None
+    return Facts(path)
 
 
 def read(path):
@@ -63,14 +87,12 @@ def redis_events(path, pattern):
     return out
 
 
-IPMON = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\] (Deleted )?.* inet " + re.escape(VIP4) + "/")
-
-
-def vip_changes(path):
+def vip_changes(path, vip4):
     """(us, +1 bound / -1 removed) for the IPv4 VIP from an "ip -ts -o monitor address" log."""
+    ipmon = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\] (Deleted )?.* inet " + re.escape(vip4) + "/")
     out = []
     for line in read(path):
-        m = IPMON.match(line)
+        m = ipmon.match(line)
         if not m:
             continue
         dt = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
@@ -93,7 +115,7 @@ def writer(path):
 VIPCTL_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*?\bhook master=")
 
 
-def vipctl_hooks(path):
+def vipctl_hooks(path, vip4):
     """(end_us, decision, elapsed_ms, first_frame_ms, added_vip4) for each hook decision line."""
     out = []
     for line in read(path):
@@ -105,7 +127,7 @@ def vipctl_hooks(path):
         el = re.search(r"\belapsed_ms=([\d.]+)", line)
         ff = re.search(r"\bfirst_frame_ms=([\d.]+)", line)
         dec = re.search(r"\bdecision=(\S+)", line)
-        adds = ("add " + VIP4 + "/") in line
+        adds = ("add " + vip4 + "/") in line
         out.append((us, dec.group(1) if dec else "?", float(el.group(1)) if el else None,
                     float(ff.group(1)) if ff else None, adds))
     return out
@@ -181,15 +203,21 @@ def hold_intervals(changes, t_end):
 # --- per failover -------------------------------------------------------------
 
 
-def analyse_setup(out, setup):
+def analyse_setup(out, setup, facts):
     d = os.path.join(out, setup)
     rows = [r.split("\t") for r in read(os.path.join(d, "rows.tsv")) if r.strip()]
-    changes = {h: vip_changes(os.path.join(d, h, "ipmon.log")) for h in HOSTS}
+    if facts is None:
+        if rows:
+            sys.exit(f"analyze.py: {d} has failovers in rows.tsv but no lab.json (the lab's facts); "
+                     "these raw logs predate lab.json: rerun scripts/bench.sh")
+        return [], {}, {}
+    hosts, ip = facts.hosts, facts.ip
+    changes = {h: vip_changes(os.path.join(d, h, "ipmon.log"), facts.vip4) for h in hosts}
     t_last = max([int(r[6]) for r in rows] + [0]) + 60_000_000
-    holds = {h: hold_intervals(changes[h], t_last) for h in HOSTS}
-    sent = {h: os.path.join(d, h, "sentinel.log") for h in HOSTS}
-    hooks_v = {h: vipctl_hooks(os.path.join(d, h, "vipctl.log")) for h in HOSTS}
-    hooks_c = {h: classic_hooks(os.path.join(d, h, "classic-hook.log")) for h in HOSTS}
+    holds = {h: hold_intervals(changes[h], t_last) for h in hosts}
+    sent = {h: os.path.join(d, h, "sentinel.log") for h in hosts}
+    hooks_v = {h: vipctl_hooks(os.path.join(d, h, "vipctl.log"), facts.vip4) for h in hosts}
+    hooks_c = {h: classic_hooks(os.path.join(d, h, "classic-hook.log")) for h in hosts}
     results = []
     carried_max = None
     for r in rows:
@@ -204,11 +232,11 @@ def analyse_setup(out, setup):
 
         x["role"] = first(redis_events(os.path.join(d, new, "redis.log"), "MASTER MODE enabled"))
         prom = []
-        for h in HOSTS:
-            prom += redis_events(sent[h], r"\+promoted-slave slave " + re.escape(IP[new]) + ":")
+        for h in hosts:
+            prom += redis_events(sent[h], r"\+promoted-slave slave " + re.escape(ip[new]) + ":")
         x["prom"] = first(prom)
-        x["odown"] = first(sum((redis_events(sent[h], r"\+odown ") for h in HOSTS), []))
-        x["switch"] = first(sum((redis_events(sent[h], r"\+switch-master ") for h in HOSTS), []))
+        x["odown"] = first(sum((redis_events(sent[h], r"\+odown ") for h in hosts), []))
+        x["switch"] = first(sum((redis_events(sent[h], r"\+switch-master ") for h in hosts), []))
         adds = [(us, 0) for us, dd in changes[new] if dd > 0]
         x["bound"] = first(adds)
         sub = lambda a, b: (a - b) / 1e6 if a is not None and b is not None else None
@@ -228,7 +256,7 @@ def analyse_setup(out, setup):
         gaps = [b - a for a, b in zip(marks, marks[1:])]
         x["gap"] = max(gaps) / 1e6 if gaps else None
         x["client_ok"] = len(r) > 9 and r[9] == "1"
-        sw = sum((redis_events(sent[h], r"\+switch-master ") for h in HOSTS), [])
+        sw = sum((redis_events(sent[h], r"\+switch-master ") for h in hosts), [])
         x["switches"] = len({l.split()[-2] for us, l in sw if fault <= us <= end})
         first_err = next((t for t, ok, _ in w if not ok and t >= fault), None)
         if first_err is None:
@@ -260,7 +288,7 @@ def analyse_setup(out, setup):
         # Hooks run during this failover.
         if setup in ("hook", "both"):
             claims = [e for e in hooks_v[new] if fault <= e[0] <= end and e[1] == "claim" and e[2] is not None]
-            others = [e for h in HOSTS for e in hooks_v[h] if fault <= e[0] <= end and e not in claims]
+            others = [e for h in hosts for e in hooks_v[h] if fault <= e[0] <= end and e not in claims]
             x["hook_wall_claim"] = [e[2] / 1000 for e in claims]
             x["hook_wall_other"] = [e[2] / 1000 for e in others if e[2] is not None]
             x["hook_frame"] = [e[3] / 1000 for e in claims if e[3] is not None]
@@ -269,8 +297,8 @@ def analyse_setup(out, setup):
             x["hook_exec_bound"] = (
                 [(x["bound"] - (adders[0][0] - adders[0][2] * 1000)) / 1e6] if adders and x["bound"] else [])
         elif setup == "classic":
-            claims = [e for e in hooks_c[new] if fault <= e[0] <= end and e[2] == IP[new]]
-            others = [e for h in HOSTS for e in hooks_c[h] if fault <= e[0] <= end and e not in claims]
+            claims = [e for e in hooks_c[new] if fault <= e[0] <= end and e[2] == ip[new]]
+            others = [e for h in hosts for e in hooks_c[h] if fault <= e[0] <= end and e not in claims]
             x["hook_wall_claim"] = [(e[1] - e[0]) / 1e6 for e in claims]
             x["hook_wall_other"] = [(e[1] - e[0]) / 1e6 for e in others]
             x["hook_frame"] = []
@@ -311,11 +339,19 @@ def main():
         if ": " in line:
             k, v = line.split(": ", 1)
             meta[k] = v
-    data, holds, sents = {}, {}, {}
+    data, holds, sents, facts = {}, {}, {}, {}
     for s, _ in SETUPS:
         if os.path.isdir(os.path.join(out, s)):
-            data[s], holds[s], sents[s] = analyse_setup(out, s)
+            facts[s] = setup_facts(out, s)
+            data[s], holds[s], sents[s] = analyse_setup(out, s, facts[s])
     present = [(s, name) for s, name in SETUPS if s in data]
+    # Every setup had a lab of its own, all built by the same lab.sh: the report names the facts once.
+    known = [f for f in facts.values() if f is not None]
+    if not known:
+        sys.exit(f"analyze.py: no setup in {out} has a lab.json (no lab came up?)")
+    lab = known[0]
+    if not all(lab.same(f) for f in known):
+        sys.exit(f"analyze.py: the setups' lab.json files in {out} disagree on the lab's hosts or addresses")
 
     md = []
     md.append("# Failover benchmark: vipctl against the classic hook and keepalived\n")
@@ -324,7 +360,7 @@ def main():
     md.append("Each setup ran in its own fresh namespace lab (`scripts/lab.sh`: three hosts with "
               "redis-server and redis-sentinel, quorum 2, `down-after-milliseconds 1000`, "
               "`failover-timeout 5000`), with a client in `cl` sending `INCR` through "
-              f"{VIP4}:6379 every 10 ms. {n} failover(s) per setup and scenario; each cell is "
+              f"{lab.vip4}:{lab.redis_port} every 10 ms. {n} failover(s) per setup and scenario; each cell is "
               "**median [min–max]** over them. Times are in seconds unless marked.\n")
     md.append("![Timeline of one kill -9 failover per setup](failover-timeline.png)\n")
     md.append("## Machine and versions\n")
@@ -436,7 +472,7 @@ def main():
     md.append("")
 
     md.append("## How each figure is measured\n")
-    md.append("""All instants are CLOCK_REALTIME on one machine; every figure is the difference of two logged
+    md.append(f"""All instants are CLOCK_REALTIME on one machine; every figure is the difference of two logged
 timestamps, never this script's polling.
 
 - **fault**: `$EPOCHREALTIME` taken by `scripts/bench/run-setup.sh` immediately before `kill -KILL`
@@ -446,7 +482,7 @@ timestamps, never this script's polling.
 - **`role:master`**: the promoted replica's first `MASTER MODE enabled` line in its redis.log
   (the instant its `INFO replication` starts to report `role:master`).
 - **VIP bound / removed**: `ip -ts -o monitor address` in each host namespace (µs), i.e. when the
-  kernel announced RTM_NEWADDR / RTM_DELADDR for 198.51.100.100.
+  kernel announced RTM_NEWADDR / RTM_DELADDR for {lab.vip4}.
 - **client outage**: `lab_writer` in `cl` (`INCR` every 10 ms on one connection, reconnecting after
   any error, 200 ms I/O bound) logs each attempt's start (ms). *fault → first successful write*:
   from the fault to the first `ok` following the first error after the fault (0 if no error).
@@ -500,10 +536,10 @@ the replica it had just promoted), which makes that row's figures a different st
     with open(md_path, "w") as f:
         f.write("\n".join(md))
 
-    plot(data, holds, sents, present, png_path)
+    plot(data, holds, sents, present, png_path, lab.hosts)
 
 
-def plot(data, holds, sents, present, png_path):
+def plot(data, holds, sents, present, png_path, hosts):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -530,8 +566,8 @@ def plot(data, holds, sents, present, png_path):
         rel = lambda us: (us - f) / 1e6
         ax.axvline(0, color="black", lw=1.5)
         ax.text(0.02, 4.25, "fault (kill -9)", fontsize=8)
-        for h_i, h in enumerate(HOSTS):
-            y = 3 - h_i
+        for h_i, h in enumerate(hosts):
+            y = len(hosts) - h_i
             for a, b in holds[s][h]:
                 a2, b2 = max(rel(a), x_lo), min(rel(b), x_hi)
                 if a2 < b2:
@@ -554,10 +590,9 @@ def plot(data, holds, sents, present, png_path):
         bad = [rel(t) for t, good, _ in x["writes"] if not good and x_lo < rel(t) < x_hi]
         ax.plot(ok, [0.15] * len(ok), "|", color="tab:green", ms=8, label="write ok")
         ax.plot(bad, [-0.15] * len(bad), "|", color="tab:red", ms=8, label="write failed")
-        ax.set_yticks([0, 1, 2, 3])
-        ax.set_yticklabels(["client INCR", f"VIP on h3", f"VIP on h2", f"VIP on h1"][::1])
-        # y=3 is h1, 2 is h2, 1 is h3.
-        ax.set_yticklabels(["client INCR", "VIP on h3", "VIP on h2", "VIP on h1"])
+        # y=0 is the client; the first host is on top (y=3 for h1, 2 for h2, 1 for h3).
+        ax.set_yticks(list(range(len(hosts) + 1)))
+        ax.set_yticklabels(["client INCR"] + [f"VIP on {h}" for h in reversed(hosts)])
         ax.set_ylim(-0.6, 5.0)
         ax.set_xlim(x_lo, x_hi)
         ax.grid(axis="x", alpha=0.3)

@@ -8,8 +8,8 @@
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
 #   SETUP     hook | watch | both | early | classic | keepalived
 #   SCENARIO  kill | partition | freeze
-#   OUT       results folder; this writes OUT/SETUP/ (rows.tsv, daemons.tsv,
-#             the writer's output per failover, and every host's logs)
+#   OUT       results folder; this writes OUT/SETUP/ (lab.json, rows.tsv,
+#             daemons.tsv, the writer's output per failover, and every host's logs)
 # Environment (set by scripts/bench.sh): VIPCTL, LAB_WRITER (absolute paths),
 # BENCH_QUIET_S (quiet interval for the daemons' CPU/RSS, default 30).
 #
@@ -30,8 +30,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 readonly REPO=${HERE%/scripts/bench}
 readonly LABSH=$REPO/scripts/lab.sh
-readonly HOSTS=(h1 h2 h3)
-readonly VIP4=198.51.100.100
+# The lab's facts: load_facts fills these from the lab's lab.json once it is up.
+HOSTS=() VIP4= VIP4_CIDR= REDIS_PORT= SENTINEL_PORT= MASTER=
+declare -A NODE_NS=() NODE_IP4=()
 # Sentinel refuses another failover of a master for 2x failover-timeout
 # (5000 ms in the lab) after the last start or vote, plus up to 1 s of random
 # delay: 11 s after the latest +try-failover/+vote-for-leader.
@@ -66,27 +67,54 @@ RES=$OUT/$SETUP
 mkdir -p "$RES"
 LAB=/tmp/vipctl-labs/bench-$SETUP-$$
 
+# load_facts: the lab's hosts, namespaces, addresses, VIP and ports from
+# LAB/lab.json, which scripts/lab.sh (the one place that defines them) wrote.
+# A copy stays with the raw logs: scripts/bench/analyze.py reads the same facts.
+load_facts() {
+    local kind a b c
+    cp -p -- "$LAB/lab.json" "$RES/lab.json"
+    while read -r kind a b c; do
+        case $kind in
+        host) HOSTS+=("$a") ;;
+        node) NODE_NS[$a]=$b NODE_IP4[$a]=$c ;;
+        vip4) VIP4=${a%/*} VIP4_CIDR=$a ;;
+        ports) REDIS_PORT=$a SENTINEL_PORT=$b ;;
+        master) MASTER=$a ;;
+        esac
+    done < <(python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+for h in j["redis_hosts"]:
+    print("host", h)
+for h, n in j["nodes"].items():
+    print("node", h, n["ns"], n["ipv4"])
+print("vip4", j["vips"]["v4"])
+print("ports", j["ports"]["redis"], j["ports"]["sentinel"])
+print("master", j["master_name"])
+' "$LAB/lab.json")
+    ((${#HOSTS[@]} > 0)) && [[ -n $VIP4 && -n $REDIS_PORT && -n $SENTINEL_PORT && -n $MASTER ]] ||
+        die "could not read the lab's facts from $LAB/lab.json"
+}
 ip_of() {
-    case $1 in
-    h1) echo 198.51.100.11 ;;
-    h2) echo 198.51.100.12 ;;
-    h3) echo 198.51.100.13 ;;
-    *) die "unknown host '$1'" ;;
-    esac
+    [[ -n ${NODE_IP4[$1]:-} ]] || die "unknown host '$1'"
+    echo "${NODE_IP4[$1]}"
 }
 host_of() {
-    case $1 in
-    198.51.100.11) echo h1 ;;
-    198.51.100.12) echo h2 ;;
-    198.51.100.13) echo h3 ;;
-    *) return 1 ;;
-    esac
+    local h
+    for h in "${HOSTS[@]}"; do
+        if [[ ${NODE_IP4[$h]} == "$1" ]]; then
+            echo "$h"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # save_logs: every log of the lab into RES (also after a failure, for a look).
 save_logs() {
     local h f
     [[ -f $LAB/id ]] || return 0
+    [[ ! -f $LAB/lab.json ]] || cp -p "$LAB/lab.json" "$RES/"
     for h in "${HOSTS[@]}"; do
         mkdir -p "$RES/$h"
         for f in sentinel.log redis.log ipmon.log vipctl.log watch.log watch.out classic-hook.log keepalived.log keepalived.conf; do
@@ -108,7 +136,8 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 lab_ns() {
-    echo "vl$(<"$LAB/id")-$1"
+    [[ -n ${NODE_NS[$1]:-} ]] || die "unknown host '$1'"
+    echo "${NODE_NS[$1]}"
 }
 
 rcli() {
@@ -147,7 +176,7 @@ named_by() {
     local h out m
     local -a named=()
     for h in "$@"; do
-        out=$(rcli "$(lab_ns "$h")" "$(ip_of "$h")" 26379 SENTINEL get-master-addr-by-name mymaster) || out=
+        out=$(rcli "$(lab_ns "$h")" "$(ip_of "$h")" "$SENTINEL_PORT" SENTINEL get-master-addr-by-name "$MASTER") || out=
         m=$(host_of "$(awk 'NR == 1' <<<"$out")") || m=-
         named+=("$m")
     done
@@ -181,13 +210,13 @@ unsettled() {
     for h in "${HOSTS[@]}"; do
         ns=$(lab_ns "$h")
         ip=$(ip_of "$h")
-        out=$(rcli "$ns" "$ip" 26379 SENTINEL master mymaster) || out=
+        out=$(rcli "$ns" "$ip" "$SENTINEL_PORT" SENTINEL master "$MASTER") || out=
         [[ $(kv ip <<<"$out") == "$mip" ]] || echo " sentinel $h names '$(kv ip <<<"$out")';"
         [[ $(kv flags <<<"$out") == master ]] || echo " sentinel $h flags '$(kv flags <<<"$out")';"
         [[ $(kv num-slaves <<<"$out") == 2 ]] || echo " sentinel $h num-slaves $(kv num-slaves <<<"$out");"
         [[ $(kv num-other-sentinels <<<"$out") == 2 ]] || echo " sentinel $h num-other-sentinels $(kv num-other-sentinels <<<"$out");"
         [[ $h == "$master" ]] && continue
-        out=$(rcli "$ns" "$ip" 6379 INFO replication | tr -d '\r') || out=
+        out=$(rcli "$ns" "$ip" "$REDIS_PORT" INFO replication | tr -d '\r') || out=
         [[ $out == *master_host:"$mip"* && $out == *master_link_status:up* ]] || echo " redis $h not linked to $master;"
     done
 }
@@ -223,9 +252,9 @@ fix_vip() {
     for h in "${HOSTS[@]}"; do
         ns=$(lab_ns "$h")
         if [[ $h == "$master" ]]; then
-            ip -n "$ns" addr add "$VIP4/24" dev eth0 2>/dev/null || true
+            ip -n "$ns" addr add "$VIP4_CIDR" dev eth0 2>/dev/null || true
         else
-            ip -n "$ns" addr del "$VIP4/24" dev eth0 2>/dev/null || true
+            ip -n "$ns" addr del "$VIP4_CIDR" dev eth0 2>/dev/null || true
         fi
     done
 }
@@ -292,6 +321,7 @@ classic) export LAB_HOOK=$HERE/classic-hook-timed.sh ;;
 *) unset LAB_HOOK ;;
 esac
 LAB_OWNER_PID=$$ "$LABSH" up "$LAB" >/dev/null
+load_facts
 for h in "${HOSTS[@]}"; do
     spawn "$LAB/$h/ipmon.log" ip -ts -o -n "$(lab_ns "$h")" monitor address
 done
@@ -317,7 +347,7 @@ hook)
 classic)
     # "The VIP must be added by hand the first time": the hook's own claim
     # branch, run once on h1 (not through the timing wrapper).
-    ip netns exec "$(lab_ns h1)" "$HERE/classic-hook.sh" mymaster leader start 0.0.0.0 0 198.51.100.11 6379
+    ip netns exec "$(lab_ns h1)" "$HERE/classic-hook.sh" "$MASTER" leader start 0.0.0.0 0 "$(ip_of h1)" "$REDIS_PORT"
     ;;
 watch | both | early)
     for h in "${HOSTS[@]}"; do
@@ -366,7 +396,7 @@ failover() {
 
     # The client writes through the VIP from 1 s before the fault until the
     # lab has settled (bounded by its own --duration-ms as well).
-    spawn "$RES/writer-$scen-$i.log" ip netns exec "$(lab_ns cl)" "$LAB_WRITER" "$VIP4" 6379 --interval-ms 10 --duration-ms 180000
+    spawn "$RES/writer-$scen-$i.log" ip netns exec "$(lab_ns cl)" "$LAB_WRITER" "$VIP4" "$REDIS_PORT" --interval-ms 10 --duration-ms 180000
     w_pid=$SPAWNED
     sleep 1
 

@@ -1,8 +1,17 @@
 //! The namespace lab as seen from Rust tests: a thin wrapper over `scripts/lab.sh`, which owns the
 //! lab's construction and teardown (the demo uses the same script), plus bounded waiting helpers.
+//! The lab's facts (addresses, MACs, VIPs, namespaces) come from the `lab.json` that `lab.sh up`
+//! writes; nothing here repeats them.
+//!
+//! Every lab test is marked
+//! `#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]`, so
+//! that a plain `cargo test` reports it as ignored instead of passing it; `scripts/test.sh` as root
+//! runs them with `--include-ignored`. Run that way without root or without redis, [`Lab::up`]
+//! fails and says what is missing.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -11,34 +20,68 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Labs run one at a time: two of them would fight over the two CPUs and blur every timing.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
-/// The fixed lab MAC addresses (see scripts/lab.sh).
-pub fn mac_of(host: &str) -> &'static str {
-    match host {
-        "h1" => "02:00:00:00:00:11",
-        "h2" => "02:00:00:00:00:12",
-        "h3" => "02:00:00:00:00:13",
-        _ => "02:00:00:00:00:50",
+/// The lab's facts as `scripts/lab.sh up` writes them to DIR/lab.json (see write_lab_json there).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LabFacts {
+    pub id: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub master_name: String,
+    /// The hosts that run redis-server and redis-sentinel, in lab.sh's order (h1 h2 h3).
+    pub redis_hosts: Vec<String>,
+    /// The host that runs the test clients (cl).
+    pub client: String,
+    pub switch: SwitchFacts,
+    pub nodes: BTreeMap<String, NodeFacts>,
+    pub vips: VipFacts,
+    pub ports: PortFacts,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SwitchFacts {
+    pub ns: String,
+    pub bridge: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NodeFacts {
+    pub ns: String,
+    pub interface: String,
+    pub ipv4: String,
+    pub ipv6: String,
+    pub mac: String,
+    /// master, replica or client: the role when the lab came up (Sentinel changes it later).
+    pub role: String,
+}
+
+/// The VIPs with their prefix length, as in the lab's vipctl config ("198.51.100.100/24").
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct VipFacts {
+    pub v4: String,
+    pub v6: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PortFacts {
+    pub redis: u16,
+    pub sentinel: u16,
+    /// Set when the lab was built with a TLS folder.
+    pub sentinel_tls: Option<u16>,
+}
+
+impl LabFacts {
+    /// Reads DIR/lab.json.
+    pub fn read(dir: &Path) -> Result<LabFacts, String> {
+        let path = dir.join("lab.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let facts: LabFacts =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))?;
+        if let Some(h) = facts.redis_hosts.iter().chain([&facts.client]).find(|h| !facts.nodes.contains_key(*h)) {
+            return Err(format!("{} names host {h} but has no node for it", path.display()));
+        }
+        Ok(facts)
     }
 }
-
-/// The fixed lab IPv4 address of a host.
-pub fn ip_of(host: &str) -> &'static str {
-    match host {
-        "h1" => "198.51.100.11",
-        "h2" => "198.51.100.12",
-        "h3" => "198.51.100.13",
-        _ => "198.51.100.50",
-    }
-}
-
-/// The host whose IPv4 address is `ip`.
-pub fn host_of(ip: &str) -> Option<&'static str> {
-    ["h1", "h2", "h3"].into_iter().find(|h| ip_of(h) == ip)
-}
-
-pub const VIP4: &str = "198.51.100.100";
-pub const VIP6: &str = "2001:db8:51::100";
-pub const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -65,25 +108,38 @@ pub fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
 }
 
-/// Why the lab cannot run here, if it cannot.
-fn missing_prerequisite() -> Option<String> {
+/// What keeps the lab from running here: nothing when it can run.
+fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        missing.push(format!("root (this runs as uid {uid}; network namespaces need CAP_SYS_ADMIN)"));
     }
-    for tool in ["ip", "redis-server", "redis-sentinel", "redis-cli"] {
+    // What scripts/lab.sh needs, with the Debian package that has it.
+    let tools = [
+        ("ip", "iproute2"),
+        ("redis-server", "redis-server"),
+        ("redis-sentinel", "redis-sentinel"),
+        ("redis-cli", "redis-tools"),
+        ("sysctl", "procps"),
+        ("flock", "util-linux"),
+        ("timeout", "coreutils"),
+    ];
+    for (tool, package) in tools {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
         if !matches!(found, Ok(true)) {
-            return Some(format!("`{tool}` is not installed (scripts/install-deps.sh installs it)"));
+            missing.push(format!("`{tool}` (not installed; Debian package {package})"));
         }
     }
-    None
+    missing
 }
 
 /// A running lab; torn down on drop, also when the test panics.
 pub struct Lab {
     pub dir: PathBuf,
     pub name: String,
+    facts: LabFacts,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -101,16 +157,20 @@ pub struct LabOptions {
 }
 
 impl Lab {
-    /// Builds a lab, or returns None after a loud SKIPPED line when this machine cannot run one.
-    /// With VIPCTL_REQUIRE_LAB=1 (scripts/test.sh as root, hence CI) a missing prerequisite fails.
-    pub fn up(name: &str, opts: LabOptions) -> Option<Lab> {
-        if let Some(why) = missing_prerequisite() {
-            if std::env::var("VIPCTL_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("lab test `{name}` cannot run: {why}, and VIPCTL_REQUIRE_LAB=1 forbids skipping");
-            }
-            eprintln!("\n*** SKIPPED lab test `{name}`: {why}. Run scripts/test.sh as root to run it. ***\n");
-            return None;
-        }
+    /// Builds a lab. Panics when this machine cannot run one, naming what is missing: lab tests are
+    /// `#[ignore]`d, so this runs only when asked for (`--include-ignored`, as scripts/test.sh does
+    /// as root), and then a lab that cannot be built is a failure, not a pass.
+    pub fn up(name: &str, opts: LabOptions) -> Lab {
+        let missing = missing_prerequisites();
+        assert!(
+            missing.is_empty(),
+            "lab test `{name}` cannot run: missing {}.\n\
+             Lab tests build network namespaces with real redis-server and redis-sentinel: run them as \
+             root with scripts/test.sh, which installs the Debian packages first (scripts/install-deps.sh), \
+             or as root with `scripts/install-deps.sh && cargo test -- --include-ignored`. Without root, \
+             run plain `cargo test`: it reports the lab tests as ignored.",
+            missing.join("; ")
+        );
         let serial = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
         let mut cmd = Command::new(repo().join("scripts/lab.sh"));
@@ -126,26 +186,89 @@ impl Lab {
         } else if opts.hook {
             cmd.env("LAB_HOOK", vipctl_bin());
         }
-        let lab = Lab { dir, name: name.to_string(), _serial: serial };
         let t = Instant::now();
         let out = cmd.output().expect("run scripts/lab.sh");
-        assert!(
-            out.status.success(),
-            "lab.sh up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // From here on the lab may exist: tear it down before any panic (lab.sh down is idempotent).
+        if !out.status.success() {
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            lab_failed(name, &dir, format!("lab.sh up failed:\n{stdout}{stderr}"));
+        }
+        let facts =
+            LabFacts::read(&dir).unwrap_or_else(|e| lab_failed(name, &dir, format!("lab.sh up succeeded, but {e}")));
         eprintln!("[{name}] lab up in {:.1} s", t.elapsed().as_secs_f64());
-        Some(lab)
+        Lab { dir, name: name.to_string(), facts, _serial: serial }
     }
 
+    /// Everything lab.sh wrote to lab.json.
+    pub fn facts(&self) -> &LabFacts {
+        &self.facts
+    }
+
+    /// The facts of `host` (h1 h2 h3 cl); panics on a host the lab does not have.
+    pub fn node(&self, host: &str) -> &NodeFacts {
+        self.facts.nodes.get(host).unwrap_or_else(|| {
+            panic!("the lab has no host {host:?} (lab.json has {:?})", self.facts.nodes.keys().collect::<Vec<_>>())
+        })
+    }
+
+    /// The hosts running redis-server and redis-sentinel (h1 h2 h3), in lab.sh's order.
+    pub fn hosts(&self) -> Vec<&str> {
+        self.facts.redis_hosts.iter().map(String::as_str).collect()
+    }
+
+    /// The fixed MAC address of `host`'s eth0.
+    pub fn mac_of(&self, host: &str) -> &str {
+        &self.node(host).mac
+    }
+
+    /// The IPv4 address of `host`.
+    pub fn ip_of(&self, host: &str) -> &str {
+        &self.node(host).ipv4
+    }
+
+    /// The IPv6 address of `host`.
+    pub fn ip6_of(&self, host: &str) -> &str {
+        &self.node(host).ipv6
+    }
+
+    /// The host whose own (IPv4 or IPv6) address is `ip`, if any.
+    pub fn host_of(&self, ip: &str) -> Option<&str> {
+        let ip: IpAddr = ip.parse().ok()?;
+        self.facts
+            .nodes
+            .iter()
+            .find(|(_, n)| n.ipv4.parse() == Ok(ip) || n.ipv6.parse() == Ok(ip))
+            .map(|(h, _)| h.as_str())
+    }
+
+    /// The IPv4 VIP, without prefix length.
+    pub fn vip4(&self) -> &str {
+        address_of(&self.facts.vips.v4)
+    }
+
+    /// The IPv6 VIP, without prefix length.
+    pub fn vip6(&self) -> &str {
+        address_of(&self.facts.vips.v6)
+    }
+
+    /// The IPv4 VIP with its prefix length, as in the config ("198.51.100.100/24").
+    pub fn vip4_cidr(&self) -> &str {
+        &self.facts.vips.v4
+    }
+
+    /// The IPv6 VIP with its prefix length, as in the config.
+    pub fn vip6_cidr(&self) -> &str {
+        &self.facts.vips.v6
+    }
+
+    /// The vipctl config lab.sh wrote for this lab.
     pub fn config(&self) -> PathBuf {
-        self.dir.join("vipctl.toml")
+        self.facts.config.clone()
     }
 
+    /// The network namespace of `host` (h1 h2 h3 cl, or sw for the switch).
     pub fn ns(&self, host: &str) -> String {
-        let id = std::fs::read_to_string(self.dir.join("id")).expect("lab id");
-        format!("vl{}-{host}", id.trim())
+        if host == "sw" { self.facts.switch.ns.clone() } else { self.node(host).ns.clone() }
     }
 
     /// Runs a lab.sh subcommand on this lab.
@@ -262,7 +385,7 @@ impl Lab {
     /// What a person debugging a failure wants to see.
     pub fn diagnostics(&self) -> String {
         let mut s = format!("vips: {:?}\nmaster: {:?}\n", self.vips(), self.master());
-        for h in HOSTS {
+        for h in self.hosts() {
             if let Ok(log) = std::fs::read_to_string(self.dir.join(h).join("vipctl.log")) {
                 s.push_str(&format!("--- {h}/vipctl.log\n{log}"));
             }
@@ -273,15 +396,33 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if std::env::var_os("VIPCTL_KEEP_LAB").is_some() {
-            eprintln!("[{}] VIPCTL_KEEP_LAB set: lab left at {}", self.name, self.dir.display());
-            return;
-        }
-        let out = self.sh(&["down"]);
-        if !out.status.success() {
-            eprintln!("[{}] lab.sh down failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
-        }
+        lab_sh_down(&self.name, &self.dir);
     }
+}
+
+/// Tears down a lab that could not be made into a `Lab`, then panics with `what`.
+fn lab_failed(name: &str, dir: &Path, what: String) -> ! {
+    lab_sh_down(name, dir);
+    panic!("{what}");
+}
+
+/// `lab.sh down DIR`, unless VIPCTL_KEEP_LAB asks to keep the lab for a look.
+fn lab_sh_down(name: &str, dir: &Path) {
+    if std::env::var_os("VIPCTL_KEEP_LAB").is_some() {
+        eprintln!("[{name}] VIPCTL_KEEP_LAB set: lab left at {}", dir.display());
+        return;
+    }
+    let out = Command::new(repo().join("scripts/lab.sh")).arg("down").arg(dir).output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!("[{name}] lab.sh down failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("[{name}] could not run lab.sh down: {e}"),
+    }
+}
+
+/// "ADDR/PREFIX" -> "ADDR".
+fn address_of(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
 }
 
 /// A running lab client.
@@ -318,6 +459,39 @@ impl Writer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The longest time without a successful write over a writer's run (ms): between consecutive `ok`
+/// attempts, and from the first attempt / to the last attempt when those failed.
+pub fn longest_write_gap_ms(lines: &[Write]) -> u128 {
+    let mut marks: Vec<u128> = Vec::new();
+    if let Some(first) = lines.first().filter(|l| !l.ok) {
+        marks.push(first.at_ms);
+    }
+    marks.extend(lines.iter().filter(|l| l.ok).map(|l| l.at_ms));
+    if let Some(last) = lines.last().filter(|l| !l.ok) {
+        marks.push(last.at_ms);
+    }
+    marks.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0)
+}
+
+/// Acknowledged INCRs that were lost: each acknowledged value must exceed every value acknowledged
+/// before it; a value `v` at or below the highest so far `m` means `m - v + 1` acknowledged
+/// increments are gone (counted like scripts/bench/analyze.py). Returns (count, the offending
+/// (highest so far, value) pairs).
+pub fn lost_writes(lines: &[Write]) -> (i64, Vec<(i64, i64)>) {
+    let (mut lost, mut seen, mut max) = (0, Vec::new(), None::<i64>);
+    for v in lines.iter().filter(|l| l.ok).filter_map(|l| l.value) {
+        match max {
+            Some(m) if v <= m => {
+                lost += m - v + 1;
+                seen.push((m, v));
+                max = Some(v);
+            }
+            _ => max = Some(v),
+        }
+    }
+    (lost, seen)
 }
 
 impl Drop for Writer {
@@ -553,9 +727,9 @@ impl Lab {
     }
 
     /// Waits (bounded) for Sentinel to promote a replica of h1; returns the new master's host.
-    pub fn wait_promotion(&self) -> &'static str {
+    pub fn wait_promotion(&self) -> &str {
         self.wait("a promotion", Duration::from_secs(30), || {
-            self.master().filter(|m| m != ip_of("h1")).and_then(|m| host_of(&m))
+            self.master().filter(|m| m != self.ip_of("h1")).and_then(|m| self.host_of(&m))
         })
     }
 }
