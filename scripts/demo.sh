@@ -78,6 +78,9 @@ kill "$writer_pid" 2>/dev/null || true
 # A source with no matching line is normal (a host had no such event), so no errexit here.
 set +e +o pipefail
 to_ms() { date -u -d "$1" +%s%3N; }
+# A string or number field of one JSON record line (flat objects; quotes inside strings escaped).
+field() { grep -oE "\"$1\":\"([^\"\\\\]|\\\\.)*\"" | head -n 1 | cut -d: -f2- | sed 's/^"//; s/"$//; s/\\"/"/g'; }
+num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
 {
     for h in h1 h2 h3; do
         # Sentinel/redis log lines look like: "PID:X 22 Nov 2026 00:00:04.720 # +promoted-slave ..."
@@ -88,24 +91,22 @@ to_ms() { date -u -d "$1" +%s%3N; }
         grep -hE 'MASTER MODE enabled' "$lab/$h/redis.log" 2>/dev/null | while read -r _ d mo y t _; do
             echo "$(($(to_ms "$d $mo $y $t") - fault)) redis on $h reports role:master (promotion)"
         done
-        # vipctl decision lines: "<end time> vipctl[pid]: hook ... elapsed_ms=E" with first_frame_ms=F on a claim.
-        grep -h 'hook master=' "$lab/$h/vipctl.log" 2>/dev/null | while read -r stamp _ rest; do
-            end=$(to_ms "$stamp")
-            el=$(grep -o 'elapsed_ms=[0-9.]*' <<<"$rest" | cut -d= -f2)
-            role=$(grep -o 'role=[a-z]*' <<<"$rest" | cut -d= -f2)
-            dec=$(grep -o 'decision=[a-z]*' <<<"$rest" | cut -d= -f2)
-            start=$((end - ${el%.*}))
-            echo "$((start - fault)) vipctl hook on $h ($role): $dec, $(grep -o 'actions="[^"]*"' <<<"$rest"), ${el} ms wall"
-        done
-        # The daemon's decisions: "<end> vipctl[pid]: watch master=… decision=claim reason="…" … elapsed_ms=E".
-        grep -h ' decision=' "$lab/$h/watch.log" 2>/dev/null | while read -r stamp _ rest; do
-            end=$(to_ms "$stamp")
-            el=$(grep -o 'elapsed_ms=[0-9.]*' <<<"$rest" | cut -d= -f2)
-            start=$((end - ${el%.*}))
-            ((start >= fault)) || continue
-            dec=$(grep -o 'decision=[a-z]*' <<<"$rest" | cut -d= -f2)
-            why=$(grep -o 'reason="[^;"]*' <<<"$rest" | cut -d'"' -f2)
-            echo "$((start - fault)) vipctl watch on $h: $dec ($why)"
+        # vipctl's decision records are JSON lines (src/record.rs): hooks in vipctl.log, the daemon
+        # in watch.log. The timestamp is when the record was written, after elapsed_ms of work.
+        for log in "$lab/$h/vipctl.log" "$lab/$h/watch.log"; do
+            grep -h '"event":"decision"' "$log" 2>/dev/null | while read -r rec; do
+                end=$(to_ms "$(field timestamp <<<"$rec")")
+                el=$(num elapsed_ms <<<"$rec")
+                start=$((end - ${el%.*}))
+                ((start >= fault)) || continue
+                actor=$(field actor <<<"$rec")
+                if [[ $actor == hook ]]; then
+                    role=$(grep -o 'role=[a-z]*' <<<"$(field trigger <<<"$rec")" | cut -d= -f2)
+                    echo "$((start - fault)) vipctl hook on $h ($role): $(field decision <<<"$rec"), $(field actions <<<"$rec"), ${el} ms wall"
+                else
+                    echo "$((start - fault)) vipctl watch on $h: $(field decision <<<"$rec") ($(field reason <<<"$rec"))"
+                fi
+            done
         done
     done
     # Writes already in flight at the fault may still succeed; the outage starts at the first failure.

@@ -79,6 +79,10 @@ Environment for "up":
   LAB_TLS_DIR     folder with ca.crt, server.crt, server.key: sentinels also
                   serve TLS on port 26380
   LAB_SENTINEL_PASS  sentinels require this password (requirepass)
+  LAB_HOSTNAMES   1: Redis and the sentinels announce host names (hN.lab)
+                  instead of addresses (announce-hostnames, resolve-hostnames)
+  LAB_REPLICA_CONF  lines appended to the replicas' redis.conf (e.g. a
+                  rename-command that makes a promotion fail)
 EOF
 }
 
@@ -409,6 +413,8 @@ spawn_daemon() {
         # Sentinel passes its environment to client-reconfig-script, which
         # is how the hook learns its config and log file.
         export VIPCTL_CONFIG=$LAB_CONFIG VIPCTL_LOG_FILE=$dir/$host/vipctl.log VIPCTL_SOCKET=$dir/$host/vipctl.sock
+        # Logs in UTC, as vipctl's records, so that tests can line them up.
+        export TZ=UTC
         exec ip netns exec "$ns" "$bin" "$conf" </dev/null >>"$dir/$host/$kind.start.log" 2>&1
     ); then
         die "$bin on $host failed to start: $(tail -n 5 "$dir/$host/$kind.start.log" "$dir/$host/$kind.log" 2>/dev/null | tr '\n' ' ')"
@@ -441,11 +447,16 @@ write_redis_conf() {
         echo "logfile $dir/$host/redis.log"
         echo 'save ""'
         echo "appendonly no"
-        # Sentinel must see the address clients can reach.
-        echo "replica-announce-ip $ip"
+        # Sentinel must see the address clients can reach (or, with LAB_HOSTNAMES, the name).
+        if [[ ${LAB_HOSTNAMES:-0} == 1 ]]; then
+            echo "replica-announce-ip $host.lab"
+        else
+            echo "replica-announce-ip $ip"
+        fi
         # Full sync at once instead of the default 5 s diskless delay.
         echo "repl-diskless-sync-delay 0"
         [[ $host == "$FIRST_MASTER" ]] || echo "replicaof $(host_ip4 "$FIRST_MASTER") $REDIS_PORT"
+        [[ $host == "$FIRST_MASTER" || -z ${LAB_REPLICA_CONF:-} ]] || printf '%s\n' "$LAB_REPLICA_CONF"
     } >"$dir/$host/redis.conf"
 }
 
@@ -461,8 +472,15 @@ write_sentinel_conf() {
         echo "pidfile $dir/$host/sentinel.pid"
         echo "dir $dir/$host"
         echo "logfile $dir/$host/sentinel.log"
-        echo "sentinel announce-ip $ip"
-        echo "sentinel monitor $MASTER_NAME $(host_ip4 "$FIRST_MASTER") $REDIS_PORT 2"
+        if [[ ${LAB_HOSTNAMES:-0} == 1 ]]; then
+            echo "sentinel resolve-hostnames yes"
+            echo "sentinel announce-hostnames yes"
+            echo "sentinel announce-ip $host.lab"
+            echo "sentinel monitor $MASTER_NAME $FIRST_MASTER.lab $REDIS_PORT 2"
+        else
+            echo "sentinel announce-ip $ip"
+            echo "sentinel monitor $MASTER_NAME $(host_ip4 "$FIRST_MASTER") $REDIS_PORT 2"
+        fi
         echo "sentinel down-after-milliseconds $MASTER_NAME 1000"
         echo "sentinel failover-timeout $MASTER_NAME 5000"
         echo "sentinel parallel-syncs $MASTER_NAME 1"

@@ -40,7 +40,7 @@ echo "== cargo test (unit, property and lab tests)"
 results=$(mktemp /tmp/vipctl-test-results.XXXXXX)
 trap 'rm -f "$results"' EXIT
 rc=0
-cargo test --locked -- --nocapture "${lab_args[@]}" "$@" 2>&1 | tee "$results" || rc=$?
+cargo test --locked --no-fail-fast -- --nocapture "${lab_args[@]}" "$@" 2>&1 | tee "$results" || rc=$?
 
 # One closing line for the whole run (cargo's own last line is the doc-test binary's "0 passed").
 summary() {
@@ -51,7 +51,7 @@ summary() {
                 if ($(i + 1) ~ /^ignored/) g += $i
             }
         }
-        END { printf "%d passed, %d failed, %d ignored\n", p, f, g }' "$results"
+        END { printf "%d passed, %d failed, %d skipped\n", p, f, g }' "$results"
 }
 if ((rc != 0)); then
     echo "test.sh: cargo test failed (exit $rc); packaging and fuzz stages not run" >&2

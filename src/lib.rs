@@ -55,6 +55,8 @@ pub fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
             Command::Generate(args) => commands::generate::run(args),
         }
     });
+    // A name lookup that hung keeps a blocking thread; the command is done and must not wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => report(&f),

@@ -69,6 +69,8 @@ pub enum Event {
     Conflict,
     /// A notify command finished.
     Notify,
+    /// The daemon answered a hook that handed its call over.
+    Hook,
     /// The daemon started.
     Start,
     /// The daemon stopped.
@@ -82,6 +84,7 @@ impl Event {
             Event::Decision => "decision",
             Event::Conflict => "conflict",
             Event::Notify => "notify",
+            Event::Hook => "hook",
             Event::Start => "start",
             Event::Stop => "stop",
         }

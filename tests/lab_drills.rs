@@ -15,7 +15,7 @@ fn daemons(lab: &Lab, cfg: &std::path::Path) -> Vec<Daemon> {
 }
 
 fn decisions(lab: &Lab) -> usize {
-    lab.hosts().into_iter().map(|h| lab.watch_log(h).matches("decision=").count()).sum()
+    lab.hosts().into_iter().map(|h| lab.watch_records(h).iter().filter(|r| r.s("event") == "decision").count()).sum()
 }
 
 #[test]

@@ -89,22 +89,15 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
     let s = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success() && s.contains("this host") && s.contains("bound here"), "{}", text(&status));
     // Hooks log when they finish, after their announcement rounds.
-    let read = |h: &str| std::fs::read_to_string(lab.dir.join(h).join("vipctl.log")).unwrap_or_default();
-    lab.wait("the new master's hook to log its claim", Duration::from_secs(5), || {
-        read(new_master)
-            .lines()
-            .any(|l| l.contains("hook ") && l.contains("decision=claim") && l.contains("result=ok"))
-            .then_some(())
-    });
-    lab.wait("the old master's hook to log its release", Duration::from_secs(5), || {
-        read("h1")
-            .lines()
-            .any(|l| l.contains("hook ") && l.contains("decision=release") && l.contains("result=ok"))
-            .then_some(())
-    });
+    let hook_did = |h: &str, change: &str| {
+        lab.hook_records(h).iter().any(|r| r.s("actor") == "hook" && r.is(change) && r.ok()).then_some(())
+    };
+    lab.wait("the new master's hook to log its claim", Duration::from_secs(5), || hook_did(new_master, "claim"));
+    lab.wait("the old master's hook to log its release", Duration::from_secs(5), || hook_did("h1", "release"));
     // No hook failed, and Sentinel saw no script error or timeout.
     for h in lab.hosts() {
-        assert!(!read(h).contains("result=error"), "{h}'s hook failed:\n{}", read(h));
+        let failed: Vec<Rec> = lab.hook_records(h).into_iter().filter(|r| !r.ok()).collect();
+        assert!(failed.is_empty(), "{h}'s hook failed: {failed:?}");
         let sentinel_log = std::fs::read_to_string(lab.dir.join(h).join("sentinel.log")).unwrap_or_default();
         assert!(
             !sentinel_log.contains("-script-error") && !sentinel_log.contains("-script-timeout"),

@@ -157,7 +157,11 @@ struct MasterState {
     conflicts: u64,
     last_error: Option<String>,
     last_event: Option<(String, Instant)>,
-    waiters: Vec<oneshot::Sender<Reply>>,
+    /// Delegated hooks waiting for the change under way, with what they asked.
+    waiters: Vec<(oneshot::Sender<Reply>, String)>,
+    /// What made the loop ask the local Redis for its role: the decision that follows the answer
+    /// owes its cause to it.
+    role_trigger: Option<String>,
     hook_waits: Vec<HookWait>,
 }
 
@@ -455,10 +459,14 @@ impl Daemon {
                 st.role_asking = false;
                 tracing::debug!("master `{master}`: the Redis at {} is {}", seen.addr, seen.role);
                 st.role = Some(seen);
+                let trigger = match st.role_trigger.take() {
+                    Some(t) => format!("{t}; then the local Redis answered ROLE"),
+                    None => "the local Redis answered ROLE".to_string(),
+                };
                 if let Some(c) = st.pending_conflict.take() {
                     self.answer_conflict(&master, c);
                 }
-                self.decide(&master, "the local Redis answered ROLE");
+                self.decide(&master, &trigger);
             }
             Signal::Promoted { master, replica, polls } => {
                 let now = Instant::now();
@@ -689,7 +697,11 @@ impl Daemon {
             Act::Hold | Act::Release | Act::Announce => {
                 self.dispatch(name, decision, trigger, record::Event::Decision, None, Some(sentinels));
             }
-            Act::AskRole(addr) => self.ask_role(name, addr),
+            Act::AskRole(addr) => {
+                let st = self.masters.get_mut(name).expect("configured");
+                st.role_trigger.get_or_insert_with(|| trigger.to_string());
+                self.ask_role(name, addr);
+            }
             Act::Nothing => {}
         }
     }
@@ -754,12 +766,26 @@ impl Daemon {
             st.last_change = Some(a.record.clone());
         }
         st.last_error = a.record.error.clone();
-        let status = u8::from(a.record.is_error());
-        let message = self.belief_line(&name);
-        let st = self.masters.get_mut(&name).expect("configured");
-        for w in st.waiters.drain(..) {
-            let _ = w.send(Reply::new(status, message.clone()));
+        let waiters: Vec<_> = st.waiters.drain(..).collect();
+        for (reply, trigger) in waiters {
+            self.answer_hook(&name, reply, trigger);
         }
+    }
+
+    /// Replies to a delegated hook with the daemon's belief, and records that it did.
+    fn answer_hook(&self, name: &str, reply: oneshot::Sender<Reply>, trigger: String) {
+        let st = &self.masters[name];
+        let status = u8::from(st.last_error.is_some());
+        let message = self.belief_line(name);
+        let mut r = match &st.belief {
+            Some(reason) => Record::new(record::Event::Hook, Actor::Watch, name, record::Change::None, reason),
+            None => Record::note(record::Event::Hook, Actor::Watch, name, "none", "no decision yet"),
+        };
+        r.trigger = Some(trigger);
+        r.detail = Some(message.clone());
+        r.exit = Some(status);
+        r.emit();
+        let _ = reply.send(Reply::new(status, message));
     }
 
     fn belief_line(&self, name: &str) -> String {
@@ -887,10 +913,9 @@ impl Daemon {
             self.decide(name, &w.trigger);
             let st = self.masters.get_mut(name).expect("configured");
             if st.in_flight.is_some() {
-                st.waiters.push(w.reply);
+                st.waiters.push((w.reply, w.trigger));
             } else {
-                let status = u8::from(st.last_error.is_some());
-                let _ = w.reply.send(Reply::new(status, self.belief_line(name)));
+                self.answer_hook(name, w.reply, w.trigger);
             }
         }
     }

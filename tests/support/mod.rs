@@ -154,6 +154,10 @@ pub struct LabOptions {
     pub tls_dir: Option<PathBuf>,
     /// Sentinels require this password.
     pub sentinel_pass: Option<String>,
+    /// Redis and the sentinels announce host names (hN.lab) instead of addresses.
+    pub hostnames: bool,
+    /// Lines appended to the replicas' redis.conf.
+    pub replica_conf: Option<String>,
 }
 
 impl Lab {
@@ -177,6 +181,12 @@ impl Lab {
         cmd.arg("up").arg(&dir).env("LAB_OWNER_PID", std::process::id().to_string());
         if let Some(p) = &opts.sentinel_pass {
             cmd.env("LAB_SENTINEL_PASS", p);
+        }
+        if opts.hostnames {
+            cmd.env("LAB_HOSTNAMES", "1");
+        }
+        if let Some(c) = &opts.replica_conf {
+            cmd.env("LAB_REPLICA_CONF", c);
         }
         if let Some(d) = &opts.tls_dir {
             cmd.env("LAB_TLS_DIR", d);
@@ -233,6 +243,10 @@ impl Lab {
 
     /// The host whose own (IPv4 or IPv6) address is `ip`, if any.
     pub fn host_of(&self, ip: &str) -> Option<&str> {
+        // With LAB_HOSTNAMES the sentinels name hosts as hN.lab.
+        if let Some(h) = ip.strip_suffix(".lab") {
+            return self.facts.nodes.keys().find(|k| k.as_str() == h).map(String::as_str);
+        }
         let ip: IpAddr = ip.parse().ok()?;
         self.facts
             .nodes
@@ -386,8 +400,10 @@ impl Lab {
     pub fn diagnostics(&self) -> String {
         let mut s = format!("vips: {:?}\nmaster: {:?}\n", self.vips(), self.master());
         for h in self.hosts() {
-            if let Ok(log) = std::fs::read_to_string(self.dir.join(h).join("vipctl.log")) {
-                s.push_str(&format!("--- {h}/vipctl.log\n{log}"));
+            for file in ["vipctl.log", "watch.log", "watch.out"] {
+                if let Ok(log) = std::fs::read_to_string(self.dir.join(h).join(file)) {
+                    s.push_str(&format!("--- {h}/{file}\n{log}"));
+                }
             }
         }
         s
@@ -567,11 +583,18 @@ impl Lab {
 
     /// Starts `vipctl watch` on `host` with `config`; waits (bounded) until its socket answers.
     pub fn watch(&self, host: &str, config: &Path) -> Daemon {
+        self.watch_via(host, config, &[])
+    }
+
+    /// Like [`Lab::watch`], with `via` (a program and its arguments) run in the namespace first,
+    /// which then executes vipctl (e.g. a wrapper that changes the daemon's view of /etc).
+    pub fn watch_via(&self, host: &str, config: &Path, via: &[&str]) -> Daemon {
         let log = self.dir.join(host).join("watch.log");
         let out =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(host).join("watch.out")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host)])
+            .args(via)
             .arg(vipctl_bin())
             .arg("--config")
             .arg(config)
@@ -599,6 +622,16 @@ impl Lab {
     /// The watch daemon's decision log of `host`.
     pub fn watch_log(&self, host: &str) -> String {
         std::fs::read_to_string(self.dir.join(host).join("watch.log")).unwrap_or_default()
+    }
+
+    /// The watch daemon's decision records on `host`.
+    pub fn watch_records(&self, host: &str) -> Vec<Rec> {
+        records_in(&self.dir.join(host).join("watch.log"))
+    }
+
+    /// The decision records of the hooks and commands run on `host` (its vipctl.log).
+    pub fn hook_records(&self, host: &str) -> Vec<Rec> {
+        records_in(&self.dir.join(host).join("vipctl.log"))
     }
 
     /// Runs `ip` with `args` inside `host`'s namespace, asserting success.
@@ -731,5 +764,206 @@ impl Lab {
         self.wait("a promotion", Duration::from_secs(30), || {
             self.master().filter(|m| m != self.ip_of("h1")).and_then(|m| self.host_of(&m))
         })
+    }
+}
+
+/// One decision record: a JSON line of a vipctl log file (see src/record.rs for the fields).
+#[derive(Debug, Clone)]
+pub struct Rec(pub serde_json::Value);
+
+impl Rec {
+    /// A text field, or "" when absent.
+    pub fn s(&self, field: &str) -> &str {
+        self.0.get(field).and_then(|v| v.as_str()).unwrap_or("")
+    }
+
+    /// A numeric field.
+    pub fn f(&self, field: &str) -> Option<f64> {
+        self.0.get(field).and_then(serde_json::Value::as_f64)
+    }
+
+    /// True for a decision record with this change (`claim`, `release`, `announce`).
+    pub fn is(&self, decision: &str) -> bool {
+        self.s("event") == "decision" && self.s("decision") == decision
+    }
+
+    /// True when the record says it succeeded.
+    pub fn ok(&self) -> bool {
+        self.s("result") == "ok"
+    }
+}
+
+impl std::fmt::Display for Rec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The records in a log file; a line that is not a JSON object fails the test, since vipctl
+/// writes nothing else there.
+pub fn records_in(path: &Path) -> Vec<Rec> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Rec(serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not a record ({e}): {l}", path.display()))))
+        .collect()
+}
+
+/// Frames on one host's link that claim an address (gratuitous ARP, unsolicited NA), with the
+/// wall-clock time each was seen.
+pub struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Seen>>>,
+}
+
+/// One claiming frame: when, for which address, from which MAC.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at_ms: u128,
+    pub addr: IpAddr,
+    pub mac: String,
+}
+
+impl Lab {
+    /// Starts capturing claiming frames on `host`'s eth0 (a thread that joins its network
+    /// namespace and reads a packet socket), until [`Capture::stop`].
+    pub fn capture(&self, host: &str) -> Capture {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns(host))).expect("the host's namespace");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: setns on an open namespace file affects only this thread.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+            // SAFETY: plain socket(2); checked below.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+            assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
+            // SAFETY: a valid timeval of the size passed.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            ready_tx.send(()).unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                // SAFETY: buf is a valid writable buffer of the length passed.
+                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n <= 0 {
+                    continue;
+                }
+                if let Some((addr, mac)) = vipctl::network::defend::claim_in(&buf[..n as usize]) {
+                    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                    seen.push(Seen { at_ms: unix_ms(), addr, mac });
+                }
+            }
+            // SAFETY: closing the socket this thread opened.
+            unsafe { libc::close(fd) };
+            seen
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).expect("capture started");
+        Capture { stop, thread: Some(thread) }
+    }
+}
+
+impl Capture {
+    /// Stops and returns what was seen.
+    pub fn stop(mut self) -> Vec<Seen> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().expect("capture thread")).unwrap_or_default()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A record's `timestamp` (RFC 3339, UTC) as Unix milliseconds.
+pub fn record_ms(r: &Rec) -> u128 {
+    let t = humantime::parse_rfc3339_weak(r.s("timestamp").trim_end_matches('Z')).expect("record timestamp");
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// The Unix milliseconds of the first line of a Redis/Sentinel log (written in UTC by the lab)
+/// that contains `needle`, e.g. `+promoted-slave`.
+pub fn redis_log_ms(log: &Path, needle: &str) -> Option<u128> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(needle))?;
+    // "12345:X 26 Nov 2026 11:14:46.155 # +promoted-slave …"
+    let mut w = line.split_whitespace().skip(1);
+    let (day, month, year, time) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let m = months.iter().position(|x| *x == month)? + 1;
+    let stamp = format!("{year}-{m:02}-{:02}T{time}", day.parse::<u32>().ok()?);
+    let t = humantime::parse_rfc3339_weak(&stamp).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis())
+}
+
+/// A UDP port that reads every datagram and answers none (a DNS server that never answers).
+pub struct UdpSink {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl UdpSink {
+    /// Datagrams received so far.
+    pub fn received(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Lab {
+    /// Opens a [`UdpSink`] on `host`'s IPv4 address and `port`, inside its namespace.
+    pub fn udp_sink(&self, host: &str, port: u16) -> UdpSink {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns(host))).expect("the host's namespace");
+        let addr = format!("{}:{port}", self.ip_of(host));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: setns on an open namespace file affects only this thread.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let sock = std::net::UdpSocket::bind(&addr).expect("bind the sink");
+            sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !s.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                if sock.recv(&mut buf).is_ok() {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).expect("sink started");
+        UdpSink { count, stop }
+    }
+
+    /// GET `path` from `127.0.0.1:port` inside `host`'s namespace; the raw response.
+    pub fn http_get(&self, host: &str, port: u16, path: &str) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; timeout 2 cat <&3"
+        );
+        let out = self.exec(host, Path::new("/bin/bash"), &["-c", &script], &[]);
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 }
