@@ -7,15 +7,84 @@ use redis::aio::MultiplexedConnection;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use crate::config::{HostPort, SentinelAuth, SentinelTls};
+use crate::config::{AuthSpec, HostPort, Secret, TlsSpec};
+use crate::error::Failure;
 
-/// Credentials and TLS for one kind of server (the sentinels, or the Redis instances).
+/// Credentials and TLS for one kind of server (the sentinels, or the Redis instances), loaded.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     /// AUTH credentials.
-    pub auth: Option<SentinelAuth>,
-    /// TLS settings.
-    pub tls: Option<SentinelTls>,
+    pub auth: Option<Credentials>,
+    /// TLS material.
+    pub tls: Option<Tls>,
+}
+
+/// A user name and password. Never printed.
+#[derive(Clone)]
+pub struct Credentials {
+    /// ACL user, when not the default user.
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// PEM contents for TLS connections.
+#[derive(Clone)]
+pub struct Tls {
+    /// CA bundle; `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("ca", &self.ca.is_some()).field("client", &self.client.is_some()).finish()
+    }
+}
+
+impl Access {
+    /// Reads the secrets and certificates the config names. A file that cannot be read is
+    /// permanent (exit 2): the message names it and the config key.
+    pub fn load(auth: Option<&AuthSpec>, tls: Option<&TlsSpec>) -> Result<Access, Failure> {
+        let read = |table: &str, key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                Failure::permanent(anyhow::anyhow!(
+                    "cannot read {table}.{key} {}: {e}; make it readable by the user vipctl runs as, or fix the path",
+                    path.display()
+                ))
+            })
+        };
+        let auth = match auth {
+            None => None,
+            Some(a) => {
+                let password = match &a.password {
+                    Secret::Inline(p) => p.clone(),
+                    Secret::File(path) => String::from_utf8_lossy(&read(a.table, "password_file", path)?)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                };
+                Some(Credentials { username: a.username.clone(), password })
+            }
+        };
+        let tls = match tls {
+            None => None,
+            Some(t) => Some(Tls {
+                ca: t.ca_file.as_deref().map(|p| read(t.table, "ca_file", p)).transpose()?,
+                client: match &t.client {
+                    Some((c, k)) => Some((read(t.table, "cert_file", c)?, read(t.table, "key_file", k)?)),
+                    None => None,
+                },
+            }),
+        };
+        Ok(Access { auth, tls })
+    }
 }
 
 /// Keepalive probes start after this long idle, so that a peer that vanished without a FIN (a

@@ -35,9 +35,13 @@ pub struct Config {
     /// How long to wait for each sentinel.
     pub sentinel_timeout: Duration,
     /// Credentials for the sentinels, if they need any.
-    pub sentinel_auth: Option<SentinelAuth>,
+    pub sentinel_auth: Option<AuthSpec>,
     /// TLS to the sentinels (their `tls-port`), if configured.
-    pub sentinel_tls: Option<SentinelTls>,
+    pub sentinel_tls: Option<TlsSpec>,
+    /// Credentials for the local Redis (its `ROLE`, early claim), if it needs any.
+    pub redis_auth: Option<AuthSpec>,
+    /// TLS to the local Redis (a TLS-only Redis), if configured.
+    pub redis_tls: Option<TlsSpec>,
     /// A file that gets one line per decision, besides syslog.
     pub log_file: Option<PathBuf>,
     /// Where per-master lock files live.
@@ -189,34 +193,46 @@ impl HostPort {
 /// A sentinel's address (`host:port`, `[v6]:port`).
 pub type SentinelAddr = HostPort;
 
-/// Sentinel credentials. Never printed.
+/// Credentials (AUTH) for the sentinels or for Redis. The password is read only when a connection
+/// needs it: a hook that hands its call to the daemon never touches a secret.
 #[derive(Clone)]
-pub struct SentinelAuth {
+pub struct AuthSpec {
     /// ACL user, when not the default user.
     pub username: Option<String>,
-    /// The password.
-    pub password: String,
+    /// The password, or the file it is in.
+    pub password: Secret,
+    /// The table it came from (`sentinel_auth`, `redis_auth`), for messages.
+    pub table: &'static str,
 }
 
-impl fmt::Debug for SentinelAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentinelAuth").field("username", &self.username).field("password", &"<redacted>").finish()
-    }
-}
-
-/// TLS settings for sentinel connections: PEM contents read at load time.
+/// A password written in the config, or the file that holds it.
 #[derive(Clone)]
-pub struct SentinelTls {
-    /// CA bundle that signed the sentinels' certificates; `None`: the system's roots.
-    pub ca: Option<Vec<u8>>,
-    /// Client certificate and key, when the sentinels want mutual TLS (`tls-auth-clients yes`).
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
+pub enum Secret {
+    /// In the config itself.
+    Inline(String),
+    /// In this file (one line).
+    File(PathBuf),
 }
 
-impl fmt::Debug for SentinelTls {
+impl fmt::Debug for AuthSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentinelTls").field("ca", &self.ca.is_some()).field("client", &self.client.is_some()).finish()
+        let password = match &self.password {
+            Secret::Inline(_) => "<redacted>".to_string(),
+            Secret::File(p) => format!("file {}", p.display()),
+        };
+        f.debug_struct("AuthSpec").field("username", &self.username).field("password", &password).finish()
     }
+}
+
+/// TLS settings for connections to the sentinels or to Redis: the files, read when connecting.
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    /// CA bundle that signed the servers' certificates; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key, when the servers want mutual TLS (`tls-auth-clients yes`).
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The table it came from (`sentinel_tls`, `redis_tls`), for messages.
+    pub table: &'static str,
 }
 
 /// A config problem, pinned to a line of the file.
@@ -224,13 +240,13 @@ impl fmt::Debug for SentinelTls {
 pub enum ConfigError {
     /// The file could not be read.
     #[error(
-        "cannot read config {path}: {source}; create it (see README, \"Configuration\") or point --config / VIPCTL_CONFIG at it"
+        "cannot read config {path}: {error}; create it (see README, \"Configuration\") or point --config / VIPCTL_CONFIG at it"
     )]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message already says it, once).
+        error: std::io::Error,
     },
     /// A mistake at a line.
     #[error("config {path} line {line}: {message}")]
@@ -260,6 +276,8 @@ struct RawConfig {
     sentinel_timeout_ms: Option<Spanned<u64>>,
     sentinel_auth: Option<RawAuth>,
     sentinel_tls: Option<RawTls>,
+    redis_auth: Option<RawAuth>,
+    redis_tls: Option<RawTls>,
     log_file: Option<PathBuf>,
     lock_dir: Option<PathBuf>,
     announce: Option<RawAnnounce>,
@@ -353,7 +371,36 @@ impl Config {
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+        Config::parse(path, &text)
+    }
+
+    /// Like [`Config::load`], for a process with raised privileges: the file must be owned by root
+    /// and writable by nobody else (it is opened without following a symlink, then checked).
+    pub fn load_trusted(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let read = |error| ConfigError::Read { path: path.to_path_buf(), error };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(read)?;
+        let meta = file.metadata().map_err(read)?;
+        if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(ConfigError::Whole {
+                path: path.to_path_buf(),
+                message: format!(
+                    "must be a regular file owned by root and writable by root only (owner uid {}, mode {:o}) when \
+                     vipctl runs with raised privileges; `chown root: {p}; chmod 644 {p}`",
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                    p = path.display()
+                ),
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read)?;
         Config::parse(path, &text)
     }
 
@@ -383,8 +430,10 @@ impl Config {
             Some(t) => Duration::from_millis(*t.get_ref()),
             None => Duration::from_millis(DEFAULT_SENTINEL_TIMEOUT_MS),
         };
-        let sentinel_auth = raw.sentinel_auth.map(|a| parse_auth(&lines, a)).transpose()?;
-        let sentinel_tls = raw.sentinel_tls.map(|t| parse_tls(&lines, t)).transpose()?;
+        let sentinel_auth = raw.sentinel_auth.map(|a| parse_auth(&lines, a, "sentinel_auth")).transpose()?;
+        let sentinel_tls = raw.sentinel_tls.map(|t| parse_tls(&lines, t, "sentinel_tls")).transpose()?;
+        let redis_auth = raw.redis_auth.map(|a| parse_auth(&lines, a, "redis_auth")).transpose()?;
+        let redis_tls = raw.redis_tls.map(|t| parse_tls(&lines, t, "redis_tls")).transpose()?;
 
         if raw.masters.is_empty() {
             return Err(lines.whole("no masters: add a `[masters.NAME]` table with `vips = [\"ADDRESS/PREFIX\"]` for each Sentinel master name"));
@@ -500,6 +549,8 @@ impl Config {
             sentinel_timeout,
             sentinel_auth,
             sentinel_tls,
+            redis_auth,
+            redis_tls,
             log_file: raw.log_file,
             lock_dir: raw.lock_dir,
             watch,
@@ -622,38 +673,30 @@ fn parse_watch(lines: &Lines<'_>, raw: Option<RawWatch>) -> Result<Watch, Config
     Ok(w)
 }
 
-fn parse_tls(lines: &Lines<'_>, raw: RawTls) -> Result<SentinelTls, ConfigError> {
-    let read = |f: &Spanned<PathBuf>, what: &str| {
-        std::fs::read(f.get_ref())
-            .map_err(|e| lines.err(f.span(), format!("cannot read sentinel_tls.{what} {}: {e}", f.get_ref().display())))
-    };
-    let ca = raw.ca_file.as_ref().map(|f| read(f, "ca_file")).transpose()?;
-    let client = match (&raw.cert_file, &raw.key_file) {
-        (Some(c), Some(k)) => Some((read(c, "cert_file")?, read(k, "key_file")?)),
+fn parse_tls(lines: &Lines<'_>, raw: RawTls, table: &'static str) -> Result<TlsSpec, ConfigError> {
+    let client = match (raw.cert_file, raw.key_file) {
+        (Some(c), Some(k)) => Some((c.into_inner(), k.into_inner())),
         (None, None) => None,
         (Some(f), None) | (None, Some(f)) => {
-            return Err(lines
-                .err(f.span(), "sentinel_tls needs both cert_file and key_file for a client certificate, or neither"));
+            return Err(lines.err(
+                f.span(),
+                format!("{table} needs both cert_file and key_file for a client certificate, or neither"),
+            ));
         }
     };
-    Ok(SentinelTls { ca, client })
+    Ok(TlsSpec { ca_file: raw.ca_file.map(Spanned::into_inner), client, table })
 }
 
-fn parse_auth(lines: &Lines<'_>, raw: RawAuth) -> Result<SentinelAuth, ConfigError> {
+fn parse_auth(lines: &Lines<'_>, raw: RawAuth, table: &'static str) -> Result<AuthSpec, ConfigError> {
     let password = match (raw.password, raw.password_file) {
         (Some(_), Some(f)) => {
-            return Err(lines.err(f.span(), "sentinel_auth has both password and password_file: keep one"));
+            return Err(lines.err(f.span(), format!("{table} has both password and password_file: keep one")));
         }
-        (Some(p), None) => p,
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f.get_ref()).map_err(|e| {
-                lines.err(f.span(), format!("cannot read sentinel_auth.password_file {}: {e}", f.get_ref().display()))
-            })?;
-            text.trim_end_matches(['\r', '\n']).to_string()
-        }
-        (None, None) => return Err(lines.whole("sentinel_auth needs password or password_file")),
+        (Some(p), None) => Secret::Inline(p),
+        (None, Some(f)) => Secret::File(f.into_inner()),
+        (None, None) => return Err(lines.whole(format!("{table} needs password or password_file"))),
     };
-    Ok(SentinelAuth { username: raw.username, password })
+    Ok(AuthSpec { username: raw.username, password, table })
 }
 
 #[cfg(test)]

@@ -23,8 +23,6 @@ pub mod sentinel;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 use crate::commands::Ctx;
 use crate::error::Failure;
@@ -33,9 +31,17 @@ use crate::error::Failure;
 pub fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     let args = cli::normalize(args);
     // clap exits 2 on usage errors, which is also what Sentinel must see for bad arguments.
-    let cli = Cli::parse_from(args);
+    let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     logging::init(&cli.log_level);
-    let ctx = Ctx { config_path: cli.config.clone(), dry_run: cli.dry_run };
+    let raised = privilege::raised();
+    if raised && let Err(f) = privilege::refuse_overrides(&matches) {
+        return report(&f);
+    }
+    let ctx = Ctx { config_path: cli.config.clone(), dry_run: cli.dry_run, trusted_config_only: raised };
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

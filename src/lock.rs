@@ -1,8 +1,12 @@
 //! Serialises concurrent runs for one master on one host, so two hooks never interleave their
 //! changes and the second one acts on the state the first one left.
 //!
-//! The lock file is input from the file system: it is opened without blocking and without
-//! following links, and must be a regular file; taking it never waits without a bound.
+//! Locks live in a folder that only root and vipctl can write (`/run/lock/vipctl`, made by the
+//! package's tmpfiles.d entry), never in a world-writable one, where any user could plant a FIFO, a
+//! symlink or a file of their own under the predictable name. Even so, a lock file is input: it is
+//! opened without blocking and without following links, must be a regular file owned by root or
+//! vipctl, is readable by its owner only (so nobody else can hold its flock), and taking it never
+//! waits without a bound.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -22,14 +26,53 @@ pub struct MasterLock {
     pub path: PathBuf,
 }
 
-/// The default lock folder: /run/lock exists on every systemd host and any user may create there.
+/// The default lock folder.
+pub const DEFAULT_DIR: &str = "/run/lock/vipctl";
+
+/// The default lock folder: [`DEFAULT_DIR`].
 pub fn default_dir() -> PathBuf {
-    for d in ["/run/lock", "/var/lock", "/tmp"] {
-        if Path::new(d).is_dir() {
-            return PathBuf::from(d);
+    PathBuf::from(DEFAULT_DIR)
+}
+
+/// The users trusted to own lock folders and files: root, this process's user, and `vipctl`.
+fn trusted(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    uid == 0 || uid == me || crate::control::uid_of("vipctl") == Some(uid)
+}
+
+/// Checks (and, for root, creates) the lock folder: a real directory, owned by a trusted user,
+/// writable by nobody else.
+pub fn check_dir(dir: &Path) -> Outcome<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o755).create(dir).map_err(|e| {
+                Failure::permanent(anyhow!(
+                    "lock folder {} does not exist and cannot be made ({e}); create it owned by root or vipctl, mode 0755 \
+                     (the package's tmpfiles.d entry does: `systemd-tmpfiles --create vipctl.conf`), or set `lock_dir`",
+                    dir.display()
+                ))
+            })?;
+            std::fs::symlink_metadata(dir)
+                .map_err(|e| Failure::transient(anyhow!("cannot stat {}: {e}", dir.display())))?
         }
+        Err(e) => return Err(Failure::transient(anyhow!("cannot stat lock folder {}: {e}", dir.display()))),
+    };
+    if !meta.file_type().is_dir() {
+        return Err(Failure::permanent(anyhow!("lock folder {} is not a directory; fix `lock_dir`", dir.display())));
     }
-    PathBuf::from("/tmp")
+    if !trusted(meta.uid()) || meta.permissions().mode() & 0o022 != 0 {
+        return Err(Failure::permanent(anyhow!(
+            "lock folder {} is writable by users other than root and vipctl (owner uid {}, mode {:o}): any of them could \
+             block or redirect vipctl's locks; use a folder only root and vipctl can write, e.g. {DEFAULT_DIR}",
+            dir.display(),
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// The lock file for `master`. Its name carries the network namespace's inode because the lock
@@ -43,45 +86,68 @@ pub fn path_for(dir: &Path, master: &str) -> PathBuf {
 }
 
 /// Opens the lock file without ever blocking: not a FIFO (O_NONBLOCK, then a regular-file check),
-/// not through a symlink (O_NOFOLLOW).
-fn open(path: &Path) -> Outcome<File> {
+/// not through a symlink (O_NOFOLLOW), owned by a trusted user. A new file is made readable by its
+/// owner only and handed to the folder's owner, so that root and the daemon share it and nobody
+/// else can open it to hold its lock.
+fn open(dir: &Path, path: &Path) -> Outcome<File> {
     let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .or_else(|_| {
-            OpenOptions::new()
+    let cannot = |e: std::io::Error| {
+        Failure::permanent(anyhow!(
+            "cannot open lock file {}: {e}; set `lock_dir` in the config to a folder this user can write",
+            path.display()
+        ))
+    };
+    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let f = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
+                .create_new(true)
+                .mode(0o600)
                 .custom_flags(flags)
                 .open(path)
-        })
-        .map_err(|e| {
-            Failure::permanent(anyhow!(
-                "cannot open lock file {}: {e}; set `lock_dir` in the config to a folder this user can write",
-                path.display()
-            ))
-        })?;
+                .or_else(|e| match e.kind() {
+                    // Made by another run just now.
+                    std::io::ErrorKind::AlreadyExists => OpenOptions::new().read(true).custom_flags(flags).open(path),
+                    _ => Err(e),
+                })
+                .map_err(cannot)?;
+            share_with_dir_owner(&f, dir);
+            f
+        }
+        Err(e) => return Err(cannot(e)),
+    };
     let meta =
         file.metadata().map_err(|e| Failure::transient(anyhow!("cannot stat lock file {}: {e}", path.display())))?;
-    if !meta.file_type().is_file() {
+    if !meta.file_type().is_file() || !trusted(meta.uid()) {
         return Err(Failure::permanent(anyhow!(
-            "lock file {} is not a regular file (someone put something else there); remove it, and keep `lock_dir` in a folder only root and vipctl can write",
+            "lock file {} is not a regular file of root or vipctl (someone put something else there); remove it, and \
+             keep `lock_dir` in a folder only root and vipctl can write",
             path.display()
         )));
     }
     Ok(file)
 }
 
+/// A lock file root made belongs to the folder's owner (vipctl, under the package), mode 0600.
+fn share_with_dir_owner(f: &File, dir: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(m) = std::fs::metadata(dir)
+        && m.uid() != 0
+    {
+        // SAFETY: fchown on a descriptor we own; failure leaves a root-owned file, which root and
+        // only root can open.
+        unsafe { libc::fchown(f.as_raw_fd(), m.uid(), m.gid()) };
+    }
+}
+
 impl MasterLock {
     /// Takes the lock if it is free; `None` when another run holds it.
     pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
+        check_dir(dir)?;
         let path = path_for(dir, master);
-        let file = open(&path)?;
+        let file = open(dir, &path)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
@@ -139,6 +205,11 @@ mod tests {
         let t = Instant::now();
         let e = MasterLock::acquire(dir.path(), "fifo", Duration::from_secs(1)).unwrap_err();
         assert!(t.elapsed() < Duration::from_millis(500) && e.to_string().contains("not a regular file"), "{e}");
+
+        let wide = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(wide.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+        let e = MasterLock::acquire(wide.path(), "m", Duration::from_millis(50)).unwrap_err();
+        assert!(e.to_string().contains("writable by users other than root and vipctl"), "{e}");
 
         let target = dir.path().join("elsewhere");
         std::os::unix::fs::symlink(&target, path_for(dir.path(), "link")).unwrap();

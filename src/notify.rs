@@ -35,8 +35,8 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     let Some((program, args)) = argv.split_first() else { return Outcome::None };
     let vips = master.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
     let start = Instant::now();
-    let child = tokio::process::Command::new(program)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .env("VIPCTL_MASTER", &master.name)
         .env("VIPCTL_VIPS", vips)
         .env("VIPCTL_EVENT", want.to_string())
@@ -45,29 +45,79 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
+        // Its own process group, so that a timeout kills whatever it started too.
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The daemon's ambient CAP_NET_ADMIN/CAP_NET_RAW must not pass to the command.
+            if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("cannot start {program}: {e}")),
     };
-    match tokio::time::timeout(master.notify.timeout, child.wait_with_output()).await {
-        Err(_) => Outcome::Failed(format!(
-            "{program} did not finish within {} ms and was killed",
-            master.notify.timeout.as_millis()
-        )),
-        Ok(Err(e)) => Outcome::Failed(format!("{program}: {e}")),
-        Ok(Ok(out)) if out.status.success() => Outcome::Ok { elapsed: start.elapsed() },
-        Ok(Ok(out)) => {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err.lines().last().unwrap_or("").trim();
+    let pgid = child.id();
+    let stderr = child.stderr.take();
+    let work = async {
+        let tail = match stderr {
+            Some(e) => last_bytes(e, MAX_KEPT).await,
+            None => Vec::new(),
+        };
+        (child.wait().await, tail)
+    };
+    let result = tokio::time::timeout(master.notify.timeout, work).await;
+    let kill_group = || {
+        if let Some(pid) = pgid {
+            // SAFETY: kill(2) on the process group this command leads.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    };
+    match result {
+        Err(_) => {
+            kill_group();
             Outcome::Failed(format!(
-                "{program} exited with {}{}",
-                out.status,
+                "{program} did not finish within {} ms and was killed (with its process group)",
+                master.notify.timeout.as_millis()
+            ))
+        }
+        Ok((Err(e), _)) => Outcome::Failed(format!("{program}: {e}")),
+        Ok((Ok(status), _)) if status.success() => Outcome::Ok { elapsed: start.elapsed() },
+        Ok((Ok(status), tail)) => {
+            let err = String::from_utf8_lossy(&tail);
+            let last: String = err.lines().last().unwrap_or("").trim().chars().take(200).collect();
+            Outcome::Failed(format!(
+                "{program} exited with {status}{}",
                 if last.is_empty() { String::new() } else { format!(": {last}") }
             ))
         }
     }
+}
+
+/// How much of a notify command's stderr is kept (its end): enough for its last message.
+const MAX_KEPT: usize = 4096;
+
+/// Reads `r` to its end, keeping only its last `max` bytes.
+async fn last_bytes(mut r: impl tokio::io::AsyncRead + Unpin, max: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::with_capacity(max);
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > max {
+            kept.drain(..kept.len() - max);
+        }
+    }
+    kept
 }
 
 impl std::fmt::Display for Outcome {
@@ -126,6 +176,22 @@ mod tests {
         let t = Instant::now();
         let Outcome::Failed(e) = run(&m, Want::Hold, "t").await else { panic!("should time out") };
         assert!(e.contains("killed") && t.elapsed() < Duration::from_secs(2), "{e}");
+        // What the command started dies with it.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let m = master(&["/bin/sh", "-c", &script], 300);
+        assert!(matches!(run(&m, Want::Hold, "t").await, Outcome::Failed(_)));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // Gone, or a zombie waiting for init to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = state.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+        assert!(!alive, "the command's child {pid} survived the timeout: {state}");
+        // Only the end of a flood of output is kept.
+        let m = master(&["/bin/sh", "-c", "yes x | head -c 10000000 >&2; echo last words >&2; exit 1"], 5000);
+        let Outcome::Failed(e) = run(&m, Want::Hold, "t").await else { panic!("should fail") };
+        assert!(e.ends_with("last words"), "{e}");
         let m = master(&["/nonexistent/notify"], 100);
         assert!(matches!(run(&m, Want::Hold, "t").await, Outcome::Failed(_)));
     }

@@ -1,4 +1,10 @@
-//! Which of the two capabilities vipctl needs this process has, read from /proc/self/status.
+//! Which of the two capabilities vipctl needs this process has, read from /proc/self/status; and
+//! whether this process runs with privileges raised by its file (file capabilities, setuid), in
+//! which case whoever started it may be less privileged than it is.
+
+use anyhow::anyhow;
+
+use crate::error::{Failure, Outcome};
 
 /// The capability to change addresses (netlink).
 pub const CAP_NET_ADMIN: u32 = 12;
@@ -19,6 +25,37 @@ impl Caps {
     pub fn has(&self, cap: u32) -> bool {
         self.0 & (1u64 << cap) != 0
     }
+}
+
+/// True when the kernel marked this process as run with raised privileges (`AT_SECURE`): a binary
+/// with file capabilities or setuid, started by someone who lacks them.
+pub fn raised() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Environment variables that name paths; a capable binary must not take them from its caller.
+pub const PATH_OVERRIDES: &[&str] = &["VIPCTL_CONFIG", "VIPCTL_LOG_FILE", "VIPCTL_SOCKET"];
+
+/// With raised privileges, refuses `--config` and every `VIPCTL_*` path: a capable binary never
+/// takes a config or a path from someone less privileged (it would let them move any address).
+pub fn refuse_overrides(matches: &clap::ArgMatches) -> Outcome<()> {
+    let refuse = |what: &str| {
+        Err(Failure::permanent(anyhow!(
+            "this vipctl runs with raised privileges (file capabilities or setuid) for a user who lacks them: it reads \
+             only {} and takes no {what}; run it as root, or let only trusted users execute it (see README, \"Privileges\")",
+            crate::config::DEFAULT_PATH
+        )))
+    };
+    for var in PATH_OVERRIDES {
+        if std::env::var_os(var).is_some() {
+            return refuse(&format!("{var} from the environment"));
+        }
+    }
+    if matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue) {
+        return refuse("--config");
+    }
+    Ok(())
 }
 
 /// Extracts the CapEff hex mask from the text of /proc/PID/status.

@@ -112,24 +112,23 @@ def writer(path):
     return out
 
 
-VIPCTL_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*?\bhook master=")
-
-
 def vipctl_hooks(path, vip4):
-    """(end_us, decision, elapsed_ms, first_frame_ms, added_vip4) for each hook decision line."""
+    """(end_us, decision, elapsed_ms, first_frame_ms, added_vip4) for each hook decision record.
+
+    vipctl writes one JSON record per line (src/record.rs); `timestamp` is when the record was
+    written, after `elapsed_ms` of work."""
     out = []
     for line in read(path):
-        m = VIPCTL_TS.match(line)
-        if not m:
+        try:
+            rec = json.loads(line)
+        except ValueError:
             continue
-        dt = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        if rec.get("actor") != "hook" or rec.get("event") != "decision":
+            continue
+        dt = datetime.strptime(rec["timestamp"].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
         us = int(dt.timestamp()) * 1_000_000 + dt.microsecond
-        el = re.search(r"\belapsed_ms=([\d.]+)", line)
-        ff = re.search(r"\bfirst_frame_ms=([\d.]+)", line)
-        dec = re.search(r"\bdecision=(\S+)", line)
-        adds = ("add " + vip4 + "/") in line
-        out.append((us, dec.group(1) if dec else "?", float(el.group(1)) if el else None,
-                    float(ff.group(1)) if ff else None, adds))
+        adds = ("add " + vip4 + "/") in rec.get("actions", "")
+        out.append((us, rec.get("decision", "?"), rec.get("elapsed_ms"), rec.get("first_frame_ms"), adds))
     return out
 
 
@@ -498,8 +497,8 @@ timestamps, never this script's polling.
 - **duplicate holders**: from the per-host add/delete timeline of the IPv4 VIP, the total time two or
   more hosts held it at once between the fault and the end of the failover's window (lab settled
   again); for the partition, also the part after the heal (`link up`).
-- **hook wall time / exec → first frame**: vipctl logs `elapsed_ms` and `first_frame_ms` in each hook
-  decision line (DIR/hN/vipctl.log); exec → VIP bound = VIP bound − (log line time − `elapsed_ms`).
+- **hook wall time / exec → first frame**: vipctl records `elapsed_ms` and `first_frame_ms` in each hook
+  decision record (DIR/hN/vipctl.log, JSON lines); exec → VIP bound = VIP bound − (record time − `elapsed_ms`).
   The classic hook is timed by `scripts/bench/classic-hook-timed.sh` (start/end `$EPOCHREALTIME`
   around the script); its first ARP is sent right after `ip addr add`, so exec → VIP bound is
   its exec → first frame within a fork of `arping`.

@@ -32,13 +32,20 @@ pub struct Ctx {
     pub config_path: PathBuf,
     /// Say what would change, change nothing.
     pub dry_run: bool,
+    /// Read only a config that root owns and nobody else may write (raised privileges).
+    pub trusted_config_only: bool,
 }
 
 impl Ctx {
     /// Loads the config; any problem is permanent (exit 2). Decision records also go to its
     /// `log_file` from here on.
     pub fn config(&self) -> Outcome<Config> {
-        let config = Config::load(&self.config_path).map_err(Failure::permanent)?;
+        let config = if self.trusted_config_only {
+            Config::load_trusted(&self.config_path)
+        } else {
+            Config::load(&self.config_path)
+        }
+        .map_err(Failure::permanent)?;
         if let Some(path) = crate::logging::file_path(config.log_file.as_deref()) {
             crate::logging::to_file(&path);
         }
@@ -76,9 +83,14 @@ pub async fn locality_of(addr: &HostPort, host: &HostState, managed: &[IpAddr]) 
     Ok(policy::locality(&addr.host, &ips, host, managed))
 }
 
-/// Credentials and TLS for the sentinels, as configured.
-pub fn access(config: &Config) -> Access {
-    Access { auth: config.sentinel_auth.clone(), tls: config.sentinel_tls.clone() }
+/// Credentials and TLS for the sentinels, as configured (the files are read now).
+pub fn access(config: &Config) -> Outcome<Access> {
+    Access::load(config.sentinel_auth.as_ref(), config.sentinel_tls.as_ref())
+}
+
+/// Credentials and TLS for the local Redis, as configured (the files are read now).
+pub fn redis_access(config: &Config) -> Outcome<Access> {
+    Access::load(config.redis_auth.as_ref(), config.redis_tls.as_ref())
 }
 
 /// Asks the master's sentinels (none configured: `None`), each bounded by the sentinel timeout,
@@ -91,7 +103,12 @@ pub async fn ask_sentinels(
     if master.sentinels.is_empty() {
         return None;
     }
-    Some(sentinel::ask(&master.sentinels, &access(config), &master.name, config.sentinel_timeout, enough).await)
+    let access = match access(config) {
+        Ok(a) => a,
+        // Unreadable secrets: every sentinel counts as unreachable, and says why.
+        Err(f) => return Some(master.sentinels.iter().map(|s| Report::failed(s.clone(), f.to_string())).collect()),
+    };
+    Some(sentinel::ask(&master.sentinels, &access, &master.name, config.sentinel_timeout, enough).await)
 }
 
 /// Every answer a one-shot ask got counts: they are all seconds old at most.

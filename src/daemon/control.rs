@@ -3,8 +3,9 @@
 //! what is decided per request from SO_PEERCRED), so every step is bounded: connections at once,
 //! the size of a request, the time to send it and to read the reply, the queue to the loop.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -18,8 +19,12 @@ use crate::error::{Failure, Outcome};
 /// A request for the loop, with the caller's uid and where the reply goes.
 pub type ControlRequest = (Request, u32, oneshot::Sender<Reply>);
 
-/// Connections served at once; more are closed at once, so they cannot use up the daemon's files.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once for root, the daemon's user and `hook_users`, and for everyone else;
+/// more are closed at once, so that they cannot use up the daemon's files. Each user outside the
+/// trusted ones gets a few at a time, so that one user cannot crowd out the others either.
+pub const TRUSTED_CONNECTIONS: usize = 16;
+const OTHER_CONNECTIONS: usize = 16;
+const PER_OTHER_USER: usize = 4;
 /// How long a client has to send its request, and to read the reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request may wait for the loop's answer (a delegated hook waits for the change).
@@ -64,31 +69,65 @@ pub fn bind(path: &Path) -> Outcome<UnixListener> {
     listener.map_err(|e| Failure::permanent(anyhow!("cannot listen on {}: {e}", path.display())))
 }
 
-/// Accepts control connections until the loop is gone.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<ControlRequest>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// Accepts control connections until the loop is gone. `trusted` are the uids whose hooks the
+/// daemon serves; their connections never wait behind anyone else's.
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<ControlRequest>, trusted: BTreeSet<u32>) {
+    let trusted_slots = Arc::new(Semaphore::new(TRUSTED_CONNECTIONS));
+    let other_slots = Arc::new(Semaphore::new(OTHER_CONNECTIONS));
+    let per_user: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // EMFILE and the like: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Full: drop the connection at once (the client sees EOF and says so).
-            continue;
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else { continue };
+        let (permit, user_slot) = if trusted.contains(&uid) {
+            match trusted_slots.clone().try_acquire_owned() {
+                Ok(p) => (p, None),
+                Err(_) => continue,
+            }
+        } else {
+            let Ok(p) = other_slots.clone().try_acquire_owned() else { continue };
+            let mut counts = per_user.lock().expect("not poisoned");
+            let n = counts.entry(uid).or_default();
+            if *n >= PER_OTHER_USER {
+                // Full: drop the connection at once (the client sees EOF and says so).
+                continue;
+            }
+            *n += 1;
+            (p, Some(UserSlot { uid, counts: per_user.clone() }))
         };
         let tx = tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_one(stream, tx).await {
+            if let Err(e) = serve_one(stream, uid, tx).await {
                 tracing::debug!("control connection: {e}");
             }
-            drop(permit);
+            drop((permit, user_slot));
         });
     }
 }
 
-async fn serve_one(stream: UnixStream, tx: mpsc::Sender<ControlRequest>) -> std::io::Result<()> {
-    let uid = stream.peer_cred()?.uid();
+/// One connection counted against its user; uncounted when dropped.
+struct UserSlot {
+    uid: u32,
+    counts: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock()
+            && let Some(n) = c.get_mut(&self.uid)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.uid);
+            }
+        }
+    }
+}
+
+async fn serve_one(stream: UnixStream, uid: u32, tx: mpsc::Sender<ControlRequest>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     let read =

@@ -186,6 +186,7 @@ struct Daemon {
     dry_run: bool,
     wake_at: Option<Instant>,
     host_error: Option<String>,
+    watchdog: bool,
 }
 
 /// Keeps the daemon's resident memory near what it uses: a round of answers for many masters
@@ -264,9 +265,10 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         let stale = config.watch.reconcile_interval * 3 + Duration::from_secs(2);
         tokio::spawn(metrics::serve(l, metrics.clone(), stale));
     }
-    tokio::spawn(control::serve(listener, control_tx));
+    tokio::spawn(control::serve(listener, control_tx, allowed_uids.clone()));
 
-    let access = crate::commands::access(&config);
+    let access = crate::commands::access(&config)?;
+    let redis_access = crate::commands::redis_access(&config)?;
     let timing = sentinels::Timing { probe: config.watch.reconcile_interval, timeout: config.sentinel_timeout };
     let mut served: BTreeMap<SentinelAddr, Vec<String>> = BTreeMap::new();
     for m in config.masters.values() {
@@ -316,14 +318,15 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         jobs,
         held,
         metrics,
-        role_probes: spawn_role_prober(Access::default(), tx.clone()),
-        redis_access: Access::default(),
+        role_probes: spawn_role_prober(redis_access.clone(), tx.clone()),
+        redis_access,
         allowed_uids,
         started: Instant::now(),
         started_wall: SystemTime::now(),
         dry_run: ctx.dry_run,
         wake_at: None,
         host_error: None,
+        watchdog: false,
         config,
     };
     let started = format!(
@@ -338,6 +341,9 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         d.config.watch.release_on_exit
     );
     Record::note(record::Event::Start, Actor::Watch, "", "start", started).emit();
+    // Under systemd (Type=notify): ready now; alive for as long as address rounds are handled.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    d.watchdog = sd_notify::watchdog_enabled().is_some();
 
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
@@ -366,6 +372,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         }
     }
 
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if d.config.watch.release_on_exit && !ctx.dry_run {
         d.release_all(&mut rx).await;
     }
@@ -439,6 +446,10 @@ impl Daemon {
                 }
                 self.host_seen(host);
                 self.metrics.tick();
+                if self.watchdog {
+                    // Tied to real progress: a loop that stopped handling rounds gets restarted.
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
                 self.decide_all("address round");
             }
             Signal::Host(Err(e)) => {

@@ -130,7 +130,7 @@ pub async fn converge(
                 } else {
                     // The VIP is the primary of its subnet: without promotion the kernel would delete
                     // these host addresses with it, and vipctl never touches what it does not manage.
-                    match nl.ensure_promote_secondaries(ifname, vip, takes_along) {
+                    match nl.ensure_promote_secondaries(*index, ifname, vip, takes_along).await {
                         Ok(()) => nl.remove(vip, *prefix, *index, ifname).await,
                         Err(f) => Err(f),
                     }

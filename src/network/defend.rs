@@ -58,6 +58,11 @@ pub fn claim_in(frame: &[u8]) -> Option<(IpAddr, Mac)> {
             if ip[6] != 58 {
                 return None; // not ICMPv6 (extension headers are not followed: NAs carry none)
             }
+            if ip[7] != 255 {
+                // RFC 4861 §7.1.2: a neighbour advertisement must arrive with hop limit 255, which
+                // proves it was not routed here from another link.
+                return None;
+            }
             let icmp = frame.get(54..)?;
             if icmp.len() < 24 || icmp[0] != 136 || icmp[1] != 0 {
                 return None;
@@ -213,6 +218,10 @@ mod tests {
         let mut na = unsolicited_na(OTHER, "fe80::11".parse().unwrap(), "2001:db8::1".parse().unwrap());
         na[54] = 135; // a solicitation, not an advertisement
         assert_eq!(claim_in(&na), None);
+        let mut routed = unsolicited_na(OTHER, "fe80::11".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        assert!(claim_in(&routed).is_some());
+        routed[21] = 64; // hop limit: it crossed a router
+        assert_eq!(claim_in(&routed), None, "an NA with hop limit below 255 is no claim (RFC 4861 7.1.2)");
         assert_eq!(mac_string(&OTHER), "02:00:00:00:00:11");
     }
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, CacheInfo};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::link::{AfSpecInet, AfSpecUnspec, InetDevConf, LinkAttribute, LinkFlags, LinkMessage};
 
 use crate::error::{Failure, Outcome};
 use crate::network::host::{Address, HostState, Interface};
@@ -156,20 +156,31 @@ impl Netlink {
         }
     }
 
-    /// Makes the kernel keep `others` when the primary `vip` goes: sets
-    /// net.ipv4.conf.IF.promote_secondaries (keepalived's `promote_secondaries` does the same).
-    /// Writing it needs only CAP_NET_ADMIN, but a sandbox may make /proc/sys read-only: then refuse.
-    pub fn ensure_promote_secondaries(&self, ifname: &str, vip: &Vip, others: &[IpAddr]) -> Outcome<()> {
-        let path = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
-        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
-            return Ok(());
-        }
-        std::fs::write(&path, "1").map_err(|e| {
+    /// Makes the kernel keep `others` when the primary `vip` goes: sets the interface's
+    /// `promote_secondaries` (keepalived's `promote_secondaries` does the same). Through netlink
+    /// (RTM_SETLINK), not /proc/sys, so that it works under systemd's ProtectKernelTunables=.
+    pub async fn ensure_promote_secondaries(
+        &self,
+        index: u32,
+        ifname: &str,
+        vip: &Vip,
+        others: &[IpAddr],
+    ) -> Outcome<()> {
+        let mut conf = InetDevConf::default();
+        conf.promote_secondaries = 1;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(conf)])]));
+        self.handle.link().set(msg).execute().await.map_err(|e| {
             let list = others.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            Failure::permanent(anyhow::anyhow!(
-                "refusing to remove VIP {vip} from {ifname}: it is the primary address of its subnet there, and the kernel \
-                 would delete {list} with it; cannot set {path} ({e}): run `sysctl -w net.ipv4.conf.{ifname}.promote_secondaries=1`"
-            ))
+            classify(
+                format!(
+                    "cannot set promote_secondaries on {ifname} before removing VIP {vip}, the primary address of its \
+                     subnet there (the kernel would delete {list} with it)"
+                ),
+                os_error(&e),
+            )
         })?;
         tracing::info!("set net.ipv4.conf.{ifname}.promote_secondaries=1 so that removing VIP {vip} keeps {others:?}");
         Ok(())
