@@ -8,7 +8,7 @@
 # packages are still installed first).
 #
 # Debian packages: redis-server redis-sentinel redis-tools iproute2
-# util-linux procps.  The lab runs its own redis instances inside network
+# util-linux procps openssl libcap2-bin (setcap, for the test of a capable binary).  The lab runs its own redis instances inside network
 # namespaces, so a system-wide redis service (if one exists) does not
 # collide with it; we still keep the package scripts from starting one.
 
@@ -31,6 +31,9 @@ readonly -a NEEDS=(
     sysctl:procps
     pgrep:procps
     openssl:openssl
+    setcap:libcap2-bin
+    prlimit:util-linux
+    unshare:util-linux
 )
 
 log() {

@@ -79,6 +79,11 @@ Environment for "up":
   LAB_TLS_DIR     folder with ca.crt, server.crt, server.key: sentinels also
                   serve TLS on port 26380
   LAB_SENTINEL_PASS  sentinels require this password (requirepass)
+  LAB_REDIS_PASS  Redis requires this password (requirepass, masterauth;
+                  the sentinels get it as auth-pass)
+  LAB_REDIS_TLS_DIR  folder with ca.crt, server.crt, server.key: Redis speaks
+                  TLS only (port 0, tls-port 6379), replication and the
+                  sentinels' links to Redis too
   LAB_HOSTNAMES   1: Redis and the sentinels announce host names (hN.lab)
                   instead of addresses (announce-hostnames, resolve-hostnames)
   LAB_REPLICA_CONF  lines appended to the replicas' redis.conf (e.g. a
@@ -287,7 +292,14 @@ rcli() {
     if [[ $port == "$SENTINEL_PORT" && -s ${LAB_DIR:-${UP_DIR:-/nonexistent}}/sentinel.pass ]]; then
         pass=$(<"${LAB_DIR:-$UP_DIR}/sentinel.pass")
     fi
-    REDISCLI_AUTH=$pass timeout --foreground -k 1 2 ip netns exec "$ns" redis-cli -h "$ip" -p "$port" "$@" 2>/dev/null
+    local -a tls=()
+    local lab=${LAB_DIR:-${UP_DIR:-/nonexistent}}
+    if [[ $port == "$REDIS_PORT" && $ip != 127.0.0.1 ]]; then
+        # Redis of a lab made with LAB_REDIS_PASS / LAB_REDIS_TLS_DIR.
+        [[ ! -s $lab/redis.pass ]] || pass=$(<"$lab/redis.pass")
+        [[ ! -s $lab/redis.tls ]] || tls=(--tls --cacert "$(<"$lab/redis.tls")/ca.crt")
+    fi
+    REDISCLI_AUTH=$pass timeout --foreground -k 1 2 ip netns exec "$ns" redis-cli "${tls[@]}" -h "$ip" -p "$port" "$@" 2>/dev/null
 }
 
 # kv_get KEY: read a flat key/value reply (one item per line) on stdin.
@@ -456,6 +468,19 @@ write_redis_conf() {
         # Full sync at once instead of the default 5 s diskless delay.
         echo "repl-diskless-sync-delay 0"
         [[ $host == "$FIRST_MASTER" ]] || echo "replicaof $(host_ip4 "$FIRST_MASTER") $REDIS_PORT"
+        if [[ -n ${LAB_REDIS_PASS:-} ]]; then
+            echo "requirepass $LAB_REDIS_PASS"
+            echo "masterauth $LAB_REDIS_PASS"
+        fi
+        if [[ -n ${LAB_REDIS_TLS_DIR:-} ]]; then
+            echo "port 0"
+            echo "tls-port $REDIS_PORT"
+            echo "tls-cert-file $LAB_REDIS_TLS_DIR/server.crt"
+            echo "tls-key-file $LAB_REDIS_TLS_DIR/server.key"
+            echo "tls-ca-cert-file $LAB_REDIS_TLS_DIR/ca.crt"
+            echo "tls-auth-clients no"
+            echo "tls-replication yes"
+        fi
         [[ $host == "$FIRST_MASTER" || -z ${LAB_REPLICA_CONF:-} ]] || printf '%s\n' "$LAB_REPLICA_CONF"
     } >"$dir/$host/redis.conf"
 }
@@ -485,6 +510,17 @@ write_sentinel_conf() {
         echo "sentinel failover-timeout $MASTER_NAME 5000"
         echo "sentinel parallel-syncs $MASTER_NAME 1"
         [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script $MASTER_NAME $LAB_HOOK"
+        [[ -z ${LAB_REDIS_PASS:-} ]] || echo "sentinel auth-pass $MASTER_NAME $LAB_REDIS_PASS"
+        if [[ -n ${LAB_REDIS_TLS_DIR:-} && -z ${LAB_TLS_DIR:-} ]]; then
+            # Sentinel reaches the TLS-only Redis over TLS, and then the other sentinels too: it
+            # announces its tls-port to them. Clients keep the plain port.
+            echo "tls-replication yes"
+            echo "tls-port $SENTINEL_TLS_PORT"
+            echo "tls-cert-file $LAB_REDIS_TLS_DIR/server.crt"
+            echo "tls-key-file $LAB_REDIS_TLS_DIR/server.key"
+            echo "tls-ca-cert-file $LAB_REDIS_TLS_DIR/ca.crt"
+            echo "tls-auth-clients no"
+        fi
         # LAB_SENTINEL_PASS: sentinels want AUTH from clients and from each other.
         if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
             echo "requirepass $LAB_SENTINEL_PASS"
@@ -713,6 +749,10 @@ cmd_up() {
     if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
         (umask 077 && printf '%s' "$LAB_SENTINEL_PASS" >"$dir/sentinel.pass")
     fi
+    if [[ -n ${LAB_REDIS_PASS:-} ]]; then
+        (umask 077 && printf '%s' "$LAB_REDIS_PASS" >"$dir/redis.pass")
+    fi
+    [[ -z ${LAB_REDIS_TLS_DIR:-} ]] || printf '%s' "$LAB_REDIS_TLS_DIR" >"$dir/redis.tls"
     # Every process of the lab starts after this one, which lets teardown
     # reject recorded PIDs that were reused by older processes.
     proc_field "$BASHPID" 22 >"$dir/start.ticks"

@@ -151,6 +151,32 @@ impl Access {
     }
 }
 
+/// Connects to `s` and describes the failure in one line; a server that does not speak RESP is
+/// named as such, with the first bytes it answers a PING with (plain TCP only).
+pub async fn connect_error(s: &HostPort, e: &redis::RedisError, tls: bool) -> String {
+    let text = describe(e);
+    if tls || !text.contains("does not speak the Redis protocol") {
+        return text;
+    }
+    match what_it_sent(s).await {
+        Some(sent) => format!("the server there does not speak the Redis protocol: it answers PING with {sent:?}"),
+        None => text,
+    }
+}
+
+/// Up to 64 bytes a server answers `PING` with, within half a second.
+async fn what_it_sent(s: &HostPort) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut c = tokio::net::TcpStream::connect((s.host.as_str(), s.port)).await.ok()?;
+        c.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    tokio::time::timeout(Duration::from_millis(500), work).await.ok().flatten()
+}
+
 /// One line for a connection or protocol error. A server that does not speak RESP (an HTTP
 /// server on the port, say) makes the parser report bytes; say what the peer is instead.
 pub fn describe(e: &redis::RedisError) -> String {

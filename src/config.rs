@@ -749,6 +749,13 @@ interface = "eth0"
     }
 
     #[test]
+    fn a_missing_config_names_its_cause_once() {
+        let e = Config::load(Path::new("/nonexistent/vipctl.toml")).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+    }
+
+    #[test]
     fn unknown_key_names_line() {
         let e = err("[masters.m]\nvips = [\"198.51.100.100/24\"]\nvipz = 1\n");
         assert!(e.contains("line 3"), "{e}");

@@ -19,7 +19,7 @@ pub enum Role {
     Master,
     /// `ROLE` says slave/replica (or sentinel).
     Replica,
-    /// Nothing listens there (connection refused or reset): that Redis is gone.
+    /// Nothing listens there (connection refused): that Redis is gone.
     Gone(String),
     /// No usable answer: a timeout (frozen, forking), an authentication or TLS failure, an odd
     /// reply. Evidence of nothing.
@@ -57,9 +57,10 @@ pub fn from_reply(reply: &redis::RedisResult<Value>) -> Role {
     }
 }
 
-/// An error is evidence that the Redis is gone only when the connection was refused or reset.
+/// An error is evidence that the Redis is gone only when nothing listens (connection refused). A
+/// peer that accepts and then hangs up (a TLS port spoken to in plain text, a full server) is alive.
 fn classify(e: &redis::RedisError) -> Role {
-    let gone = e.is_connection_refusal() || (e.is_connection_dropped() && !e.is_timeout());
+    let gone = e.is_connection_refusal();
     let text = crate::access::describe(e);
     if gone { Role::Gone(text) } else { Role::Unknown(text) }
 }

@@ -159,3 +159,26 @@ async fn serve_one(stream: UnixStream, uid: u32, tx: mpsc::Sender<ControlRequest
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read the reply")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_socket_is_made_open_to_all_and_nothing_else_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vipctl.sock");
+        let listener = bind(&path).unwrap();
+        // 0666 from the start (umask at bind), never by a chmod on a path that could be swapped.
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o666);
+        let again = bind(&path).unwrap_err().to_string();
+        assert!(again.contains("already serves"), "{again}");
+        drop(listener);
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "precious").unwrap();
+        let e = bind(&file).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    }
+}

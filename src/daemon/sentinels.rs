@@ -63,10 +63,13 @@ async fn questions(
     loop {
         let outcome = async {
             if con.is_none() {
-                let c = access
-                    .connect(&sentinel, timing.timeout)
-                    .await
-                    .map_err(|e| format!("sentinel {sentinel}: {}", access::describe(&e)))?;
+                let c = match access.connect(&sentinel, timing.timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let why = access::connect_error(&sentinel, &e, access.tls.is_some()).await;
+                        return Err(format!("sentinel {sentinel}: {why}"));
+                    }
+                };
                 con = Some(c);
             }
             let c = con.as_mut().expect("connected above");

@@ -199,6 +199,24 @@ mod tests {
         assert!(matches!(parse_answer(&hostname, &Value::Nil).unwrap(), Answer::Master { epoch: 0, .. }));
     }
 
+    #[tokio::test]
+    async fn a_server_that_is_no_sentinel_is_named_in_one_line() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+            }
+        });
+        let s = SentinelAddr { host: "127.0.0.1".into(), port };
+        let reports = ask(&[s], &Access::default(), "m", Duration::from_secs(2), |_, all| all).await;
+        let why = reports[0].down.clone().expect("unreachable");
+        eprintln!("{why}");
+        assert!(why.contains("does not speak the Redis protocol"), "{why}");
+        assert!(!why.contains('\n') && why.matches("Redis protocol").count() == 1, "{why}");
+    }
+
     #[test]
     fn refuses_hosts_that_are_no_host() {
         for bad in ["198.51.100.12\nwatch master=x decision=claim", "a b", "", &"a".repeat(300), "x\"y"] {

@@ -158,6 +158,10 @@ pub struct LabOptions {
     pub hostnames: bool,
     /// Lines appended to the replicas' redis.conf.
     pub replica_conf: Option<String>,
+    /// Redis requires this password.
+    pub redis_pass: Option<String>,
+    /// Folder with ca.crt, server.crt, server.key: Redis speaks TLS only.
+    pub redis_tls_dir: Option<PathBuf>,
 }
 
 impl Lab {
@@ -184,6 +188,12 @@ impl Lab {
         }
         if opts.hostnames {
             cmd.env("LAB_HOSTNAMES", "1");
+        }
+        if let Some(p) = &opts.redis_pass {
+            cmd.env("LAB_REDIS_PASS", p);
+        }
+        if let Some(d) = &opts.redis_tls_dir {
+            cmd.env("LAB_REDIS_TLS_DIR", d);
         }
         if let Some(c) = &opts.replica_conf {
             cmd.env("LAB_REPLICA_CONF", c);
