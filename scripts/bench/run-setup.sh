@@ -77,6 +77,7 @@ load_facts() {
         case $kind in
         host) HOSTS+=("$a") ;;
         node) NODE_NS[$a]=$b NODE_IP4[$a]=$c ;;
+        switch) NODE_NS[sw]=$a ;;
         vip4) VIP4=${a%/*} VIP4_CIDR=$a ;;
         ports) REDIS_PORT=$a SENTINEL_PORT=$b ;;
         master) MASTER=$a ;;
@@ -88,6 +89,7 @@ for h in j["redis_hosts"]:
     print("host", h)
 for h, n in j["nodes"].items():
     print("node", h, n["ns"], n["ipv4"])
+print("switch", j["switch"]["ns"])
 print("vip4", j["vips"]["v4"])
 print("ports", j["ports"]["redis"], j["ports"]["sentinel"])
 print("master", j["master_name"])
