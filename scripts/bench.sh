@@ -12,8 +12,8 @@
 # after the last, and takes ~10 s to turn a restarted master into a replica).
 #
 # Environment:
-#   BENCH_SETUPS      setups to run (default: hook watch both early classic keepalived)
-#   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze)
+#   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived)
+#   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze switchover)
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
 #   BENCH_OUT         where the raw logs and rows go (default /tmp/vipctl-bench-PID; kept)
 #   BENCH_DOC         the report to write (default docs/BENCHMARKS.md)
@@ -49,8 +49,8 @@ say() {
 (($# <= 1)) || die "usage: $PROG [N]"
 N=${1:-3}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number of failovers (got '$N')"
-read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early classic keepalived}"
-read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze}"
+read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived}"
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze switchover}"
 OUT=${BENCH_OUT:-/tmp/vipctl-bench-$$}
 VENV=${BENCH_VENV:-/tmp/vipctl-bench-venv}
 export BENCH_QUIET_S=${BENCH_QUIET_S:-30}

@@ -52,13 +52,16 @@ pub enum Command {
     Check(commands::check::Args),
     /// Run the daemon that keeps every master's VIPs where the sentinels say the master is.
     Watch(commands::watch::Args),
+    /// Fail the master over to a replica without losing an acknowledged write (planned switchover).
+    Switchover(commands::switchover::Args),
     /// Print the man page or a shell completion script (for packaging; hidden from --help).
     #[command(hide = true)]
     Generate(commands::generate::Args),
 }
 
 /// Names that are subcommands (plus clap's own), so anything else in first place is Sentinel's call.
-const WORDS: &[&str] = &["hook", "claim", "release", "status", "check", "doctor", "watch", "generate", "help"];
+const WORDS: &[&str] =
+    &["hook", "claim", "release", "status", "check", "doctor", "watch", "switchover", "generate", "help"];
 
 /// Rewrites Sentinel's bare call `vipctl a b c d e f g` into `vipctl hook a b c d e f g`.
 ///

@@ -58,6 +58,7 @@ pub fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
             Command::Status(args) => commands::status::run(&ctx, args).await,
             Command::Check(args) => commands::check::run(&ctx, args).await,
             Command::Watch(args) => commands::watch::run(&ctx, args).await,
+            Command::Switchover(args) => commands::switchover::run(&ctx, args).await,
             Command::Generate(args) => commands::generate::run(args),
         }
     });

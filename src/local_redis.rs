@@ -78,6 +78,44 @@ pub async fn ask(addr: &HostPort, access: &Access, timeout: Duration) -> Role {
     }
 }
 
+/// Sends one command to the Redis at `addr`, within `timeout` for everything.
+pub async fn command(addr: &HostPort, access: &Access, cmd: &redis::Cmd, timeout: Duration) -> anyhow::Result<Value> {
+    let work = async {
+        let mut con = access.connect(addr, timeout).await?;
+        cmd.query_async::<Value>(&mut con).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(Value::ServerError(e))) => {
+            Err(anyhow::anyhow!("Redis at {addr} refused: {}", e.details().unwrap_or(e.code())))
+        }
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(anyhow::anyhow!("Redis at {addr}: {}", crate::access::describe(&e))),
+        Err(_) => Err(anyhow::anyhow!("Redis at {addr}: no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// `CLIENT PAUSE <ms> WRITE`: the Redis acknowledges no write until the pause ends or is lifted;
+/// paused writes run after it, and get READONLY if the Redis became a replica meanwhile.
+pub fn pause_writes(bound: Duration) -> redis::Cmd {
+    let mut c = redis::cmd("CLIENT");
+    c.arg("PAUSE").arg(bound.as_millis() as u64).arg("WRITE");
+    c
+}
+
+/// `CLIENT UNPAUSE`.
+pub fn unpause() -> redis::Cmd {
+    let mut c = redis::cmd("CLIENT");
+    c.arg("UNPAUSE");
+    c
+}
+
+/// `REPLICAOF host port`.
+pub fn replicaof(master: &HostPort) -> redis::Cmd {
+    let mut c = redis::cmd("REPLICAOF");
+    c.arg(&master.host).arg(master.port);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

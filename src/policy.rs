@@ -348,6 +348,27 @@ pub enum Reason {
     },
     /// The daemon stops with `release_on_exit`.
     Stopping,
+    /// The leader chose another host's replica: this host's Redis stops acknowledging writes.
+    FenceWrites {
+        /// The Redis paused.
+        redis: String,
+        /// The replica chosen.
+        toward: String,
+    },
+    /// A majority of the sentinels name the new master: the fenced Redis becomes its replica.
+    Demote {
+        /// The local Redis.
+        redis: String,
+        /// The new master.
+        to: String,
+    },
+    /// The failover aborted: the fenced Redis takes writes again.
+    LiftFence {
+        /// The local Redis.
+        redis: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl Reason {
@@ -375,6 +396,9 @@ impl Reason {
             Reason::Defend { .. } => "defend",
             Reason::Yield { .. } => "yield",
             Reason::Stopping => "stopping",
+            Reason::FenceWrites { .. } => "fence_writes",
+            Reason::Demote { .. } => "demote",
+            Reason::LiftFence { .. } => "lift_fence",
         }
     }
 }
@@ -436,6 +460,17 @@ impl fmt::Display for Reason {
             }
             Reason::Yield { claimant, evidence } => write!(f, "yielding to a claim by {claimant}: {evidence}"),
             Reason::Stopping => f.write_str("stopping with release_on_exit"),
+            Reason::FenceWrites { redis, toward } => write!(
+                f,
+                "the leader chose {toward}, a replica on another host: writes on {redis} paused so that it acknowledges none \
+                 that the failover would lose"
+            ),
+            Reason::Demote { redis, to } => write!(
+                f,
+                "a majority of the sentinels name {to} at the newest epoch: {redis} becomes its replica and its paused \
+                 writes are refused (READONLY)"
+            ),
+            Reason::LiftFence { redis, why } => write!(f, "writes on {redis} resume: {why}"),
         }
     }
 }
@@ -512,6 +547,50 @@ pub struct Memory {
     pub last_announce: Option<Instant>,
     /// The leader chose a replica on another host, and the failover has not ended or aborted.
     pub failover_elsewhere: Option<HostPort>,
+    /// Writes on this host's Redis are paused for a failover toward another host.
+    pub fence: Option<Fence>,
+}
+
+/// A pause of this host's Redis during a failover toward another host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The Redis paused.
+    pub redis: HostPort,
+    /// The replica the leader chose.
+    pub toward: HostPort,
+    /// When the pause runs out by itself.
+    pub until: Instant,
+}
+
+/// How long writes stay paused at most when the leader chose another host's replica: long enough
+/// for the sentinels to agree on the new master (a hello period or two), short enough that an
+/// aborted failover that vipctl missed costs seconds, not minutes.
+pub const FENCE_BOUND: Duration = Duration::from_secs(10);
+
+/// The leader chose `chosen` (not this host's) for promotion while the sentinels name this host's
+/// Redis as the master: from now on every write it acknowledges is lost when it resyncs from the
+/// new master, so it must acknowledge none. Returns the Redis to pause.
+pub fn fence(f: &Facts<'_>, memory: &Memory, chosen: &Locality) -> Option<HostPort> {
+    if *chosen != Locality::Elsewhere || f.locality != Locality::Here || memory.fence.is_some() {
+        return None;
+    }
+    f.weighed.master().cloned()
+}
+
+/// A fenced Redis becomes a replica of the new master as soon as a majority of the sentinels
+/// agree on that master at the newest epoch, instead of staying a writable master until Sentinel
+/// converts it (~10 s later). Returns (the local Redis, the new master).
+pub fn demote(f: &Facts<'_>, memory: &Memory) -> Option<(HostPort, HostPort)> {
+    let fence = memory.fence.as_ref()?;
+    let w = f.weighed;
+    match &w.verdict {
+        Verdict::Master { addr, agreeing, .. }
+            if f.locality == Locality::Elsewhere && *agreeing * 2 > w.configured && f.now < fence.until =>
+        {
+            Some((fence.redis.clone(), addr.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// The daemon's settings that bear on decisions.

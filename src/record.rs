@@ -45,6 +45,8 @@ pub enum Actor {
     Claim,
     /// `vipctl release`.
     Release,
+    /// `vipctl switchover`.
+    Switchover,
 }
 
 impl Actor {
@@ -55,6 +57,7 @@ impl Actor {
             Actor::Watch => "watch",
             Actor::Claim => "claim",
             Actor::Release => "release",
+            Actor::Switchover => "switchover",
         }
     }
 }
@@ -71,6 +74,8 @@ pub enum Event {
     Notify,
     /// The daemon answered a hook that handed its call over.
     Hook,
+    /// The daemon paused, demoted or resumed its local Redis during a failover.
+    Fence,
     /// The daemon started.
     Start,
     /// The daemon stopped.
@@ -85,6 +90,7 @@ impl Event {
             Event::Conflict => "conflict",
             Event::Notify => "notify",
             Event::Hook => "hook",
+            Event::Fence => "fence",
             Event::Start => "start",
             Event::Stop => "stop",
         }

@@ -24,6 +24,7 @@ SETUPS = [
     ("watch", "vipctl watch"),
     ("both", "vipctl hook + watch"),
     ("early", "vipctl watch, early claim"),
+    ("switch", "vipctl switchover (watch, early claim)"),
     ("classic", "classic shell hook"),
     ("keepalived", "keepalived + role check"),
 ]
@@ -31,9 +32,10 @@ SCENARIOS = [
     ("kill", "Master's redis killed (kill -9)"),
     ("partition", "Master's host cut off at the switch, healed after the failover"),
     ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
+    ("switchover", "Planned switchover of a healthy master (`SENTINEL FAILOVER`; `vipctl switchover` in its column)"),
 ]
 HOOK_SETUPS = {"hook", "both", "classic"}
-DAEMON_SETUPS = {"watch", "both", "early", "keepalived"}
+DAEMON_SETUPS = {"watch", "both", "early", "switch", "keepalived"}
 
 
 class Facts:
@@ -373,6 +375,8 @@ def main():
     md.append("| vipctl watch | `vipctl watch` on h1 h2 h3, no hook |")
     md.append("| vipctl hook + watch | both of the above |")
     md.append("| vipctl watch, early claim | `vipctl watch` with `[watch] early_claim = true`, no hook |")
+    md.append("| vipctl switchover | as *early claim*; the planned switchover is `vipctl switchover` run on a "
+              "replica's host instead of `SENTINEL FAILOVER` (other faults: not run) |")
     md.append("| classic shell hook | `scripts/bench/classic-hook.sh` (ip addr add + `arping -q -c 3 -A`, else ip addr del; "
               "IPv4 only) as the `client-reconfig-script`, through a timing wrapper; VIP added by hand on h1 first |")
     md.append("| keepalived + role check | Debian's keepalived (VRRP only, unicast peers, same priority, no nopreempt), "

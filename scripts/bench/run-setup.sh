@@ -6,7 +6,9 @@
 # this script's polling never blurs a measurement.
 #
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
-#   SETUP     hook | watch | both | early | classic | keepalived
+#   SETUP     hook | watch | both | early | switch | classic | keepalived
+#             (switch: the daemons with early claim, and the planned switchover done by
+#             `vipctl switchover` instead of SENTINEL FAILOVER)
 #   SCENARIO  kill | partition | freeze
 #   OUT       results folder; this writes OUT/SETUP/ (lab.json, rows.tsv,
 #             daemons.tsv, the writer's output per failover, and every host's logs)
@@ -58,7 +60,7 @@ now_us() {
 SETUP=$1 N=$2 OUT=$3
 shift 3
 SCENARIOS=("$@")
-case $SETUP in hook | watch | both | early | classic | keepalived) ;; *) die "unknown setup '$SETUP'" ;; esac
+case $SETUP in hook | watch | both | early | switch | classic | keepalived) ;; *) die "unknown setup '$SETUP'" ;; esac
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number (got '$N')"
 [[ -x ${VIPCTL:-} && -x ${LAB_WRITER:-} ]] || die "VIPCTL and LAB_WRITER must name the built binaries"
 QUIET_S=${BENCH_QUIET_S:-30}
@@ -331,7 +333,7 @@ done
 sleep 0.3
 
 CONF=$LAB/vipctl.toml
-if [[ $SETUP == early ]]; then
+if [[ $SETUP == early || $SETUP == switch ]]; then
     # The lab config already has a [watch] table: add the key under it
     # (a second [watch] table would be refused).
     CONF=$LAB/vipctl-early.toml
@@ -351,7 +353,7 @@ classic)
     # branch, run once on h1 (not through the timing wrapper).
     ip netns exec "$(lab_ns h1)" "$HERE/classic-hook.sh" "$MASTER" leader start 0.0.0.0 0 "$(ip_of h1)" "$REDIS_PORT"
     ;;
-watch | both | early)
+watch | both | early | switch)
     for h in "${HOSTS[@]}"; do
         spawn "$LAB/$h/watch.out" env VIPCTL_SOCKET="$LAB/$h/vipctl.sock" VIPCTL_LOG_FILE="$LAB/$h/watch.log" \
             ip netns exec "$(lab_ns "$h")" "$VIPCTL" --config "$CONF" watch
@@ -408,6 +410,16 @@ failover() {
     kill) kill -KILL "$pid" ;;
     freeze) kill -STOP "$pid" ;;
     partition) ip -n "$(lab_ns sw)" link set "$old" down ;;
+    switchover)
+        # A planned switchover, asked of another host's sentinel: with vipctl switchover in its
+        # setup, SENTINEL FAILOVER otherwise (in the background: it returns at once anyway).
+        if [[ $SETUP == switch ]]; then
+            spawn "$RES/switchover-$i.out" env VIPCTL_LOG_FILE="$LAB/${others[0]}/vipctl.log" \
+                ip netns exec "$(lab_ns "${others[0]}")" "$VIPCTL" --config "$CONF" switchover
+        else
+            rcli "$(lab_ns "${others[0]}")" "$(ip_of "${others[0]}")" "$SENTINEL_PORT" SENTINEL FAILOVER "$MASTER" >/dev/null
+        fi
+        ;;
     esac
 
     # The failover is done when another host holds the VIP and the sentinels
@@ -486,7 +498,9 @@ failover() {
 master=h1
 ((${#DAEMONS[@]} == 0)) || daemon_sample failovers-start
 for scen in "${SCENARIOS[@]}"; do
-    case $scen in kill | partition | freeze) ;; *) die "unknown scenario '$scen'" ;; esac
+    case $scen in kill | partition | freeze | switchover) ;; *) die "unknown scenario '$scen'" ;; esac
+    # The switchover setup is about the planned switchover only.
+    [[ $SETUP != switch || $scen == switchover ]] || continue
     for ((i = 1; i <= N; i++)); do
         failover "$scen" "$i" "$master"
         master=$NEW

@@ -5,6 +5,7 @@ pub mod claim;
 pub mod generate;
 pub mod hook;
 pub mod status;
+pub mod switchover;
 pub mod watch;
 
 use std::net::IpAddr;

@@ -123,6 +123,37 @@ const ROLE_TIMEOUT: Duration = Duration::from_millis(300);
 /// A sentinel's answer still explains a decision this long after an event.
 const EVENT_ECHO: Duration = Duration::from_secs(2);
 
+/// What a decision about one master rests on.
+struct Now {
+    master: crate::config::Master,
+    weighed: Weighed,
+    locality: Locality,
+    host: Arc<HostState>,
+    at: Instant,
+}
+
+impl Now {
+    fn facts<'a>(
+        &'a self,
+        managed: &'a [IpAddr],
+        role: Option<&'a RoleSeen>,
+        settings: policy::Settings,
+        started: Instant,
+    ) -> policy::Facts<'a> {
+        policy::Facts {
+            master: &self.master,
+            weighed: &self.weighed,
+            locality: self.locality.clone(),
+            host: &self.host,
+            managed,
+            role,
+            settings,
+            started,
+            now: self.at,
+        }
+    }
+}
+
 /// One sentinel's latest answers, for every master it serves.
 struct SentinelSlot {
     answers: HashMap<String, Answer>,
@@ -172,7 +203,7 @@ struct Daemon {
     fresh_for: Duration,
     sentinels: BTreeMap<SentinelAddr, SentinelSlot>,
     masters: BTreeMap<String, MasterState>,
-    host: Option<HostState>,
+    host: Option<Arc<HostState>>,
     names: resolve::Cache,
     tx: mpsc::Sender<Signal>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -558,6 +589,11 @@ impl Daemon {
             // The failover is off: an early claim must not hold out any longer.
             st.memory.early = Early::Idle;
             st.memory.failover_elsewhere = None;
+            if let Some(fence) = st.memory.fence.take() {
+                let why = format!("the failover aborted ({kind})");
+                let reason = Reason::LiftFence { redis: fence.redis.to_string(), why };
+                self.redis_steps(name, fence.redis, reason, vec![local_redis::unpause()], false);
+            }
             return;
         }
         if matches!(kind, "+failover-end" | "+failover-end-for-timeout" | "+switch-master") {
@@ -587,7 +623,8 @@ impl Daemon {
                 }
             }
             Locality::Elsewhere => {
-                self.masters.get_mut(name).expect("configured").memory.failover_elsewhere = Some(replica);
+                self.masters.get_mut(name).expect("configured").memory.failover_elsewhere = Some(replica.clone());
+                self.fence(name, replica);
             }
             Locality::Unknown(_) => {}
         }
@@ -649,7 +686,7 @@ impl Daemon {
                 self.metrics.vip_bound.get_or_create(&Metrics::vip(name, &vip.to_string())).set(i64::from(bound));
             }
         }
-        self.host = Some(host);
+        self.host = Some(Arc::new(host));
     }
 
     fn decide_all(&mut self, trigger: &str) {
@@ -660,35 +697,40 @@ impl Daemon {
         }
     }
 
-    /// One decision for one master, on what is known now. Never waits.
-    fn decide(&mut self, name: &str, trigger: &str) {
-        let Some(master) = self.config.masters.get(name).cloned() else { return };
-        if self.host.is_none() {
-            return;
-        }
-        let now = Instant::now();
-        let reports = self.reports(&master, now);
-        let weighed = policy::weigh(&reports, self.fresh_for);
+    /// What a decision about `name` rests on, as the loop knows it now; `None` before the first
+    /// address dump.
+    fn now_for(&mut self, name: &str) -> Option<Now> {
+        let master = self.config.masters.get(name)?.clone();
+        let host = self.host.clone()?;
+        let at = Instant::now();
+        let weighed = policy::weigh(&self.reports(&master, at), self.fresh_for);
         let locality = match weighed.master() {
-            Some(addr) => self.locality(&addr.host.clone(), now),
+            Some(addr) => self.locality(&addr.host.clone(), at),
             None => Locality::Unknown("no master named".into()),
         };
+        Some(Now { master, weighed, locality, host, at })
+    }
+
+    /// One decision for one master, on what is known now. Never waits.
+    fn decide(&mut self, name: &str, trigger: &str) {
+        let Some(n) = self.now_for(name) else { return };
+        let (weighed, now) = (&n.weighed, n.at);
         self.metrics.sentinels_reachable.get_or_create(&Metrics::master(name)).set(weighed.answered as i64);
         self.metrics.sentinels_configured.get_or_create(&Metrics::master(name)).set(weighed.configured as i64);
-        let host = self.host.as_ref().expect("checked above");
         let st = self.masters.get_mut(name).expect("configured");
-        let facts = policy::Facts {
-            master: &master,
-            weighed: &weighed,
-            locality,
-            host,
-            managed: &self.managed,
-            role: st.role.as_ref(),
-            settings: self.settings,
-            started: self.started,
-            now,
-        };
+        let facts = n.facts(&self.managed, st.role.as_ref(), self.settings, self.started);
         let decision = policy::daemon(&facts, &mut st.memory);
+        if let Some((redis, to)) = policy::demote(&facts, &st.memory) {
+            st.memory.fence = None;
+            let reason = Reason::Demote { redis: redis.to_string(), to: to.to_string() };
+            // Replica first, then resume: the paused writes then meet READONLY, never an ack.
+            let steps = vec![local_redis::replicaof(&to), local_redis::unpause()];
+            self.redis_steps(name, redis, reason, steps, false);
+        } else if st.memory.fence.as_ref().is_some_and(|f| now >= f.until) {
+            tracing::warn!("master `{name}`: the write pause ran out before the sentinels agreed on a new master");
+            st.memory.fence = None;
+        }
+        let st = self.masters.get_mut(name).expect("configured");
         // Log a change of belief, not every round of the same one.
         if st.belief.as_ref().map(Reason::code) != Some(decision.reason.code()) {
             tracing::info!("master `{name}`: {} ({})", decision.reason, weighed.summary());
@@ -703,7 +745,7 @@ impl Daemon {
         let st = self.masters.get_mut(name).expect("configured");
         st.belief = Some(decision.reason.clone());
         let sentinels = weighed.summary();
-        st.weighed = Some(weighed);
+        st.weighed = Some(weighed.clone());
         match decision.act {
             Act::Hold | Act::Release | Act::Announce => {
                 self.dispatch(name, decision, trigger, record::Event::Decision, None, Some(sentinels));
@@ -715,6 +757,45 @@ impl Daemon {
             }
             Act::Nothing => {}
         }
+    }
+
+    /// The leader chose `replica`, another host's: pause this host's Redis if it is the master.
+    fn fence(&mut self, name: &str, replica: HostPort) {
+        let Some(n) = self.now_for(name) else { return };
+        let st = self.masters.get_mut(name).expect("configured");
+        let facts = n.facts(&self.managed, st.role.as_ref(), self.settings, self.started);
+        let Some(redis) = policy::fence(&facts, &st.memory, &Locality::Elsewhere) else { return };
+        st.memory.fence =
+            Some(policy::Fence { redis: redis.clone(), toward: replica.clone(), until: n.at + policy::FENCE_BOUND });
+        let reason = Reason::FenceWrites { redis: redis.to_string(), toward: replica.to_string() };
+        let bound = policy::FENCE_BOUND;
+        self.redis_steps(name, redis, reason, vec![local_redis::pause_writes(bound)], true);
+    }
+
+    /// Sends `steps` to the local Redis at `redis`, off the loop, and records the outcome. With
+    /// `only_if_master`, a Redis that is not master (or gone) is left alone: there is nothing to
+    /// pause on a dead or demoted Redis.
+    fn redis_steps(&self, name: &str, redis: HostPort, reason: Reason, steps: Vec<redis::Cmd>, only_if_master: bool) {
+        let (access, master) = (self.redis_access.clone(), name.to_string());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            if only_if_master {
+                let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
+                if matches!(role, Role::Replica | Role::Gone(_)) {
+                    tracing::debug!("master `{master}`: not pausing {redis}: it is {role}");
+                    return;
+                }
+            }
+            let mut record = Record::new(record::Event::Fence, Actor::Watch, &master, record::Change::None, &reason);
+            for cmd in &steps {
+                if let Err(e) = local_redis::command(&redis, &access, cmd, ROLE_TIMEOUT * 3).await {
+                    record = record.failed(e);
+                    break;
+                }
+            }
+            record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+            record.emit();
+        });
     }
 
     fn wake(&mut self, at: Instant) {
@@ -829,27 +910,10 @@ impl Daemon {
     }
 
     fn answer_conflict(&mut self, name: &str, c: Conflict) {
-        let Some(master) = self.config.masters.get(name).cloned() else { return };
-        let Some(host) = self.host.clone() else { return };
-        let now = Instant::now();
-        let reports = self.reports(&master, now);
-        let weighed = policy::weigh(&reports, self.fresh_for);
-        let locality = match weighed.master() {
-            Some(addr) => self.locality(&addr.host.clone(), now),
-            None => Locality::Unknown("no master named".into()),
-        };
+        let Some(n) = self.now_for(name) else { return };
+        let weighed = &n.weighed;
         let st = self.masters.get_mut(name).expect("configured");
-        let facts = policy::Facts {
-            master: &master,
-            weighed: &weighed,
-            locality,
-            host: &host,
-            managed: &self.managed,
-            role: st.role.as_ref(),
-            settings: self.settings,
-            started: self.started,
-            now,
-        };
+        let facts = n.facts(&self.managed, st.role.as_ref(), self.settings, self.started);
         let claimant = defend::mac_string(&c.mac);
         let decision = policy::conflict(&facts, &st.memory, &claimant);
         let detail = Some(format!("{} claimed by {claimant} on {} (conflict #{})", c.vip, c.ifname, st.conflicts));

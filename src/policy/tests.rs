@@ -393,3 +393,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_master_is_fenced_when_the_leader_chooses_another_host_and_demoted_on_agreement() {
+    let named_here = [ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0), ok(13, m(&here(), 1), 0)];
+    let world = World::new(&named_here, true);
+    let mut memory = Memory::default();
+    assert_eq!(fence(&world.facts(), &memory, &Locality::Elsewhere), Some(here()));
+    assert_eq!(fence(&world.facts(), &memory, &Locality::Here), None, "our own replica chosen: nothing to fence");
+    memory.fence = Some(Fence { redis: here(), toward: there(), until: world.now + FENCE_BOUND });
+    assert_eq!(fence(&world.facts(), &memory, &Locality::Elsewhere), None, "already fenced");
+    // The leader alone names the new master: not yet.
+    let leader_only =
+        World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&there(), 2), 0), ok(13, m(&here(), 1), 0)], true);
+    assert_eq!(demote(&leader_only.facts(), &memory), None);
+    // A majority agrees at the newest epoch: become its replica.
+    let agreed = World::new(&[ok(11, m(&there(), 2), 0), ok(12, m(&there(), 2), 0), ok(13, m(&here(), 1), 0)], true);
+    assert_eq!(demote(&agreed.facts(), &memory), Some((here(), there())));
+    assert_eq!(demote(&agreed.facts(), &Memory::default()), None, "never demote a Redis that was not fenced");
+}
+
+proptest! {
+    /// Defending against a claimant is right when it is a stray host, wrong when the leader just
+    /// chose it: with a failover toward another host under way the holder always yields, and
+    /// without any evidence it never does.
+    #[test]
+    fn early_claim_and_defence_agree(reports in arb_reports(), role in arb_role(), chosen in any::<bool>()) {
+        let mut world = World::new(&reports, true);
+        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, at: world.now });
+        let memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
+        let d = conflict(&world.facts(), &memory, "02:00:00:00:00:12");
+        let evidence = chosen
+            || world.locality == Locality::Elsewhere
+            || (world.locality == Locality::Here && matches!(role, Some(Role::Replica) | Some(Role::Gone(_))));
+        if evidence {
+            prop_assert_eq!(d.act, Act::Release, "did not yield: {:?}", d.reason);
+        } else {
+            prop_assert!(matches!(d.act, Act::Announce | Act::AskRole(_)), "yielded without evidence: {:?}", d.reason);
+        }
+    }
+}
