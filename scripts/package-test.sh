@@ -77,9 +77,12 @@ readonly WORK
 # network namespace of its own, with nothing but loopback, so that no packet leaves this machine.
 NS=vipctl-pkgtest-$$
 readonly NS
+# PIDs of the mount-namespace probes while they run.
+PROBE_PIDS=()
 cleanup() {
-    local rc=$?
+    local rc=$? pid
     trap - EXIT INT TERM
+    for pid in "${PROBE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
     "$ROOT/scripts/lab.sh" down "/tmp/vipctl-labs/pkgtest-$$" >/dev/null 2>&1 || true
     if present; then
@@ -363,6 +366,86 @@ else
         else
             fail "systemd-analyze security: exposure $score, not below $MAX_EXPOSURE; costliest: $costs"
         fi
+    fi
+fi
+
+# --- an upgrade while sentinel runs in its sandbox -------------------------------------------------
+# systemd turns ExecPaths= into bind mounts in the service's own mount namespace. dpkg replaces a
+# file by renaming the new one over it, and the kernel (>= 3.18) then detaches every bind mount of
+# the old file in other mount namespaces: with ExecPaths= naming the binary itself (as the drop-in
+# does, ExecPaths=/usr/bin/vipctl), a sandboxed sentinel may no longer be able to execute the hook
+# after an upgrade. This reproduces it: the hook must stay executable across a reinstall.
+#
+# ns_probe EXEC_PATH HOOK LOG SECONDS: in a private mount namespace made like Debian's
+# redis-sentinel.service (NoExecPaths=/ and ExecPaths=/usr/lib /lib, plus EXEC_PATH), runs
+# HOOK --version every 0.2 s until LOG.stop exists or SECONDS have passed: one line per try in
+# LOG, "EPOCHREALTIME ok|FAIL OUTPUT".
+ns_probe() {
+    # The exec-allowed mounts first (each bound onto itself), then /usr bound onto itself
+    # recursively (the new mount carries copies of them) and made noexec: the mount tree systemd
+    # makes. Only bash builtins after that, since every program lives in /usr (merged /usr).
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    unshare --mount --propagation private bash -c '
+        set -e
+        mount --bind "$1" "$1"
+        mount --bind /usr/lib /usr/lib
+        mount --rbind /usr /usr
+        mount -o remount,bind,noexec /usr
+        set +e
+        end=$(( ${EPOCHREALTIME%.*} + $4 ))
+        while (( ${EPOCHREALTIME%.*} < end )) && [[ ! -e $3.stop ]]; do
+            if out=$("$2" --version 2>&1); then r=ok; else r=FAIL; fi
+            printf "%s %s %s\n" "$EPOCHREALTIME" "$r" "${out//$'"'"'\n'"'"'/ }" >>"$3"
+            read -rt 0.2 <> <(:) || true
+        done' ns-probe "$@" &
+    PROBE_PIDS+=($!)
+}
+# tries LOG FROM TO RESULT: how many tries in LOG between the two times had RESULT (ok, FAIL).
+tries() { awk -v a="$2" -v b="$3" -v r="$4" '$1 >= a && $1 <= b && $2 == r { n++ } END { print n + 0 }' "$1"; }
+if ! command -v unshare >/dev/null; then
+    skipped "upgrade under a sentinel-like sandbox: unshare (util-linux) is missing"
+elif ! unshare --mount --propagation private true 2>/dev/null; then
+    skipped "upgrade under a sentinel-like sandbox: cannot make a mount namespace here"
+else
+    P=$WORK/probe
+    mkdir -p "$P"
+    # canary: the mimic must refuse what is not in ExecPaths= (else nothing below means anything);
+    # file: the drop-in's ExecPaths=/usr/bin/vipctl.
+    ns_probe /usr/lib /usr/bin/vipctl "$P/canary" 30
+    ns_probe /usr/bin/vipctl /usr/bin/vipctl "$P/file" 30
+    for ((i = 0; i < 50; i++)); do
+        n=0
+        for f in canary file; do (($(cat "$P/$f" 2>/dev/null | wc -l) >= 3)) && n=$((n + 1)); done
+        ((n == 2)) && break
+        sleep 0.1
+    done
+    t0=$EPOCHREALTIME
+    if timeout 120 dpkg -i "$DEB" >"$WORK/dpkg-reinstall.log" 2>&1; then
+        ok "dpkg -i $(basename "$DEB") again (a reinstall: dpkg renames each new file over the old one)"
+    else
+        fail "dpkg -i $(basename "$DEB") again"
+        sed 's/^/         | /' "$WORK/dpkg-reinstall.log"
+    fi
+    t1=$EPOCHREALTIME
+    sleep 1.5
+    touch "$P/canary.stop" "$P/file.stop"
+    for pid in "${PROBE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PROBE_PIDS=()
+    summary() { # LOG: "before: N ok, N FAIL; during: …; after: …"
+        printf 'before: %s ok, %s FAIL; during: %s ok, %s FAIL; after: %s ok, %s FAIL' \
+            "$(tries "$1" 0 "$t0" ok)" "$(tries "$1" 0 "$t0" FAIL)" "$(tries "$1" "$t0" "$t1" ok)" \
+            "$(tries "$1" "$t0" "$t1" FAIL)" "$(tries "$1" "$t1" 9e12 ok)" "$(tries "$1" "$t1" 9e12 FAIL)"
+    }
+    last() { awk -v a="$2" '$1 >= a { $1 = ""; l = $0 } END { sub(/^ /, "", l); print l }' "$1"; }
+    if (($(tries "$P/canary" 0 9e12 ok) == 0 && $(tries "$P/canary" 0 9e12 FAIL) > 0)); then
+        ok "sentinel-like sandbox refuses a hook outside ExecPaths= ($(last "$P/canary" 0))"
+    else
+        fail "the sentinel-like sandbox does not refuse a hook outside ExecPaths=: $(summary "$P/canary")"
+    fi
+    if (($(tries "$P/file" 0 "$t0" ok) > 0 && $(tries "$P/file" "$t1" 9e12 ok) >= 3 && $(tries "$P/file" 0 9e12 FAIL) == 0)); then
+        ok "with ExecPaths=/usr/bin/vipctl (the drop-in), the hook stays executable across the reinstall ($(summary "$P/file"))"
+    else
+        fail "with ExecPaths=/usr/bin/vipctl (the drop-in), the hook does not stay executable across the reinstall ($(summary "$P/file"); last: $(last "$P/file" "$t1"))"
     fi
 fi
 
