@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Tests the vipctl .deb made by scripts/package.sh: installs it, checks every file, the conffile,
 # the user, the man page, the completions and the systemd units (offline: no running systemd is
-# needed), then purges it and checks that everything is gone. One `ok`/`FAIL`/`SKIPPED` line per
-# item; exit 1 if anything FAILed, 2 on a usage or setup error.
+# needed); reinstalls it under a mimic of Debian's sandboxed redis-sentinel (a private mount
+# namespace) to check that the hook stays executable across an upgrade; runs a lab failover with
+# the installed binary; then purges it and checks that everything is gone. One `ok`/`FAIL`/`SKIPPED`
+# line per item; exit 1 if anything FAILed, 2 on a usage or setup error.
 #
 #   scripts/package-test.sh [PATH.deb]    # default: the newest target/debian/vipctl_*.deb
 #                                         # (honours CARGO_TARGET_DIR, like package.sh)
@@ -22,6 +24,9 @@ readonly MAX_EXPOSURE=${VIPCTL_MAX_EXPOSURE:-3.0}
 readonly UNIT=/usr/lib/systemd/system/vipctl-watch.service
 readonly DROPIN=/usr/lib/systemd/system/redis-sentinel.service.d/vipctl.conf
 readonly CONFFILE=/etc/vipctl/vipctl.toml
+# The real binary (and the hook's path in sentinel.conf); /usr/bin/vipctl is a symlink to it.
+readonly LIBEXEC_DIR=/usr/libexec/vipctl
+readonly HOOK=$LIBEXEC_DIR/vipctl
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -158,7 +163,7 @@ fi
 # --- files --------------------------------------------------------------------------------------
 # path mode owner
 readonly FILES=(
-    "/usr/bin/vipctl 755 root:root"
+    "$HOOK 755 root:root"
     "$CONFFILE 644 root:root"
     "/usr/share/man/man1/vipctl.1.gz 644 root:root"
     "/usr/share/bash-completion/completions/vipctl 644 root:root"
@@ -188,11 +193,32 @@ for entry in "${FILES[@]}"; do
         fail "$path is $got, expected $mode $owner"
     fi
 done
+# path target (as stored: relative)
+readonly SYMLINKS=(
+    "/usr/bin/vipctl ../libexec/vipctl/vipctl"
+)
+for entry in "${SYMLINKS[@]}"; do
+    read -r path target <<<"$entry"
+    if [[ ! -L $path ]]; then
+        fail "$path is a symlink (it is $(stat -c %F "$path" 2>/dev/null || echo missing))"
+    elif [[ $(readlink "$path") != "$target" ]]; then
+        fail "$path points to $(readlink "$path"), expected $target"
+    elif [[ $(readlink -f "$path") != "$HOOK" ]]; then
+        fail "$path resolves to $(readlink -f "$path"), expected $HOOK"
+    else
+        ok "$path -> $target (resolves to $HOOK)"
+    fi
+done
 listed=$(dpkg -L vipctl)
-for entry in "${FILES[@]}"; do
+for entry in "${FILES[@]}" "${SYMLINKS[@]}"; do
     read -r path _ <<<"$entry"
     grep -qxF "$path" <<<"$listed" || fail "dpkg -L vipctl does not list $path"
 done
+if [[ $(ls -A "$LIBEXEC_DIR") == vipctl ]]; then
+    ok "$LIBEXEC_DIR holds only vipctl (sentinel's drop-in makes the whole folder executable)"
+else
+    fail "$LIBEXEC_DIR holds more than vipctl: $(ls -A "$LIBEXEC_DIR" | tr '\n' ' ')"
+fi
 
 conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
 if grep -q "^ $CONFFILE [0-9a-f]\{32\}" <<<"$conffiles"; then
@@ -204,8 +230,10 @@ check "the shipped config is the example (packaging/vipctl.toml)" cmp "$CONFFILE
 
 # --- binary, man page, completions --------------------------------------------------------------
 upstream=${VERSION%-*}
-out=$(timeout 10 /usr/bin/vipctl --version 2>&1 || true)
-if [[ $out == "vipctl $upstream" ]]; then ok "vipctl --version: $out"; else fail "vipctl --version: '$out', expected 'vipctl $upstream'"; fi
+for exe in /usr/bin/vipctl "$HOOK"; do
+    out=$(timeout 10 "$exe" --version 2>&1 || true)
+    if [[ $out == "vipctl $upstream" ]]; then ok "$exe --version: $out"; else fail "$exe --version: '$out', expected 'vipctl $upstream'"; fi
+done
 out=$(timeout 10 /usr/bin/vipctl --help 2>&1 || true)
 if grep -q generate <<<"$out"; then fail "vipctl --help shows the hidden generate"; else ok "vipctl --help hides generate"; fi
 
@@ -347,11 +375,10 @@ else
             ok "systemd-analyze verify $sentinel_unit + $DROPIN$( ((strict)) || echo ' (unit from the redis-sentinel .deb; only drop-in messages judged)')"
         fi
     fi
-    if grep -qxE 'ExecPaths=/usr/bin/vipctl' "$DROPIN" &&
-        [[ $(grep -vE '^\s*(#|$)' "$DROPIN" | tr -d ' ') == $'[Service]\nExecPaths=/usr/bin/vipctl' ]]; then
-        ok "the drop-in only adds ExecPaths=/usr/bin/vipctl"
+    if [[ $(grep -vE '^\s*(#|$)' "$DROPIN" | tr -d ' ') == $'[Service]\nExecPaths=/usr/libexec/vipctl/' ]]; then
+        ok "the drop-in only adds ExecPaths=/usr/libexec/vipctl/ (a folder: survives upgrades)"
     else
-        fail "the drop-in does more than ExecPaths=/usr/bin/vipctl: $(grep -vE '^\s*(#|$)' "$DROPIN" | tr '\n' ' ')"
+        fail "the drop-in is not just ExecPaths=/usr/libexec/vipctl/: $(grep -vE '^\s*(#|$)' "$DROPIN" | tr '\n' ' ')"
     fi
 
     sec=$(cd "$WORK" && { SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze security --no-pager --offline=yes "$UNIT" 2>&1 || true; })
@@ -372,9 +399,9 @@ fi
 # --- an upgrade while sentinel runs in its sandbox -------------------------------------------------
 # systemd turns ExecPaths= into bind mounts in the service's own mount namespace. dpkg replaces a
 # file by renaming the new one over it, and the kernel (>= 3.18) then detaches every bind mount of
-# the old file in other mount namespaces: with ExecPaths= naming the binary itself (as the drop-in
-# does, ExecPaths=/usr/bin/vipctl), a sandboxed sentinel may no longer be able to execute the hook
-# after an upgrade. This reproduces it: the hook must stay executable across a reinstall.
+# the old file in other mount namespaces: with ExecPaths= naming the binary itself (the old
+# drop-in), a sandboxed sentinel could no longer execute the hook after an upgrade. A bind mount of
+# the folder (ExecPaths=/usr/libexec/vipctl/) stays, and shows the new file.
 #
 # ns_probe EXEC_PATH HOOK LOG SECONDS: in a private mount namespace made like Debian's
 # redis-sentinel.service (NoExecPaths=/ and ExecPaths=/usr/lib /lib, plus EXEC_PATH), runs
@@ -410,13 +437,16 @@ else
     P=$WORK/probe
     mkdir -p "$P"
     # canary: the mimic must refuse what is not in ExecPaths= (else nothing below means anything);
-    # file: the drop-in's ExecPaths=/usr/bin/vipctl.
-    ns_probe /usr/lib /usr/bin/vipctl "$P/canary" 30
-    ns_probe /usr/bin/vipctl /usr/bin/vipctl "$P/file" 30
+    # file: the old drop-in's form (ExecPaths= on the binary itself); dir, link: the new drop-in,
+    # calling the hook by its libexec path and through the /usr/bin symlink.
+    ns_probe /usr/lib "$HOOK" "$P/canary" 30
+    ns_probe "$HOOK" "$HOOK" "$P/file" 30
+    ns_probe "$LIBEXEC_DIR" "$HOOK" "$P/dir" 30
+    ns_probe "$LIBEXEC_DIR" /usr/bin/vipctl "$P/link" 30
     for ((i = 0; i < 50; i++)); do
         n=0
-        for f in canary file; do (($(cat "$P/$f" 2>/dev/null | wc -l) >= 3)) && n=$((n + 1)); done
-        ((n == 2)) && break
+        for f in canary file dir link; do (($(cat "$P/$f" 2>/dev/null | wc -l) >= 3)) && n=$((n + 1)); done
+        ((n == 4)) && break
         sleep 0.1
     done
     t0=$EPOCHREALTIME
@@ -428,7 +458,7 @@ else
     fi
     t1=$EPOCHREALTIME
     sleep 1.5
-    touch "$P/canary.stop" "$P/file.stop"
+    touch "$P/canary.stop" "$P/file.stop" "$P/dir.stop" "$P/link.stop"
     for pid in "${PROBE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PROBE_PIDS=()
     summary() { # LOG: "before: N ok, N FAIL; during: …; after: …"
@@ -442,22 +472,32 @@ else
     else
         fail "the sentinel-like sandbox does not refuse a hook outside ExecPaths=: $(summary "$P/canary")"
     fi
-    if (($(tries "$P/file" 0 "$t0" ok) > 0 && $(tries "$P/file" "$t1" 9e12 ok) >= 3 && $(tries "$P/file" 0 9e12 FAIL) == 0)); then
-        ok "with ExecPaths=/usr/bin/vipctl (the drop-in), the hook stays executable across the reinstall ($(summary "$P/file"))"
+    if (($(tries "$P/file" 0 "$t0" ok) > 0 && $(tries "$P/file" 0 "$t0" FAIL) == 0 && $(tries "$P/file" "$t1" 9e12 FAIL) > 0)); then
+        ok "reproduced: with ExecPaths=$HOOK (a file, as the old drop-in), the hook is no longer executable after the reinstall ($(summary "$P/file"); last: $(last "$P/file" "$t1"))"
     else
-        fail "with ExecPaths=/usr/bin/vipctl (the drop-in), the hook does not stay executable across the reinstall ($(summary "$P/file"); last: $(last "$P/file" "$t1"))"
+        skipped "not reproduced here: with ExecPaths=$HOOK (a file) the hook stayed executable after the reinstall ($(summary "$P/file"))"
     fi
+    for f in dir link; do
+        exe=$HOOK
+        [[ $f == link ]] && exe=/usr/bin/vipctl
+        if (($(tries "$P/$f" 0 "$t0" ok) > 0 && $(tries "$P/$f" "$t1" 9e12 ok) >= 3 && $(tries "$P/$f" 0 9e12 FAIL) == 0)); then
+            ok "with ExecPaths=$LIBEXEC_DIR/ (the drop-in), $exe stays executable across the reinstall ($(summary "$P/$f"); last: $(last "$P/$f" "$t1"))"
+        else
+            fail "with ExecPaths=$LIBEXEC_DIR/, $exe does not stay executable across the reinstall ($(summary "$P/$f"))"
+            sed 's/^/         | /' "$P/$f" | tail -n 5
+        fi
+    done
 fi
 
 # --- a failover in the lab with the installed binary -----------------------------------------------
-# The lab's sentinels run /usr/bin/vipctl as their hook, and a daemon of the installed binary runs
-# on each host with the installed example config (the lab uses that very file). Bounded; the lab
-# is always torn down.
+# The lab's sentinels run /usr/libexec/vipctl/vipctl as their hook (as sentinel.conf.snippet
+# says), and a daemon of the installed /usr/bin/vipctl (as the unit runs it) on each host with the
+# installed example config (the lab uses that very file). Bounded; the lab is always torn down.
 LAB=/tmp/vipctl-labs/pkgtest-$$
 lab() { "$ROOT/scripts/lab.sh" "$@"; }
 lab_scenario() {
     local h ns i new=
-    LAB_HOOK=/usr/bin/vipctl LAB_CONFIG=$CONFFILE LAB_OWNER_PID=$$ lab up "$LAB" >/dev/null || return 1
+    LAB_HOOK=$HOOK LAB_CONFIG=$CONFFILE LAB_OWNER_PID=$$ lab up "$LAB" >/dev/null || return 1
     for h in h1 h2 h3; do
         ns=$(lab ns "$LAB" "$h")
         VIPCTL_SOCKET=$LAB/$h/vipctl.sock VIPCTL_LOG_FILE=$LAB/$h/watch.log \
@@ -479,9 +519,9 @@ lab_scenario() {
     echo "VIP moved from h1 to $new"
 }
 if out=$(lab_scenario 2>&1); then
-    ok "lab failover with the installed /usr/bin/vipctl and /etc/vipctl/vipctl.toml: $out"
+    ok "lab failover with the installed $HOOK (hook), /usr/bin/vipctl (daemon) and $CONFFILE: $out"
 else
-    fail "lab failover with the installed /usr/bin/vipctl"
+    fail "lab failover with the installed $HOOK and /usr/bin/vipctl"
     printf '%s\n' "$out" | sed 's/^/         | /' | head -n 20
 fi
 lab down "$LAB" >/dev/null 2>&1 || true
@@ -495,11 +535,11 @@ else
 fi
 if present; then fail "dpkg still has vipctl: $(dpkg-query -W -f='${Status}' vipctl)"; else ok "vipctl is no longer installed, not even its config files"; fi
 left=()
-for entry in "${FILES[@]}"; do
+for entry in "${FILES[@]}" "${SYMLINKS[@]}"; do
     read -r path _ <<<"$entry"
-    [[ -e $path ]] && left+=("$path")
+    [[ -e $path || -L $path ]] && left+=("$path")
 done
-for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentinel.service.d /var/log/vipctl; do
+for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentinel.service.d /var/log/vipctl "$LIBEXEC_DIR"; do
     [[ -e $d ]] && left+=("$d")
 done
 if ((${#left[@]} == 0)); then ok "every packaged file is gone, the conffile included"; else fail "left after purge: ${left[*]}"; fi
