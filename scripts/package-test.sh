@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Tests the vipctl .deb made by scripts/package.sh: installs it, checks every file, the conffile,
-# the user, the man page, the completions and the systemd units (offline: no running systemd is
-# needed); reinstalls it under a mimic of Debian's sandboxed redis-sentinel (a private mount
-# namespace) to check that the hook stays executable across an upgrade; runs a lab failover with
-# the installed binary; then purges it and checks that everything is gone. One `ok`/`FAIL`/`SKIPPED`
-# line per item; exit 1 if anything FAILed, 2 on a usage or setup error.
+# the user, the lock folder, the man page, the completions and the systemd units (offline: no
+# running systemd is needed); reinstalls it under a mimic of Debian's sandboxed redis-sentinel (a
+# private mount namespace) to check that the hook stays executable across an upgrade; runs a lab
+# failover with the installed binary; then purges it and checks that everything is gone. One
+# `ok`/`FAIL`/`SKIPPED` line per item; exit 1 if anything FAILed, 2 on a usage or setup error.
 #
 #   scripts/package-test.sh [PATH.deb]    # default: the newest target/debian/vipctl_*.deb
 #                                         # (honours CARGO_TARGET_DIR, like package.sh)
@@ -27,6 +27,8 @@ readonly CONFFILE=/etc/vipctl/vipctl.toml
 # The real binary (and the hook's path in sentinel.conf); /usr/bin/vipctl is a symlink to it.
 readonly LIBEXEC_DIR=/usr/libexec/vipctl
 readonly HOOK=$LIBEXEC_DIR/vipctl
+readonly TMPFILES=/usr/lib/tmpfiles.d/vipctl.conf
+readonly LOCK_DIR=/run/lock/vipctl
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -164,6 +166,7 @@ fi
 # path mode owner
 readonly FILES=(
     "$HOOK 755 root:root"
+    "$TMPFILES 644 root:root"
     "$CONFFILE 644 root:root"
     "/usr/share/man/man1/vipctl.1.gz 644 root:root"
     "/usr/share/bash-completion/completions/vipctl 644 root:root"
@@ -218,6 +221,23 @@ if [[ $(ls -A "$LIBEXEC_DIR") == vipctl ]]; then
     ok "$LIBEXEC_DIR holds only vipctl (sentinel's drop-in makes the whole folder executable)"
 else
     fail "$LIBEXEC_DIR holds more than vipctl: $(ls -A "$LIBEXEC_DIR" | tr '\n' ' ')"
+fi
+
+# The lock folder: made by postinst (systemd-tmpfiles, or install -d) as the tmpfiles.d entry says.
+if grep -qxE 'd /run/lock/vipctl 0755 vipctl vipctl -' "$TMPFILES"; then
+    ok "$TMPFILES: d $LOCK_DIR 0755 vipctl vipctl -"
+else
+    fail "$TMPFILES does not say 'd $LOCK_DIR 0755 vipctl vipctl -': $(grep -vE '^\s*(#|$)' "$TMPFILES" | tr '\n' ' ')"
+fi
+got=$(stat -c '%F %U:%G %a' "$LOCK_DIR" 2>/dev/null || echo missing)
+if [[ ! -L $LOCK_DIR && $got == "directory vipctl:vipctl 755" ]]; then
+    ok "postinst made the lock folder $LOCK_DIR ($got)"
+else
+    fail "the lock folder $LOCK_DIR is '$got', expected 'directory vipctl:vipctl 755'"
+fi
+if command -v systemd-tmpfiles >/dev/null; then
+    check "systemd-tmpfiles --create vipctl.conf succeeds and keeps $LOCK_DIR as it is" bash -c \
+        'systemd-tmpfiles --create vipctl.conf && [[ $(stat -c "%F %U:%G %a" '"$LOCK_DIR"') == "directory vipctl:vipctl 755" ]]'
 fi
 
 conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
@@ -543,6 +563,15 @@ for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentine
     [[ -e $d ]] && left+=("$d")
 done
 if ((${#left[@]} == 0)); then ok "every packaged file is gone, the conffile included"; else fail "left after purge: ${left[*]}"; fi
+# vipctl run as root (other tests on this host, a hook) makes the default lock folder, root's, when
+# it is missing: that may happen right after the purge and is not the package's.
+if [[ ! -e $LOCK_DIR && ! -L $LOCK_DIR ]]; then
+    ok "purge removed the lock folder $LOCK_DIR"
+elif [[ $(stat -c %u "$LOCK_DIR") == 0 ]]; then
+    skipped "purge removed the lock folder: $LOCK_DIR exists again, root's ($(stat -c '%y' "$LOCK_DIR")): made by a vipctl run as root since"
+else
+    fail "left after purge: $LOCK_DIR ($(stat -c '%F %U:%G %a' "$LOCK_DIR"))"
+fi
 if [[ -n $user_before ]]; then
     skipped "user vipctl removed on purge: it existed before the test"
 elif getent passwd vipctl >/dev/null || getent group vipctl >/dev/null; then
