@@ -3,15 +3,18 @@
 # the user, the lock folder, the man page, the completions and the systemd units (offline: no
 # running systemd is needed); reinstalls it under a mimic of Debian's sandboxed redis-sentinel (a
 # private mount namespace) to check that the hook stays executable across an upgrade; runs a lab
-# failover with the installed binary; then purges it and checks that everything is gone. One
-# `ok`/`FAIL`/`SKIPPED` line per item; exit 1 if anything FAILed, 2 on a usage or setup error.
+# failover with the installed binary; checks that prerm refuses `dpkg -r` while sentinel.conf runs
+# the hook; then purges it and checks that everything is gone. One `ok`/`FAIL`/`SKIPPED` line per
+# item; exit 1 if anything FAILed, 2 on a usage or setup error.
 #
 #   scripts/package-test.sh [PATH.deb]    # default: the newest target/debian/vipctl_*.deb
 #                                         # (honours CARGO_TARGET_DIR, like package.sh)
 #
 # Runs as root, on Debian 12 (CI: after scripts/package.sh). Installs, when missing: man-db,
 # bash-completion, zsh, fish, and systemd (only for `systemd-analyze`; installing it does not
-# start it). The package is purged on exit, on failure and on Ctrl-C too.
+# start it). The package is purged on exit, on failure and on Ctrl-C too. The prerm check appends
+# one line to /etc/redis/sentinel.conf (when redis-sentinel is installed and no sentinel runs with
+# that file): the original is restored on every exit path, and checked to be byte for byte the same.
 #
 # Env: VIPCTL_MAX_EXPOSURE (default 2.0): the highest acceptable `systemd-analyze security`
 # exposure score for vipctl-watch.service.
@@ -29,6 +32,7 @@ readonly LIBEXEC_DIR=/usr/libexec/vipctl
 readonly HOOK=$LIBEXEC_DIR/vipctl
 readonly TMPFILES=/usr/lib/tmpfiles.d/vipctl.conf
 readonly LOCK_DIR=/run/lock/vipctl
+readonly SENTINEL_CONF=/etc/redis/sentinel.conf
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -84,19 +88,33 @@ readonly WORK
 # network namespace of its own, with nothing but loopback, so that no packet leaves this machine.
 NS=vipctl-pkgtest-$$
 readonly NS
-# PIDs of the mount-namespace probes while they run.
+# Set while $SENTINEL_CONF differs from its backup (the prerm check); PIDs of the mount-namespace
+# probes while they run.
+SENTINEL_BACKUP=""
 PROBE_PIDS=()
+restore_sentinel_conf() {
+    [[ -n $SENTINEL_BACKUP ]] || return 0
+    # cp onto the existing file keeps its inode; -p its owner, mode and times.
+    if cp -p "$SENTINEL_BACKUP" "$SENTINEL_CONF" && cmp -s "$SENTINEL_BACKUP" "$SENTINEL_CONF"; then
+        SENTINEL_BACKUP=""
+        return 0
+    fi
+    log "error: could not restore $SENTINEL_CONF; its original is $SENTINEL_BACKUP (kept)"
+    return 1
+}
 cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     for pid in "${PROBE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    restore_sentinel_conf || { rc=2; keep_work=1; }
     ip netns del "$NS" 2>/dev/null || true
     "$ROOT/scripts/lab.sh" down "/tmp/vipctl-labs/pkgtest-$$" >/dev/null 2>&1 || true
     if present; then
         log "cleanup: purging vipctl"
-        timeout 120 dpkg -P vipctl >/dev/null 2>&1 || log "cleanup: dpkg -P vipctl failed"
+        # Our own install: prerm must not refuse because of a line we may have failed to remove.
+        VIPCTL_FORCE_REMOVE=1 timeout 120 dpkg -P vipctl >/dev/null 2>&1 || log "cleanup: dpkg -P vipctl failed"
     fi
-    rm -rf "$WORK"
+    ((${keep_work:-0})) || rm -rf "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -559,9 +577,70 @@ else
 fi
 lab down "$LAB" >/dev/null 2>&1 || true
 
+# --- removal while sentinel.conf runs the hook ------------------------------------------------------
+# Sentinel refuses to start with a client-reconfig-script that does not exist, so prerm refuses
+# `dpkg -r` while a sentinel.conf names vipctl as one, unless VIPCTL_FORCE_REMOVE=1. Tried on the
+# system's own sentinel.conf (what prerm reads): one line is appended, and the original put back
+# byte for byte (here, and by the EXIT trap on any other way out).
+names_hook() {
+    grep -niE '^[[:space:]]*sentinel[[:space:]]+client-reconfig-script[[:space:]]+[^[:space:]]+[[:space:]]+["'"'"']?(/usr/bin/vipctl|/bin/vipctl|/usr/libexec/vipctl/vipctl)["'"'"']?([[:space:]]|$)' "$1"
+}
+FORCE_PURGE=""
+if [[ ! -f $SENTINEL_CONF ]]; then
+    skipped "prerm refuses removal while sentinel.conf runs the hook: no $SENTINEL_CONF (redis-sentinel is not installed)"
+elif pgrep -f -- "sentinel.*${SENTINEL_CONF//./\\.}" >/dev/null; then
+    skipped "prerm refuses removal while sentinel.conf runs the hook: a running sentinel uses $SENTINEL_CONF (it rewrites the file; not touching it)"
+elif names_hook "$SENTINEL_CONF" >/dev/null; then
+    skipped "prerm refuses removal while sentinel.conf runs the hook: $SENTINEL_CONF names vipctl already: $(names_hook "$SENTINEL_CONF" | head -n1)"
+    FORCE_PURGE=1
+else
+    cp -p "$SENTINEL_CONF" "$WORK/sentinel.conf.orig"
+    SENTINEL_BACKUP=$WORK/sentinel.conf.orig
+    printf 'sentinel client-reconfig-script vipctl-pkgtest %s\n' "$HOOK" >>"$SENTINEL_CONF"
+    hook_line="$SENTINEL_CONF:$(wc -l <"$SENTINEL_CONF"):sentinel client-reconfig-script vipctl-pkgtest $HOOK"
+
+    rc=0
+    timeout 120 dpkg -r vipctl >"$WORK/dpkg-r-refused.log" 2>&1 || rc=$?
+    st=$(dpkg-query -W -f='${Status}' vipctl 2>/dev/null || true)
+    if ((rc != 0)) && grep -q 'REFUSING TO REMOVE vipctl' "$WORK/dpkg-r-refused.log" &&
+        grep -qF "$hook_line" "$WORK/dpkg-r-refused.log" && grep -qF 'VIPCTL_FORCE_REMOVE=1' "$WORK/dpkg-r-refused.log" &&
+        [[ $st == *" ok installed" && -x $HOOK ]]; then
+        # The selection is "deinstall" now (dpkg was asked to remove it); the state stays "installed".
+        ok "dpkg -r vipctl refused (exit $rc) while $SENTINEL_CONF runs the hook; vipctl stays installed ($st)"
+        grep -E 'REFUSING|    /etc/|VIPCTL_FORCE_REMOVE=1 dpkg' "$WORK/dpkg-r-refused.log" | sed 's/^/         | /'
+    else
+        fail "dpkg -r vipctl with the hook in $SENTINEL_CONF: exit $rc, status '$st', expected a refusal naming '$hook_line'"
+        sed 's/^/         | /' "$WORK/dpkg-r-refused.log"
+    fi
+
+    rc=0
+    VIPCTL_FORCE_REMOVE=1 timeout 120 dpkg -r vipctl >"$WORK/dpkg-r-forced.log" 2>&1 || rc=$?
+    st=$(dpkg-query -W -f='${Status}' vipctl 2>/dev/null || true)
+    if ((rc == 0)) && [[ $st == "deinstall ok config-files" && ! -e $HOOK ]] && grep -q 'WARNING' "$WORK/dpkg-r-forced.log"; then
+        ok "VIPCTL_FORCE_REMOVE=1 dpkg -r vipctl removes it anyway, with a warning ($st)"
+    else
+        fail "VIPCTL_FORCE_REMOVE=1 dpkg -r vipctl: exit $rc, status '$st'"
+        sed 's/^/         | /' "$WORK/dpkg-r-forced.log"
+    fi
+
+    if restore_sentinel_conf; then
+        ok "$SENTINEL_CONF restored (identical to the original)"
+    else
+        fail "$SENTINEL_CONF could not be restored; the original is in $WORK/sentinel.conf.orig"
+    fi
+    # Installed again, for the purge below: with the line gone, prerm lets it go.
+    if timeout 300 dpkg -i "$DEB" >"$WORK/dpkg-i-again.log" 2>&1; then
+        ok "dpkg -i $(basename "$DEB") again after the forced removal"
+    else
+        fail "dpkg -i $(basename "$DEB") again after the forced removal"
+        sed 's/^/         | /' "$WORK/dpkg-i-again.log"
+    fi
+fi
+
 # --- purge --------------------------------------------------------------------------------------
+if [[ -n $FORCE_PURGE ]]; then export VIPCTL_FORCE_REMOVE=1; fi
 if timeout 300 dpkg -P vipctl >"$WORK/dpkg-p.log" 2>&1; then
-    ok "dpkg -P vipctl"
+    ok "dpkg -P vipctl$([[ -n $FORCE_PURGE ]] && echo ' (VIPCTL_FORCE_REMOVE=1: sentinel.conf named vipctl before the test)' || echo " (prerm allows it: no sentinel.conf names the hook)")"
 else
     fail "dpkg -P vipctl"
     sed 's/^/         | /' "$WORK/dpkg-p.log"
