@@ -235,10 +235,11 @@ for entry in "${FILES[@]}" "${SYMLINKS[@]}"; do
     read -r path _ <<<"$entry"
     grep -qxF "$path" <<<"$listed" || fail "dpkg -L vipctl does not list $path"
 done
-if [[ $(ls -A "$LIBEXEC_DIR") == vipctl ]]; then
+in_libexec=$(find "$LIBEXEC_DIR" -mindepth 1 -printf '%f ' 2>&1 || true)
+if [[ $in_libexec == "vipctl " ]]; then
     ok "$LIBEXEC_DIR holds only vipctl (sentinel's drop-in makes the whole folder executable)"
 else
-    fail "$LIBEXEC_DIR holds more than vipctl: $(ls -A "$LIBEXEC_DIR" | tr '\n' ' ')"
+    fail "$LIBEXEC_DIR does not hold just vipctl: $in_libexec"
 fi
 
 # The lock folder: made by postinst (systemd-tmpfiles, or install -d) as the tmpfiles.d entry says.
@@ -254,8 +255,10 @@ else
     fail "the lock folder $LOCK_DIR is '$got', expected 'directory vipctl:vipctl 755'"
 fi
 if command -v systemd-tmpfiles >/dev/null; then
+    # shellcheck disable=SC2016 # expanded by the inner bash
     check "systemd-tmpfiles --create vipctl.conf succeeds and keeps $LOCK_DIR as it is" bash -c \
-        'systemd-tmpfiles --create vipctl.conf && [[ $(stat -c "%F %U:%G %a" '"$LOCK_DIR"') == "directory vipctl:vipctl 755" ]]'
+        'systemd-tmpfiles --create vipctl.conf && [[ $(stat -c "%F %U:%G %a" "$1") == "directory vipctl:vipctl 755" ]]' \
+        check-tmpfiles "$LOCK_DIR"
 fi
 
 conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
@@ -496,7 +499,7 @@ else
     ns_probe "$LIBEXEC_DIR" /usr/bin/vipctl "$P/link" 30
     for ((i = 0; i < 50; i++)); do
         n=0
-        for f in canary file dir link; do (($(cat "$P/$f" 2>/dev/null | wc -l) >= 3)) && n=$((n + 1)); done
+        for f in canary file dir link; do (($(wc -l 2>/dev/null <"$P/$f" || echo 0) >= 3)) && n=$((n + 1)); done
         ((n == 4)) && break
         sleep 0.1
     done
