@@ -6,6 +6,7 @@
 #   CARGO_TARGET_DIR=/tmp/t scripts/package.sh   # -> /tmp/t/debian/…
 #
 # Idempotent: re-running rebuilds only what changed and overwrites the generated files and the .deb.
+# Checks the package's layout (binary in /usr/libexec/vipctl/, /usr/bin/vipctl a symlink to it).
 # Installs cargo-deb (3.x, --locked) when missing. Packaging metadata: [package.metadata.deb] in
 # Cargo.toml; files: packaging/.
 set -euo pipefail
@@ -73,6 +74,18 @@ rm -f "$OUT"/vipctl_"$version"-*.deb
 cargo deb --no-build --locked --output "$OUT/" >&2
 deb=$(find "$OUT" -maxdepth 1 -name "vipctl_${version}-*.deb" | head -n1)
 [[ -n $deb && -s $deb ]] || die "cargo deb produced no package in $OUT"
+# The layout that the sentinel drop-in (ExecPaths=/usr/libexec/vipctl/), sentinel.conf.snippet and
+# the maintainer scripts rely on: the binary alone in /usr/libexec/vipctl/, /usr/bin/vipctl a
+# relative symlink to it, the lock folder's tmpfiles.d entry.
+contents=$(dpkg-deb -c "$deb")
+grep -qE '^-rwxr-xr-x .* \./usr/libexec/vipctl/vipctl$' <<<"$contents" ||
+    die "$deb has no executable /usr/libexec/vipctl/vipctl"
+[[ $(grep -c ' \./usr/libexec/vipctl/[^/]' <<<"$contents") == 1 ]] ||
+    die "$deb has more than vipctl in /usr/libexec/vipctl/ (sentinel may execute all of it)"
+grep -qE '^l.* \./usr/bin/vipctl -> \.\./libexec/vipctl/vipctl$' <<<"$contents" ||
+    die "$deb has no symlink /usr/bin/vipctl -> ../libexec/vipctl/vipctl"
+grep -qE ' \./usr/lib/tmpfiles\.d/vipctl\.conf$' <<<"$contents" ||
+    die "$deb has no /usr/lib/tmpfiles.d/vipctl.conf"
 
 log "done in $((SECONDS - t0)) s"
 dpkg-deb --info "$deb" >&2 2>/dev/null || true
