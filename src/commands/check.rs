@@ -268,10 +268,14 @@ fn sentinel_conf_paths(opts: &Args) -> Vec<PathBuf> {
     if !opts.sentinel_conf.is_empty() {
         return opts.sentinel_conf.clone();
     }
+    // A file this user may not even look at is still there: reading it then says so.
     ["/etc/redis/sentinel.conf", "/etc/valkey/sentinel.conf"]
         .into_iter()
         .map(PathBuf::from)
-        .filter(|p| p.exists())
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+        })
         .collect()
 }
 
@@ -356,7 +360,9 @@ fn check_units(c: &mut Checks, opts: &Args) {
             c.fail(
                 format!("{unit} forbids executing {hook} (NoExecPaths= without a matching ExecPaths=): sentinel will refuse the hook"),
                 format!(
-                    "install the drop-in /usr/lib/systemd/system/{unit}.d/vipctl.conf with `[Service]` and `ExecPaths={hook}` (the .deb ships it), then `systemctl daemon-reload` and restart sentinel"
+                    "install the drop-in /usr/lib/systemd/system/{unit}.d/vipctl.conf with `[Service]` and `ExecPaths={}/` (the folder, \
+                     not the file: an upgrade replaces the file; the .deb ships it), then `systemctl daemon-reload` and restart sentinel",
+                    Path::new(&hook).parent().map_or("/usr/libexec/vipctl".into(), |p| p.display().to_string())
                 ),
             );
         }

@@ -88,14 +88,17 @@ The configuration (\fB\-\-config\fR, env \fBVIPCTL_CONFIG\fR). The same file ser
 \fI/run/vipctl/vipctl.sock\fR
 The daemon's control socket, where unprivileged hooks hand their events (env \fBVIPCTL_SOCKET\fR).
 .TP
-\fI/run/lock/vipctl\-MASTER\-NETNS.lock\fR
-Serialises runs for one master on one host.
+\fI/run/lock/vipctl/vipctl\-MASTER\-NETNS.lock\fR
+Serialises runs for one master on one host; the folder is root's or vipctl's and writable by them only.
+.TP
+\fI/usr/libexec/vipctl/vipctl\fR
+The binary, and the path to give Sentinel as \fIclient\-reconfig\-script\fR (\fI/usr/bin/vipctl\fR links to it).
 .TP
 \fI/usr/lib/systemd/system/vipctl\-watch.service\fR
 The daemon's unit (as packaged), with only CAP_NET_ADMIN and CAP_NET_RAW.
 .TP
 \fI/usr/lib/systemd/system/redis\-sentinel.service.d/vipctl.conf\fR
-Lets Debian's sandboxed sentinel execute the hook (ExecPaths=/usr/bin/vipctl).
+Lets Debian's sandboxed sentinel execute the hook (ExecPaths=/usr/libexec/vipctl/, a folder, so that an upgrade keeps it executable).
 .SH ENVIRONMENT
 .TP
 \fBVIPCTL_CONFIG\fR, \fBVIPCTL_LOG\fR

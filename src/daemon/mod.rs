@@ -217,7 +217,6 @@ struct Daemon {
     dry_run: bool,
     wake_at: Option<Instant>,
     host_error: Option<String>,
-    watchdog: bool,
 }
 
 /// Keeps the daemon's resident memory near what it uses: a round of answers for many masters
@@ -357,7 +356,6 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         dry_run: ctx.dry_run,
         wake_at: None,
         host_error: None,
-        watchdog: false,
         config,
     };
     let started = format!(
@@ -374,7 +372,10 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     Record::note(record::Event::Start, Actor::Watch, "", "start", started).emit();
     // Under systemd (Type=notify): ready now; alive for as long as address rounds are handled.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    d.watchdog = sd_notify::watchdog_enabled().is_some();
+    // Petted from the loop itself, three times per watchdog period: a loop that stops turning is
+    // killed and restarted, whatever the reconcile period.
+    let mut watchdog =
+        sd_notify::watchdog_enabled().map(|p| tokio::time::interval((p / 3).max(Duration::from_millis(100))));
 
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
@@ -399,6 +400,9 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
             _ = tokio::time::sleep_until(wake) => {
                 d.wake_at = None;
                 d.decide_all("timer");
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
         }
     }
@@ -477,10 +481,7 @@ impl Daemon {
                 }
                 self.host_seen(host);
                 self.metrics.tick();
-                if self.watchdog {
-                    // Tied to real progress: a loop that stopped handling rounds gets restarted.
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                }
+
                 self.decide_all("address round");
             }
             Signal::Host(Err(e)) => {

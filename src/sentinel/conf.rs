@@ -152,8 +152,9 @@ mod tests {
         assert!(!s.may_exec(Path::new("/usr/bin/vipctl")));
         assert!(s.may_exec(Path::new("/usr/lib/x")));
         assert!(!s.allows_privileged_hook());
-        s.apply("[Service]\nExecPaths=/usr/bin/vipctl\n");
-        assert!(s.may_exec(Path::new("/usr/bin/vipctl")));
+        assert!(!s.may_exec(Path::new("/usr/libexec/vipctl/vipctl")));
+        s.apply("[Service]\nExecPaths=/usr/libexec/vipctl/\n");
+        assert!(s.may_exec(Path::new("/usr/libexec/vipctl/vipctl")));
         assert!(!s.may_exec(Path::new("/usr/bin/sh")));
         s.apply("[Service]\nNoExecPaths=\n");
         assert!(s.may_exec(Path::new("/usr/bin/sh")));
@@ -167,10 +168,10 @@ mod tests {
         std::fs::create_dir_all(lib.join("redis-sentinel.service.d")).unwrap();
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(lib.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
-        std::fs::write(lib.join("redis-sentinel.service.d/vipctl.conf"), "[Service]\nExecPaths=/usr/bin/vipctl\n")
+        std::fs::write(lib.join("redis-sentinel.service.d/vipctl.conf"), "[Service]\nExecPaths=/usr/libexec/vipctl/\n")
             .unwrap();
         let s = UnitSandbox::load(&[etc.clone(), lib.clone()], "redis-sentinel.service").unwrap();
-        assert!(s.may_exec(Path::new("/usr/bin/vipctl")));
+        assert!(s.may_exec(Path::new("/usr/libexec/vipctl/vipctl")));
         assert!(UnitSandbox::load(&[etc], "redis-sentinel.service").is_none());
     }
 }
