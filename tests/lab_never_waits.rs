@@ -216,3 +216,50 @@ fn a_resolver_that_never_answers_freezes_nothing() {
         std::thread::sleep(Duration::from_millis(700));
     }
 }
+
+#[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
+fn the_hook_in_a_partition_decides_without_the_cut_off_sentinel() {
+    let lab = Lab::up("never-waits-hook", LabOptions { hook: true, ..LabOptions::default() });
+    // A long sentinel timeout: a hook that waited for the cut-off sentinel would take 3 s.
+    let cfg = lab.config_with("hook.toml", "sentinel_timeout_ms = 3000\n");
+    std::fs::copy(&cfg, lab.config()).unwrap();
+    let out = lab.vipctl("h1", &["claim"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(lab.sh(&["link", "h1", "down"]).status.success());
+    let new_master = lab.wait("the majority to fail over (the hooks alone)", Duration::from_secs(30), || {
+        ["h2", "h3"].into_iter().find(|h| lab.holders(lab.vip4()).contains(&h.to_string()))
+    });
+    let claim = lab.wait("the new master's hook to record its claim", Duration::from_secs(10), || {
+        lab.hook_records(new_master).into_iter().find(|r| r.s("actor") == "hook" && r.is("claim") && r.ok())
+    });
+    eprintln!("[never-waits-hook] {claim}");
+    // The claiming call's own time: its announcement rounds (3 × 100 ms apart) plus the decision.
+    let elapsed = claim.f("elapsed_ms").unwrap_or(f64::MAX);
+    assert!(elapsed < 1500.0, "the hook took {elapsed} ms: it waited for the cut-off sentinel ({claim})");
+    assert!(lab.sh(&["link", "h1", "up"]).status.success());
+}
+
+#[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
+fn a_hook_that_no_sentinel_answers_asks_to_be_retried_and_changes_nothing() {
+    let lab = Lab::up("never-waits-no-sentinel", LabOptions::default());
+    let out = lab.vipctl("h1", &["claim"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for h in lab.hosts() {
+        assert!(lab.sh(&["signal-sentinel", h, "STOP"]).status.success());
+    }
+    let before: Vec<String> = lab.hosts().iter().map(|h| lab.addresses(h)).collect();
+    // Arguments that say h2 is the master, maybe hours old: with no sentinel to confirm them, act on nothing.
+    let args = ["mymaster", "observer", "start", lab.ip_of("h1"), "6379", lab.ip_of("h2"), "6379"];
+    for h in ["h1", "h2"] {
+        let out = lab.vipctl(h, &args);
+        assert_eq!(out.status.code(), Some(1), "{h}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("none of the 3 sentinels answered"), "{}", text(&out));
+    }
+    let after: Vec<String> = lab.hosts().iter().map(|h| lab.addresses(h)).collect();
+    assert_eq!(before, after, "a hook acted on arguments no sentinel confirmed");
+    for h in lab.hosts() {
+        assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
+    }
+}
