@@ -50,6 +50,16 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Access {
+    /// Credentials and TLS for the sentinels, as configured (the files are read now).
+    pub fn sentinels(config: &crate::config::Config) -> Result<Access, Failure> {
+        Access::load(config.sentinel_auth.as_ref(), config.sentinel_tls.as_ref())
+    }
+
+    /// Credentials and TLS for the Redis instances, as configured (the files are read now).
+    pub fn redis(config: &crate::config::Config) -> Result<Access, Failure> {
+        Access::load(config.redis_auth.as_ref(), config.redis_tls.as_ref())
+    }
+
     /// Reads the secrets and certificates the config names. A file that cannot be read is
     /// permanent (exit 2): the message names it and the config key.
     pub fn load(auth: Option<&AuthSpec>, tls: Option<&TlsSpec>) -> Result<Access, Failure> {

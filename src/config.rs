@@ -586,6 +586,11 @@ impl Config {
     pub fn all_vips(&self) -> impl Iterator<Item = &Vip> {
         self.masters.values().flat_map(|m| m.vips.iter())
     }
+
+    /// The addresses vipctl manages (every VIP in the config): never counted as the host's own.
+    pub fn managed(&self) -> Vec<IpAddr> {
+        self.all_vips().map(|v| v.addr).collect()
+    }
 }
 
 fn parse_sentinels(lines: &Lines<'_>, list: &[Spanned<String>]) -> Result<Vec<SentinelAddr>, ConfigError> {

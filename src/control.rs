@@ -116,7 +116,7 @@ pub struct SentinelStatus {
 
 impl SentinelStatus {
     /// The status line of one report.
-    pub fn of(r: &crate::policy::Report) -> SentinelStatus {
+    pub fn of(r: &crate::sentinel::Report) -> SentinelStatus {
         use crate::sentinel::Answer;
         let mut s = SentinelStatus {
             sentinel: r.sentinel.to_string(),
@@ -181,21 +181,6 @@ pub async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     Ok(n)
 }
 
-/// Resolves a user name or numeric uid from `[watch] hook_users`.
-pub fn uid_of(user: &str) -> Option<u32> {
-    if let Ok(uid) = user.parse::<u32>() {
-        return Some(uid);
-    }
-    let name = std::ffi::CString::new(user).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame; getpwnam_r
-    // writes only within `buf` and `pwd`, and `result` is read only when it reports success.
-    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc == 0 && !result.is_null() { Some(pwd.pw_uid) } else { None }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,12 +194,5 @@ mod tests {
         let reply: Reply = serde_json::from_str(r#"{"status":1,"message":"x"}"#).unwrap();
         assert_eq!(reply.status, 1);
         assert!(reply.state.is_none());
-    }
-
-    #[test]
-    fn users() {
-        assert_eq!(uid_of("0"), Some(0));
-        assert_eq!(uid_of("root"), Some(0));
-        assert_eq!(uid_of("no-such-user-vipctl"), None);
     }
 }

@@ -28,6 +28,8 @@ pub struct MasterLock {
 
 /// The default lock folder.
 pub const DEFAULT_DIR: &str = "/run/lock/vipctl";
+/// How long a run waits for another run on the same master before giving up (transiently).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default lock folder: [`DEFAULT_DIR`].
 pub fn default_dir() -> PathBuf {
@@ -38,7 +40,7 @@ pub fn default_dir() -> PathBuf {
 fn trusted(uid: u32) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    uid == 0 || uid == me || crate::control::uid_of("vipctl") == Some(uid)
+    uid == 0 || uid == me || crate::privilege::uid_of("vipctl") == Some(uid)
 }
 
 /// Checks (and, for root, creates) the lock folder: a real directory, owned by a trusted user,

@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{HostPort, Master, SentinelAddr};
+use crate::config::{HostPort, Master};
 use crate::local_redis::Role;
 use crate::network::host::HostState;
 pub use crate::network::plan::Want;
 use crate::network::plan::{self, Action};
+pub use crate::sentinel::Report;
 use crate::sentinel::{Answer, MasterAddr};
 
 /// The longest minority timeout derived from the sentinels (Sentinel's own default
@@ -38,38 +39,6 @@ use crate::sentinel::{Answer, MasterAddr};
 pub const MINORITY_TIMEOUT_CAP: Duration = Duration::from_secs(30);
 /// How long an early claim holds against sentinels that still name the old master.
 pub const EARLY_GRACE: Duration = Duration::from_secs(10);
-
-/// One sentinel's latest word about one master, as the caller holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// The sentinel.
-    pub sentinel: SentinelAddr,
-    /// Its last answer and how long ago it arrived; `None` when it never answered.
-    pub last: Option<(Answer, Duration)>,
-    /// Why it is unreachable now (its connection or its last question failed); `None` when it is not
-    /// known to be.
-    pub down: Option<String>,
-}
-
-impl Report {
-    /// An answer that has just arrived (the short-lived commands ask once).
-    pub fn now(sentinel: SentinelAddr, answer: Answer) -> Report {
-        Report { sentinel, last: Some((answer, Duration::ZERO)), down: None }
-    }
-
-    /// A sentinel that could not be asked.
-    pub fn failed(sentinel: SentinelAddr, why: String) -> Report {
-        Report { sentinel, last: None, down: Some(why) }
-    }
-
-    /// Its answer, when it is recent enough to count.
-    pub fn fresh(&self, fresh_for: Duration) -> Option<&Answer> {
-        match (&self.last, &self.down) {
-            (Some((a, age)), None) if *age <= fresh_for => Some(a),
-            _ => None,
-        }
-    }
-}
 
 /// The conclusion drawn from the sentinels' answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -58,6 +58,21 @@ pub fn refuse_overrides(matches: &clap::ArgMatches) -> Outcome<()> {
     Ok(())
 }
 
+/// Resolves a user name (or a numeric uid) to its uid.
+pub fn uid_of(user: &str) -> Option<u32> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Some(uid);
+    }
+    let name = std::ffi::CString::new(user).ok()?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame; getpwnam_r
+    // writes only within `buf` and `pwd`, and `result` is read only when it reports success.
+    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc == 0 && !result.is_null() { Some(pwd.pw_uid) } else { None }
+}
+
 /// Extracts the CapEff hex mask from the text of /proc/PID/status.
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
@@ -66,6 +81,13 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users() {
+        assert_eq!(uid_of("0"), Some(0));
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(uid_of("no-such-user-vipctl"), None);
+    }
 
     #[test]
     fn parses_status() {

@@ -51,6 +51,9 @@ pub fn check_syntax(host: &str) -> Result<(), LookupError> {
     if parse_ip(host).is_some() || is_host_name(host) { Ok(()) } else { Err(LookupError::Invalid(host.to_string())) }
 }
 
+/// How long a name may take to resolve.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Resolves `host` to its addresses within `timeout` (an IP address resolves to itself at once).
 pub async fn resolve(host: &str, timeout: Duration) -> Result<Vec<IpAddr>, LookupError> {
     if let Some(ip) = parse_ip(host) {

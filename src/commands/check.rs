@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde_json::json;
 
-use super::{Ctx, all_of_them, ask_sentinels, locality_of, managed};
+use super::{Ctx, all_of_them, ask_sentinels, locality_of};
 use crate::config::Config;
 use crate::control::{self, Request};
 use crate::error::{Failure, Outcome};
@@ -162,7 +162,7 @@ async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
         }
     };
     let host = nl.snapshot().await?;
-    let managed = managed(&config);
+    let managed = config.managed();
     for master in config.masters.values() {
         check_interfaces(c, master, &host, &managed);
         check_sentinels(c, &config, master, &host, &managed).await;

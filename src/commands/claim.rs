@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use super::{Ctx, all_of_them, ask_sentinels, locality_of, managed};
+use super::{Ctx, all_of_them, ask_sentinels, locality_of};
 use crate::error::{Failure, Outcome};
 use crate::network::apply;
 use crate::network::netlink::Netlink;
@@ -48,7 +48,7 @@ async fn run(ctx: &Ctx, name: Option<&str>, want: Want, force: bool) -> Outcome<
     let actor = if want == Want::Hold { Actor::Claim } else { Actor::Release };
     let config = ctx.config()?;
     let master = config.pick_master(name).map_err(|m| Failure::permanent(anyhow!(m)))?;
-    let managed = managed(&config);
+    let managed = config.managed();
     let lock = ctx.lock(&config, master).await?;
     let nl = Netlink::open()?;
     let host = nl.snapshot().await?;

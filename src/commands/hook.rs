@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::{Ctx, ask_sentinels, locality_of, managed};
+use super::{Ctx, ask_sentinels, locality_of};
 use crate::config::Config;
 use crate::control::{self, Request};
 use crate::error::{Failure, Outcome};
@@ -163,10 +163,10 @@ async fn run_inner(ctx: &Ctx, raw: &[String]) -> Result<Done, Failed> {
     let args = HookArgs::parse(raw).map_err(|m| plain(Failure::permanent(anyhow!(m))))?;
     let config = ctx.config().map_err(plain)?;
     let master = config.master(&args.master).map_err(|m| plain(Failure::permanent(anyhow!(m))))?;
-    let managed = managed(&config);
+    let managed = config.managed();
     // A name that cannot resolve is a bad argument (exit 2), and a DNS hiccup is worth a retry
     // (exit 1); an IP address costs nothing here.
-    resolve::resolve(&args.to.host, super::RESOLVE_TIMEOUT).await.map_err(|e| {
+    resolve::resolve(&args.to.host, resolve::TIMEOUT).await.map_err(|e| {
         plain(match e {
             resolve::LookupError::Transient(..) => Failure::transient(e),
             _ => Failure::permanent(anyhow!("argument 6 (to-ip): {e}")),

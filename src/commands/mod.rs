@@ -21,11 +21,6 @@ use crate::policy::{self, Locality, Report};
 use crate::resolve::{self, LookupError};
 use crate::sentinel;
 
-/// How long a run waits for another run on the same master before giving up (transiently).
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a short-lived command waits for a host name to resolve.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Settings every command gets from the global options.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -61,7 +56,7 @@ impl Ctx {
         let dir = config.lock_dir.clone().unwrap_or_else(lock::default_dir);
         let name = master.name.clone();
         // The wait is a blocking poll; keep it off the runtime's thread.
-        let lock = tokio::task::spawn_blocking(move || MasterLock::acquire(&dir, &name, LOCK_TIMEOUT))
+        let lock = tokio::task::spawn_blocking(move || MasterLock::acquire(&dir, &name, lock::TIMEOUT))
             .await
             .map_err(|e| Failure::transient(anyhow::anyhow!("lock task failed: {e}")))??;
         tracing::debug!("holding {}", lock.path.display());
@@ -69,29 +64,14 @@ impl Ctx {
     }
 }
 
-/// The addresses vipctl manages (every VIP in the config): never counted as the host's own.
-pub fn managed(config: &Config) -> Vec<IpAddr> {
-    config.all_vips().map(|v| v.addr).collect()
-}
-
 /// Resolves a master's host and says whether it is this host. A name that does not exist is
 /// permanent; a resolver that does not answer is transient.
 pub async fn locality_of(addr: &HostPort, host: &HostState, managed: &[IpAddr]) -> Outcome<Locality> {
-    let ips = resolve::resolve(&addr.host, RESOLVE_TIMEOUT).await.map_err(|e| match e {
+    let ips = resolve::resolve(&addr.host, resolve::TIMEOUT).await.map_err(|e| match e {
         LookupError::Transient(..) => Failure::transient(e),
         _ => Failure::permanent(e),
     })?;
     Ok(policy::locality(&addr.host, &ips, host, managed))
-}
-
-/// Credentials and TLS for the sentinels, as configured (the files are read now).
-pub fn access(config: &Config) -> Outcome<Access> {
-    Access::load(config.sentinel_auth.as_ref(), config.sentinel_tls.as_ref())
-}
-
-/// Credentials and TLS for the local Redis, as configured (the files are read now).
-pub fn redis_access(config: &Config) -> Outcome<Access> {
-    Access::load(config.redis_auth.as_ref(), config.redis_tls.as_ref())
 }
 
 /// Asks the master's sentinels (none configured: `None`), each bounded by the sentinel timeout,
@@ -104,7 +84,7 @@ pub async fn ask_sentinels(
     if master.sentinels.is_empty() {
         return None;
     }
-    let access = match access(config) {
+    let access = match Access::sentinels(config) {
         Ok(a) => a,
         // Unreadable secrets: every sentinel counts as unreachable, and says why.
         Err(f) => return Some(master.sentinels.iter().map(|s| Report::failed(s.clone(), f.to_string())).collect()),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Ctx, all_of_them, ask_sentinels, managed};
+use super::{Ctx, all_of_them, ask_sentinels};
 use crate::control::{self, DaemonStatus, Request, SentinelStatus};
 use crate::error::Outcome;
 use crate::network::netlink::Netlink;
@@ -62,7 +62,7 @@ enum Daemon {
 /// Prints the status, as text or JSON. Reading needs no privilege.
 pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
     let config = ctx.config()?;
-    let managed = managed(&config);
+    let managed = config.managed();
     let nl = Netlink::open()?;
     let host = nl.snapshot().await?;
     // The daemon is asked at the same time as the sentinels: both are bounded, neither waits for the other.

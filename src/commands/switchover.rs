@@ -72,8 +72,8 @@ impl Timeline {
 pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
     let config = ctx.config()?;
     let master = config.pick_master(args.master.as_deref()).map_err(|m| Failure::permanent(anyhow!(m)))?.clone();
-    let sentinels = super::access(&config)?;
-    let redis = super::redis_access(&config)?;
+    let sentinels = Access::sentinels(&config)?;
+    let redis = Access::redis(&config)?;
     let mut t = Timeline { start: Instant::now(), steps: Vec::new() };
     let result = switchover(&config, &master, &sentinels, &redis, args, &mut t).await;
     let mut r = Record::note(Event::Decision, Actor::Switchover, &master.name, "switchover", "planned switchover");
@@ -271,7 +271,7 @@ async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
                 Some((h, p)) => (h, p.parse::<u16>().ok()),
                 None => (want, None),
             };
-            let ips = crate::resolve::resolve(host, super::RESOLVE_TIMEOUT)
+            let ips = crate::resolve::resolve(host, crate::resolve::TIMEOUT)
                 .await
                 .map_err(|e| Failure::permanent(anyhow!("--to {want}: {e}")))?;
             usable

@@ -15,5 +15,10 @@ pub struct Args {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(ctx: &super::Ctx, args: &Args) -> Outcome<()> {
-    crate::daemon::run(ctx, args).await
+    let opts = crate::daemon::Options {
+        sentinels: args.sentinels.clone(),
+        release_on_exit: args.release_on_exit,
+        dry_run: ctx.dry_run,
+    };
+    crate::daemon::run(ctx.config()?, opts).await
 }

@@ -13,10 +13,10 @@ use anyhow::anyhow;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::commands::LOCK_TIMEOUT;
 use crate::config::{Config, Master};
 use crate::error::Failure;
 use crate::lock::MasterLock;
+use crate::lock::TIMEOUT as LOCK_TIMEOUT;
 use crate::network::announce::PacketSocket;
 use crate::network::apply::{self, Report};
 use crate::network::host::HostState;
@@ -72,7 +72,7 @@ pub fn spawn(
     tx: mpsc::Sender<Signal>,
 ) -> mpsc::UnboundedSender<Job> {
     let (jobs_tx, jobs) = mpsc::unbounded_channel();
-    let managed = crate::commands::managed(&config);
+    let managed = config.managed();
     let applier = Applier {
         how: apply::How { dry_run: false, rounds: apply::Rounds::Background, socket },
         jobs,

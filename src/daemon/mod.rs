@@ -31,8 +31,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::access::Access;
-use crate::commands::Ctx;
-use crate::commands::watch::Args;
 use crate::config::{Config, HostPort, SentinelAddr};
 use crate::control::{DaemonStatus, MasterStatus, Reply, Request, SentinelStatus};
 use crate::error::{Failure, Outcome};
@@ -230,10 +228,20 @@ fn tune_malloc() {
     }
 }
 
+/// How `vipctl watch` was started, besides its config.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--sentinel`: replaces every master's sentinel list.
+    pub sentinels: Vec<String>,
+    /// `--release-on-exit`.
+    pub release_on_exit: bool,
+    /// `--dry-run`: decide and say, change nothing.
+    pub dry_run: bool,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
+pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
     tune_malloc();
-    let mut config = ctx.config()?;
     if !opts.sentinels.is_empty() {
         let list = opts
             .sentinels
@@ -252,7 +260,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         )));
     }
     config.watch.release_on_exit |= opts.release_on_exit;
-    if !ctx.dry_run {
+    if !opts.dry_run {
         let caps = Caps::current();
         for (cap, name) in [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")] {
             if !caps.has(cap) {
@@ -271,7 +279,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     let own_uid = unsafe { libc::getuid() };
     let mut allowed_uids: BTreeSet<u32> = [0, own_uid].into();
     for u in &config.watch.hook_users {
-        match crate::control::uid_of(u) {
+        match crate::privilege::uid_of(u) {
             Some(uid) => {
                 allowed_uids.insert(uid);
             }
@@ -280,7 +288,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     }
 
     let held = Arc::new(Mutex::new(Vec::new()));
-    if config.watch.defend && !ctx.dry_run {
+    if config.watch.defend && !opts.dry_run {
         let tx = tx.clone();
         if let Err(e) = defend::spawn(held.clone(), move |c| tx.blocking_send(Signal::Conflict(c)).is_ok()) {
             tracing::warn!("cannot watch for VIP conflicts: {e}; continuing without defence");
@@ -297,8 +305,8 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     }
     tokio::spawn(control::serve(listener, control_tx, allowed_uids.clone()));
 
-    let access = crate::commands::access(&config)?;
-    let redis_access = crate::commands::redis_access(&config)?;
+    let access = Access::sentinels(&config)?;
+    let redis_access = Access::redis(&config)?;
     let timing = sentinels::Timing { probe: config.watch.reconcile_interval, timeout: config.sentinel_timeout };
     let mut served: BTreeMap<SentinelAddr, Vec<String>> = BTreeMap::new();
     for m in config.masters.values() {
@@ -316,7 +324,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     let _host_refresh: Arc<Notify> = host_watch::spawn(config.watch.reconcile_interval, tx.clone());
     let lock_dir = config.lock_dir.clone().unwrap_or_else(crate::lock::default_dir);
     // Opened once at start: announcing must not depend on a free file descriptor later.
-    let socket = if ctx.dry_run {
+    let socket = if opts.dry_run {
         None
     } else {
         match crate::network::announce::PacketSocket::open() {
@@ -332,7 +340,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     let jobs = applier::spawn(config.clone(), lock_dir, socket, metrics.clone(), tx.clone());
 
     let mut d = Daemon {
-        managed: crate::commands::managed(&config),
+        managed: config.managed(),
         settings: policy::Settings {
             minority_timeout: config.watch.minority_timeout,
             minority_default: crate::config::DEFAULT_MINORITY_TIMEOUT,
@@ -353,7 +361,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
         allowed_uids,
         started: Instant::now(),
         started_wall: SystemTime::now(),
-        dry_run: ctx.dry_run,
+        dry_run: opts.dry_run,
         wake_at: None,
         host_error: None,
         config,
@@ -408,7 +416,7 @@ pub async fn run(ctx: &Ctx, opts: &Args) -> Outcome<()> {
     }
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    if d.config.watch.release_on_exit && !ctx.dry_run {
+    if d.config.watch.release_on_exit && !opts.dry_run {
         d.release_all(&mut rx).await;
     }
     let _ = std::fs::remove_file(&d.config.watch.socket);
@@ -636,7 +644,7 @@ impl Daemon {
         if self.names.start_lookup(host, now) {
             let (name, tx) = (host.to_string(), self.tx.clone());
             tokio::spawn(async move {
-                let result = resolve::resolve(&name, crate::commands::RESOLVE_TIMEOUT).await;
+                let result = resolve::resolve(&name, resolve::TIMEOUT).await;
                 let _ = tx.send(Signal::Resolved { name, result }).await;
             });
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Announce, Master, Notify};
+use crate::config::{Announce, Master, Notify, SentinelAddr};
 use crate::network::host::{Address, HostState, Interface};
 
 const FRESH: Duration = Duration::from_secs(1);

@@ -14,7 +14,6 @@ use redis::Value;
 
 use crate::access::{self, Access};
 use crate::config::SentinelAddr;
-use crate::policy::Report;
 
 /// A master's address as Sentinel reports it (the host may be a name with `announce-hostnames`).
 pub type MasterAddr = crate::config::HostPort;
@@ -35,6 +34,38 @@ pub enum Answer {
     },
     /// It does not monitor a master by that name.
     Unknown,
+}
+
+/// One sentinel's latest word about one master, as the caller holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The sentinel.
+    pub sentinel: SentinelAddr,
+    /// Its last answer and how long ago it arrived; `None` when it never answered.
+    pub last: Option<(Answer, Duration)>,
+    /// Why it is unreachable now (its connection or its last question failed); `None` when it is not
+    /// known to be.
+    pub down: Option<String>,
+}
+
+impl Report {
+    /// An answer that has just arrived (the short-lived commands ask once).
+    pub fn now(sentinel: SentinelAddr, answer: Answer) -> Report {
+        Report { sentinel, last: Some((answer, Duration::ZERO)), down: None }
+    }
+
+    /// A sentinel that could not be asked.
+    pub fn failed(sentinel: SentinelAddr, why: String) -> Report {
+        Report { sentinel, last: None, down: Some(why) }
+    }
+
+    /// Its answer, when it is recent enough to count.
+    pub fn fresh(&self, fresh_for: Duration) -> Option<&Answer> {
+        match (&self.last, &self.down) {
+            (Some((a, age)), None) if *age <= fresh_for => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// Asks every sentinel about `master` at once, each bounded by `timeout`, and returns as soon as
