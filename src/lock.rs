@@ -204,9 +204,12 @@ mod tests {
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-        let t = Instant::now();
-        let e = MasterLock::acquire(dir.path(), "fifo", Duration::from_secs(1)).unwrap_err();
-        assert!(t.elapsed() < Duration::from_millis(500) && e.to_string().contains("not a regular file"), "{e}");
+        // A blocking open of a FIFO would never return: give it far more time than it needs.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.path().to_path_buf();
+        std::thread::spawn(move || tx.send(MasterLock::acquire(&d, "fifo", Duration::from_secs(1)).map(|_| ())));
+        let e = rx.recv_timeout(Duration::from_secs(10)).expect("taking a lock hung on a FIFO").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
 
         let wide = tempfile::tempdir().unwrap();
         std::fs::set_permissions(wide.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
