@@ -116,6 +116,20 @@ pub struct Master {
     pub sentinels: Vec<SentinelAddr>,
     /// Commands to run after a change.
     pub notify: Notify,
+    /// How the VIPs reach the clients.
+    pub mode: Mode,
+}
+
+/// How a master's VIPs reach the clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// One L2 segment: the VIP is a secondary address in the hosts' subnet, announced with
+    /// gratuitous ARP and unsolicited neighbour advertisements, and defended against other claims.
+    #[default]
+    L2,
+    /// Hosts in different subnets: the VIP is a host route (/32, /128) on `lo` (or the configured
+    /// interface) that the host's BGP speaker (BIRD, FRR) announces; nothing is sent on the link.
+    Routed,
 }
 
 /// Notify commands of one master (argv, no shell), and their time limit.
@@ -327,6 +341,7 @@ struct RawWatch {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMaster {
+    mode: Option<Spanned<String>>,
     vips: Spanned<Vec<Spanned<String>>>,
     interface: Option<Spanned<String>>,
     label: Option<Spanned<String>>,
@@ -335,6 +350,13 @@ struct RawMaster {
     on_claim: Option<Spanned<Vec<String>>>,
     on_release: Option<Spanned<Vec<String>>>,
     notify_timeout_ms: Option<Spanned<u64>>,
+}
+
+/// The span of the start of a master's table, for messages about it as a whole.
+fn master_line_span(lines: &Lines<'_>, name: &str) -> Range<usize> {
+    let line = lines.master_line(name).unwrap_or(1);
+    let start = lines.text.lines().take(line - 1).map(|l| l.len() + 1).sum();
+    start..start
 }
 
 /// Converts byte offsets to 1-based line numbers of one file.
@@ -495,7 +517,43 @@ impl Config {
                 }
                 None => None,
             };
-            let announce = parse_announce(&lines, rm.announce, default_announce)?;
+            let mode = match &rm.mode {
+                None => Mode::L2,
+                Some(m) if m.get_ref() == "l2" => Mode::L2,
+                Some(m) if m.get_ref() == "routed" => Mode::Routed,
+                Some(m) => {
+                    return Err(lines.err(
+                        m.span(),
+                        format!("mode {:?} of master `{name}` is not \"l2\" (the default) or \"routed\"", m.get_ref()),
+                    ));
+                }
+            };
+            let (interface, announce) = match mode {
+                Mode::L2 => (interface, parse_announce(&lines, rm.announce, default_announce)?),
+                Mode::Routed => {
+                    if let Some(v) =
+                        rm.vips.get_ref().iter().zip(&vips).find(|(_, v)| v.prefix != Vip::max_prefix(v.addr))
+                    {
+                        return Err(lines.err(
+                            v.0.span(),
+                            format!(
+                                "master `{name}` is routed: its VIPs are host routes, so write {} as {}/{}",
+                                v.0.get_ref(),
+                                v.1.addr,
+                                Vip::max_prefix(v.1.addr)
+                            ),
+                        ));
+                    }
+                    if rm.announce.is_some() {
+                        return Err(lines.err(
+                            master_line_span(&lines, &name),
+                            format!("master `{name}` is routed: its VIPs reach the clients through BGP, not announcements; remove [masters.{name}.announce]"),
+                        ));
+                    }
+                    // The speaker picks the prefixes up from the kernel; lo needs no subnet.
+                    (interface.or(Some("lo".to_string())), Announce { rounds: 0, interval: Duration::ZERO })
+                }
+            };
             let sentinels = match &rm.sentinels {
                 Some(list) => parse_sentinels(&lines, list)?,
                 None => global_sentinels.clone(),
@@ -522,7 +580,7 @@ impl Config {
                 on_release: argv(rm.on_release, "on_release")?,
                 timeout,
             };
-            masters.insert(name.clone(), Master { name, vips, interface, label, announce, sentinels, notify });
+            masters.insert(name.clone(), Master { name, vips, interface, label, announce, sentinels, notify, mode });
         }
 
         // A VIP that is a sentinel's address is some host's own address: moving it would cut that host off.
@@ -751,6 +809,22 @@ interface = "eth0"
         let c = parse(include_str!("../packaging/vipctl.toml")).unwrap();
         assert_eq!(c.masters["mymaster"].vips.len(), 2);
         assert_eq!(c.masters["mymaster"].sentinels.len(), 3);
+    }
+
+    #[test]
+    fn routed_masters_take_host_routes_on_lo_and_announce_nothing() {
+        let c =
+            parse("[masters.r]\nmode = \"routed\"\nvips = [\"192.0.2.100/32\", \"2001:db8:ff::100/128\"]\n").unwrap();
+        let m = c.master("r").unwrap();
+        assert_eq!((m.mode, m.interface.as_deref(), m.announce.rounds), (Mode::Routed, Some("lo"), 0));
+        let e = err("[masters.r]\nmode = \"routed\"\nvips = [\"192.0.2.100/24\"]\n");
+        assert!(e.contains("line 3") && e.contains("write 192.0.2.100/24 as 192.0.2.100/32"), "{e}");
+        let e = err("[masters.r]\nmode = \"routed\"\nvips = [\"192.0.2.100/32\"]\n[masters.r.announce]\nrounds = 2\n");
+        assert!(e.contains("remove [masters.r.announce]"), "{e}");
+        let e = err("[masters.r]\nmode = \"bgp\"\nvips = [\"192.0.2.100/32\"]\n");
+        assert!(e.contains("line 2") && e.contains("\"routed\""), "{e}");
+        let l2 = parse(GOOD).unwrap();
+        assert_eq!(l2.master("mymaster").unwrap().mode, Mode::L2);
     }
 
     #[test]

@@ -143,6 +143,7 @@ mod tests {
             label: None,
             announce: Announce { rounds: 1, interval: Duration::ZERO },
             sentinels: vec![],
+            mode: crate::config::Mode::default(),
             notify: Notify {
                 on_claim: on_claim.iter().map(|s| s.to_string()).collect(),
                 on_release: vec![],

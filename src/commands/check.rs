@@ -198,7 +198,7 @@ fn check_interfaces(c: &mut Checks, master: &crate::config::Master, host: &HostS
                     .addresses
                     .iter()
                     .any(|a| a.index == index && !managed.contains(&a.addr) && vip.subnet_contains(a.addr));
-                if !in_subnet {
+                if !in_subnet && master.mode == crate::config::Mode::L2 {
                     c.fail(
                         format!("master `{}`: {name} has no address of its own in the subnet of VIP {vip}", master.name),
                         "give the VIP the prefix of the subnet it lives in, or bind it on the interface that is in that subnet",

@@ -678,9 +678,13 @@ impl Daemon {
     fn host_seen(&mut self, host: HostState) {
         // Held VIPs come from what is bound now, never from what was last applied: a restarted
         // daemon defends at once, and a VIP removed by hand is no longer defended.
+        // Routed VIPs are not on a shared link: a claim there is the router's business.
         let held: Vec<Held> = self
             .config
-            .all_vips()
+            .masters
+            .values()
+            .filter(|m| m.mode == crate::config::Mode::L2)
+            .flat_map(|m| m.vips.iter())
             .filter(|v| host.bound(v.addr).next().is_some())
             .map(|v| Held { vip: v.addr })
             .collect();

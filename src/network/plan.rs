@@ -234,7 +234,10 @@ pub fn plan(
                 if !here {
                     actions.push(Action::Add { vip: *vip, index, ifname: ifname.clone() });
                 }
-                announces.push(Action::Announce { vip: *vip, index, ifname });
+                // Routed masters (and announce rounds = 0) have nothing to announce on the link.
+                if master.announce.rounds > 0 {
+                    announces.push(Action::Announce { vip: *vip, index, ifname });
+                }
             }
             // Announce only after every address is in place, so one burst covers them all.
             actions.extend(announces);
@@ -260,6 +263,7 @@ mod tests {
             label: None,
             announce: Announce { rounds: 1, interval: Duration::ZERO },
             sentinels: vec![],
+            mode: crate::config::Mode::default(),
             notify: crate::config::Notify { on_claim: vec![], on_release: vec![], timeout: Duration::from_secs(1) },
         }
     }

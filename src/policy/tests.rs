@@ -43,6 +43,7 @@ fn master() -> Master {
         label: None,
         announce: Announce { rounds: 1, interval: Duration::ZERO },
         sentinels: (11..=13).map(s).collect(),
+        mode: crate::config::Mode::default(),
         notify: Notify { on_claim: vec![], on_release: vec![], timeout: Duration::from_secs(1) },
     }
 }
