@@ -4,6 +4,7 @@
 //! reach the parsers (hook arguments, config, sentinel events) directly.
 
 pub mod access;
+pub mod bgp;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -8,7 +8,8 @@ use anyhow::anyhow;
 use serde_json::json;
 
 use super::{Ctx, all_of_them, ask_sentinels, locality_of};
-use crate::config::Config;
+use crate::bgp::{self, Session, Speaker};
+use crate::config::{Config, Master, Mode};
 use crate::control::{self, Request};
 use crate::error::{Failure, Outcome};
 use crate::network::announce::PacketSocket;
@@ -34,6 +35,12 @@ pub struct Args {
     /// /etc/systemd/system, /run/systemd/system, /usr/lib/systemd/system, /lib/systemd/system.
     #[arg(long = "unit-dir", value_name = "DIR")]
     pub unit_dir: Vec<PathBuf>,
+    /// BIRD's control socket, for routed masters (default: /run/bird/bird.ctl when present).
+    #[arg(long = "bird-socket", value_name = "PATH", conflicts_with = "frr_vty_dir")]
+    pub bird_socket: Option<PathBuf>,
+    /// The folder of FRR's vty sockets, for routed masters (default: /run/frr when bgpd runs).
+    #[arg(long = "frr-vty-dir", value_name = "DIR")]
+    pub frr_vty_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -167,6 +174,7 @@ async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
         check_interfaces(c, master, &host, &managed);
         check_sentinels(c, &config, master, &host, &managed).await;
     }
+    check_speaker(c, &config, &host, opts).await;
 
     check_sentinel_confs(c, &config, opts);
     check_units(c, opts);
@@ -259,6 +267,95 @@ async fn check_sentinels(
                 master.name,
                 if here { "bound" } else { "not bound" }
             )),
+        }
+    }
+}
+
+/// Routed masters: a BGP speaker runs, its sessions are up, and it announces exactly the VIPs
+/// bound here.
+async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: &Args) {
+    let routed: Vec<&Master> = config.masters.values().filter(|m| m.mode == Mode::Routed).collect();
+    if routed.is_empty() {
+        return;
+    }
+    const EXAMPLES: &str = "packaging/examples/bird2-host.conf or frr-host.conf (README, \"Routed VIPs\")";
+    let Some(speaker) = Speaker::find(opts.bird_socket.as_deref(), opts.frr_vty_dir.as_deref()) else {
+        c.fail(
+            format!(
+                "routed masters need a BGP speaker on this host, and none was found (no BIRD at {}, no FRR bgpd in {})",
+                bgp::BIRD_SOCKET,
+                bgp::FRR_VTY_DIR
+            ),
+            format!("run BIRD 2 or FRR configured as in {EXAMPLES}, or name it with --bird-socket / --frr-vty-dir"),
+        );
+        return;
+    };
+    let who = speaker.describe();
+    let sessions = match speaker.sessions().await {
+        Ok(s) => s,
+        Err(e) => {
+            c.fail(
+                format!("cannot ask {who} for its BGP sessions: {e:#}"),
+                "start it, and run check as a user that may use its CLI (root, or a member of group bird / frrvty)",
+            );
+            return;
+        }
+    };
+    if sessions.is_empty() {
+        c.fail(format!("{who} has no BGP session"), format!("configure one to the router as in {EXAMPLES}"));
+    }
+    for s in &sessions {
+        if s.established {
+            c.ok(format!("{who}: BGP session {} is established", s.name));
+        } else {
+            c.fail(
+                format!("{who}: BGP session {} is not established ({})", s.name, s.state),
+                format!(
+                    "see `{}`; the neighbour address and AS must match on both sides, and TCP port 179 must be open",
+                    speaker.show_sessions_command()
+                ),
+            );
+        }
+    }
+    let up: Vec<&Session> = sessions.iter().filter(|s| s.established).collect();
+    for master in routed {
+        let iface = master.interface.as_deref().unwrap_or("lo");
+        for vip in &master.vips {
+            let route = bgp::host_route(vip);
+            let bound = host.bound(vip.addr).next().is_some();
+            let mut on = Vec::new();
+            for s in up.iter().filter(|s| bgp::carries(s, vip)) {
+                match speaker.exports(s, vip).await {
+                    Ok(true) => on.push(s.name.clone()),
+                    Ok(false) => {}
+                    Err(e) => c.warn(format!("cannot ask {who} whether it sends {route} to {}: {e:#}", s.name), None),
+                }
+            }
+            let m = &master.name;
+            match (bound, on.is_empty()) {
+                (true, false) => c.ok(format!("master `{m}`: VIP {route} is bound here and announced to {}", on.join(", "))),
+                (false, true) => c.ok(format!("master `{m}`: VIP {route} is not bound here and not announced from here")),
+                (true, true) if !up.iter().any(|s| bgp::carries(s, vip)) => c.fail(
+                    format!("master `{m}`: VIP {route} is bound here, but no established BGP session can carry it"),
+                    "bring up the sessions named above",
+                ),
+                (true, true) => c.fail(
+                    format!("master `{m}`: VIP {route} is bound here, but {who} announces it on no established session"),
+                    format!(
+                        "the speaker must take the VIPs from interface {iface} (BIRD: `protocol direct`, FRR: `redistribute connected`) \
+                         and export them to the router, as in {EXAMPLES}"
+                    ),
+                ),
+                (false, false) => c.fail(
+                    format!(
+                        "master `{m}`: {who} announces VIP {route} to {} though it is not bound here: the router may send clients to a host that is not the master",
+                        on.join(", ")
+                    ),
+                    format!(
+                        "announce the VIPs only as connected routes of interface {iface} (no static route, no other source), as in {EXAMPLES}"
+                    ),
+                ),
+            }
         }
     }
 }
