@@ -39,7 +39,6 @@ readonly -a NEEDS=(
     setcap:libcap2-bin
     prlimit:util-linux
     unshare:util-linux
-    tc:iproute2
     bird:bird2
     birdc:bird2
     vtysh:frr
