@@ -8,9 +8,14 @@
 # packages are still installed first).
 #
 # Debian packages: redis-server redis-sentinel redis-tools iproute2
-# util-linux procps openssl libcap2-bin (setcap, for the test of a capable binary).  The lab runs its own redis instances inside network
-# namespaces, so a system-wide redis service (if one exists) does not
-# collide with it; we still keep the package scripts from starting one.
+# util-linux procps openssl libcap2-bin (setcap, for the test of a capable binary),
+# bird2 and frr (the BGP speakers of the routed lab, LAB_ROUTED=1).  The lab
+# runs its own redis, BIRD and FRR processes inside network namespaces, so a
+# system-wide service (if one exists) does not collide with it; we still keep
+# the package scripts from starting one, and leave no unit of bird2 or frr
+# enabled that would start BIRD or FRR in the root namespace at the next boot
+# (only for packages this script installed: an operator's choice for a
+# package installed before is left alone).
 
 set -euo pipefail
 
@@ -34,6 +39,19 @@ readonly -a NEEDS=(
     setcap:libcap2-bin
     prlimit:util-linux
     unshare:util-linux
+    bird:bird2
+    birdc:bird2
+    vtysh:frr
+    /usr/lib/frr/zebra:frr
+    /usr/lib/frr/bgpd:frr
+    /usr/lib/frr/bfdd:frr
+)
+
+# Package -> service units (systemd unit names; the same names as the SysV
+# init scripts) that its maintainer scripts enable on installation.
+readonly -a SERVICES=(
+    bird2:bird
+    frr:frr
 )
 
 log() {
@@ -56,6 +74,38 @@ remove_policy() {
     fi
 }
 
+# disable_services PKG...: for each package just installed, disable the
+# services its postinst enabled.  "systemctl disable" edits the unit links
+# whether systemd runs or not (this container has none), and deb-systemd-
+# helper then sees the unit as disabled, so an upgrade does not enable it
+# again; update-rc.d covers SysV init (rc?.d links become K01).
+disable_services() {
+    local pkg entry unit rc=0
+    for pkg in "$@"; do
+        for entry in "${SERVICES[@]}"; do
+            [[ ${entry%%:*} == "$pkg" ]] || continue
+            unit=${entry#*:}
+            if command -v systemctl >/dev/null 2>&1 && [[ -e /lib/systemd/system/$unit.service ]]; then
+                systemctl disable --quiet "$unit.service" >/dev/null 2>&1 ||
+                    err "could not disable $unit.service (systemctl disable $unit.service)"
+            fi
+            if [[ -x /etc/init.d/$unit ]] && command -v update-rc.d >/dev/null 2>&1; then
+                update-rc.d "$unit" disable >/dev/null 2>&1 ||
+                    err "could not disable the SysV service $unit (update-rc.d $unit disable)"
+            fi
+            # Check rather than trust: no link may start it at boot.
+            if compgen -G "/etc/systemd/system/*.wants/$unit.service" >/dev/null ||
+                compgen -G "/etc/rc[2345].d/S??$unit" >/dev/null; then
+                err "$unit is still enabled at boot; disable it (systemctl disable $unit; update-rc.d $unit disable)"
+                rc=1
+            else
+                log "$unit: service left disabled (the lab runs its own $unit processes in namespaces)"
+            fi
+        done
+    done
+    return "$rc"
+}
+
 missing_packages() {
     local entry cmd pkg
     local -a pkgs=()
@@ -73,7 +123,7 @@ install_packages() {
     local -a pkgs
     read -r -a pkgs <<<"$(missing_packages)"
     if ((${#pkgs[@]} == 0)); then
-        log "system packages: all present (redis-server redis-sentinel redis-tools iproute2 util-linux procps)"
+        log "system packages: all present (redis-server redis-sentinel redis-tools iproute2 util-linux procps bird2 frr)"
         return 0
     fi
     if [[ $(id -u) -ne 0 ]]; then
@@ -102,6 +152,7 @@ install_packages() {
     }
     remove_policy
     POLICY_OURS=0
+    disable_services "${pkgs[@]}" || exit 1
 
     read -r -a pkgs <<<"$(missing_packages)"
     if ((${#pkgs[@]} > 0)); then

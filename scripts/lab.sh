@@ -6,7 +6,18 @@
 # redis-server and redis-sentinel) and one client (cl).  Nothing is ever
 # attached to the root namespace or to a real interface, so the lab cannot
 # disturb the machine's own networking.  Only documentation address space is
-# used (198.51.100.0/24, 2001:db8::/32).
+# used (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
+# documentation AS numbers (64496, 64497).
+#
+# With LAB_ROUTED=1 "up" builds the routed lab instead (project issue "Routed
+# VIPs"): no switch; a router namespace (rt, running FRR: zebra, bgpd, bfdd)
+# with each host and the client in a subnet of its own behind it, linked by
+# one veth pair each (the router's end is named after the host, as the
+# switch port is).  The VIPs are host routes outside every subnet that vipctl
+# binds on lo; each Redis host runs a BGP speaker (BIRD 2, or FRR with
+# LAB_SPEAKER=frr) that announces them to the router over eBGP with BFD.  The
+# speakers' configs are packaging/examples/*.conf with only their
+# @PLACEHOLDERS@ filled in, so the shipped examples cannot rot.
 #
 # Usage (run as root):
 #   lab.sh up DIR                  build a lab, state in DIR
@@ -19,10 +30,18 @@
 #   lab.sh signal-sentinel DIR HOST SIGNAL   signal HOST's redis-sentinel
 #   lab.sh start-sentinel DIR HOST start HOST's redis-sentinel again
 #   lab.sh link DIR HOST up|down   plug or pull HOST's port on the switch
+#                                  (routed: HOST's link at the router)
 #   lab.sh master DIR [HOST]       print "IP PORT" of the master per sentinel
 #   lab.sh vips DIR                print the VIPs present on each host (any interface)
 #   lab.sh neigh DIR VIP           print the client's neighbour MAC for VIP
-# HOST is one of h1 h2 h3 cl sw.  See usage() below for the environment.
+# Routed lab only:
+#   lab.sh routes DIR              print each VIP prefix with the host(s) the
+#                                  router forwards it to ("-": none)
+#   lab.sh cut DIR HOST on|off     drop all traffic on HOST's link to the
+#                                  router while both ends stay up
+#   lab.sh speaker DIR NODE ARGS...  birdc or vtysh of NODE (h1 h2 h3 rt)
+# HOST is one of h1 h2 h3 cl sw (routed: rt instead of sw).  See usage()
+# below for the environment.
 #
 # The lab's facts (addresses, MACs, VIPs, ports, roles) are defined here and
 # nowhere else: "up" writes them to DIR/lab.json for the Rust tests
@@ -36,11 +55,32 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_DIR
 readonly HOSTS=(h1 h2 h3)
 readonly ALL_NODES=(h1 h2 h3 cl)
-# The VIPs sit in the hosts' own subnets, with the same prefix lengths.
-readonly VIP4=198.51.100.100
-readonly VIP6=2001:db8:51::100
-readonly PREFIX4=24
-readonly PREFIX6=64
+# The namespaces that are no lab host, in either kind of lab: teardown
+# deletes whichever exist.
+readonly INFRA_NODES=(sw rt)
+# The VIPs.  L2 lab: in the hosts' own subnet, with its prefix length.
+# Routed lab: host routes outside every subnet (set_mode sets them).
+VIP4=198.51.100.100
+VIP6=2001:db8:51::100
+PREFIX4=24
+PREFIX6=64
+# L2 lab (ROUTED=0) or routed lab (ROUTED=1, SPEAKER bird or frr): set by
+# set_mode, from the environment in "up" and from DIR/mode afterwards.
+ROUTED=0
+SPEAKER=
+# Routed lab: the router's AS and the one AS of all Redis hosts, the ranges
+# the router accepts host routes (VIPs) from and BGP sessions in.
+readonly ROUTER_AS=64496
+readonly HOSTS_AS=64497
+readonly VIP_RANGE4=192.0.2.0/24
+readonly VIP_RANGE6=2001:db8:ff::/64
+readonly HOSTS_RANGE4=198.51.100.0/24
+readonly HOSTS_RANGE6=2001:db8:1::/48
+readonly ROUTER_ID=198.51.100.1
+# Where Debian's frr package keeps its daemons.
+readonly FRR_LIBDIR=/usr/lib/frr
+# No interface has this MAC: "cut" pins neighbour entries to it.
+readonly NOBODY_MAC=02:00:00:00:de:ad
 readonly REDIS_PORT=6379
 readonly SENTINEL_PORT=26379
 # Only when LAB_TLS_DIR is set.
@@ -69,8 +109,14 @@ usage: lab.sh up DIR | down DIR | sweep [ROOT] | ns DIR HOST
        lab.sh signal-sentinel DIR HOST SIGNAL | start-sentinel DIR HOST
        lab.sh link DIR HOST up|down
        lab.sh neigh DIR VIP
-HOST: h1 h2 h3 cl sw.  Callers should create labs as /tmp/vipctl-labs/NAME.
+routed lab only:
+       lab.sh routes DIR | cut DIR HOST on|off | speaker DIR NODE ARGS...
+HOST: h1 h2 h3 cl sw (routed: rt instead of sw).  Callers should create labs
+as /tmp/vipctl-labs/NAME.
 Environment for "up":
+  LAB_ROUTED      1: the routed lab (a router, a subnet per host, VIPs as
+                  host routes on lo announced over BGP) instead of the L2 one
+  LAB_SPEAKER     routed lab: the hosts' BGP speaker, bird (default) or frr
   LAB_HOOK        absolute path set as each sentinel's client-reconfig-script
   LAB_CONFIG      vipctl config exported to the hook (default DIR/vipctl.toml,
                   which "up" writes; when set elsewhere nothing is written)
@@ -101,15 +147,78 @@ need_root() {
 
 need_tools() {
     local t missing=()
-    for t in ip redis-server redis-sentinel redis-cli sysctl flock timeout; do
+    local -a tools=(ip redis-server redis-sentinel redis-cli sysctl flock timeout)
+    if ((ROUTED)); then
+        tools+=(vtysh "$FRR_LIBDIR/zebra" "$FRR_LIBDIR/bgpd" "$FRR_LIBDIR/bfdd")
+        [[ $SPEAKER != bird ]] || tools+=(bird birdc)
+    fi
+    for t in "${tools[@]}"; do
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     ((${#missing[@]} == 0)) ||
         die "missing commands: ${missing[*]} (run scripts/install-deps.sh as root)"
 }
 
+# set_mode l2|routed [SPEAKER]: the kind of lab the other functions describe.
+set_mode() {
+    case $1 in
+    l2) ROUTED=0 SPEAKER= ;;
+    routed)
+        ROUTED=1
+        SPEAKER=${2:-bird}
+        case $SPEAKER in bird | frr) ;; *) die "LAB_SPEAKER must be bird or frr (got '$SPEAKER')" ;; esac
+        VIP4=192.0.2.100 PREFIX4=32
+        VIP6=2001:db8:ff::100 PREFIX6=128
+        ;;
+    *) die "unknown lab mode '$1'" ;;
+    esac
+}
+
+# routed_net HOST -> "SUBNET4 ROUTER4 SUBNET6 ROUTER6": in the routed lab,
+# HOST's own subnets and the router's addresses in them (its gateways).
+routed_net() {
+    case $1 in
+    h1) echo 198.51.100.0/26 198.51.100.1 2001:db8:1:1::/64 2001:db8:1:1::1 ;;
+    h2) echo 198.51.100.64/26 198.51.100.65 2001:db8:1:2::/64 2001:db8:1:2::1 ;;
+    h3) echo 198.51.100.128/26 198.51.100.129 2001:db8:1:3::/64 2001:db8:1:3::1 ;;
+    cl) echo 203.0.113.0/24 203.0.113.1 2001:db8:4::/64 2001:db8:4::1 ;;
+    *) die "unknown host '$1'" ;;
+    esac
+}
+
+# net_field HOST N -> field N (1-4) of routed_net HOST.
+net_field() {
+    local -a f
+    read -r -a f <<<"$(routed_net "$1")"
+    echo "${f[$(($2 - 1))]}"
+}
+
+# host_cidr4 HOST / host_cidr6 HOST -> the node's address with the prefix
+# length of its subnet, as on its eth0.
+host_cidr4() {
+    local net
+    if ((ROUTED)); then net=$(net_field "$1" 1); else net=x/$PREFIX4; fi
+    echo "$(host_ip4 "$1")/${net#*/}"
+}
+
+host_cidr6() {
+    local net
+    if ((ROUTED)); then net=$(net_field "$1" 3); else net=x/$PREFIX6; fi
+    echo "$(host_ip6 "$1")/${net#*/}"
+}
+
 # host_ip4 HOST -> the fixed IPv4 of a node.
 host_ip4() {
+    if ((ROUTED)); then
+        case $1 in
+        h1) echo 198.51.100.11 ;;
+        h2) echo 198.51.100.75 ;;
+        h3) echo 198.51.100.139 ;;
+        cl) echo 203.0.113.50 ;;
+        *) die "unknown host '$1'" ;;
+        esac
+        return
+    fi
     case $1 in
     h1) echo 198.51.100.11 ;;
     h2) echo 198.51.100.12 ;;
@@ -120,6 +229,16 @@ host_ip4() {
 }
 
 host_ip6() {
+    if ((ROUTED)); then
+        case $1 in
+        h1) echo 2001:db8:1:1::11 ;;
+        h2) echo 2001:db8:1:2::12 ;;
+        h3) echo 2001:db8:1:3::13 ;;
+        cl) echo 2001:db8:4::50 ;;
+        *) die "unknown host '$1'" ;;
+        esac
+        return
+    fi
     case $1 in
     h1) echo 2001:db8:51::11 ;;
     h2) echo 2001:db8:51::12 ;;
@@ -140,6 +259,22 @@ host_mac() {
     esac
 }
 
+# router_mac HOST -> the MAC of the router's port to HOST (routed lab).
+router_mac() {
+    case $1 in
+    h1) echo 02:00:00:00:01:11 ;;
+    h2) echo 02:00:00:00:01:12 ;;
+    h3) echo 02:00:00:00:01:13 ;;
+    cl) echo 02:00:00:00:01:50 ;;
+    *) die "unknown host '$1'" ;;
+    esac
+}
+
+# infra_node -> the namespace between the hosts: sw (L2) or rt (routed).
+infra_node() {
+    if ((ROUTED)); then echo rt; else echo sw; fi
+}
+
 # host_role HOST -> the node's role when the lab comes up.
 host_role() {
     case $1 in
@@ -152,9 +287,14 @@ host_role() {
 
 check_host() {
     case $1 in
-    h1 | h2 | h3 | cl | sw) ;;
-    *) die "unknown host '$1' (expected h1, h2, h3, cl or sw)" ;;
+    h1 | h2 | h3 | cl | "$(infra_node)") ;;
+    sw | rt) die "this lab has no '$1' (its hosts meet at $(infra_node))" ;;
+    *) die "unknown host '$1' (expected h1, h2, h3, cl or $(infra_node))" ;;
     esac
+}
+
+need_routed() {
+    ((ROUTED)) || die "$1 needs a routed lab (lab.sh up with LAB_ROUTED=1)"
 }
 
 check_redis_host() {
@@ -227,6 +367,34 @@ redis_pid() {
     echo "$pid"
 }
 
+# speaker_pids DIR -> the PIDs of the routed lab's BGP speakers that are
+# really running: BIRD or FRR on the hosts, FRR on the router.  Each daemon
+# forks into the background and writes its own pidfile; a PID counts only
+# if it is ours (pid_is_ours) and names the expected program.
+speaker_pids() {
+    local dir=$1 node name pid comm
+    for node in "${HOSTS[@]}" rt; do
+        for name in bird zebra bgpd bfdd; do
+            if [[ $name == bird ]]; then
+                pid=$(cat "$dir/$node/bird.pid" 2>/dev/null) || continue
+            else
+                pid=$(cat "$(frr_dir "$dir" "$node")/$name.pid" 2>/dev/null) || continue
+            fi
+            pid_is_ours "$dir" "$pid" || continue
+            comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+            [[ $comm == "$name" ]] && echo "$pid"
+        done
+    done
+    return 0
+}
+
+# frr_dir DIR NODE -> the folder of NODE's FRR: config, pidfiles, vty
+# sockets, logs.  The router's is DIR/rt; a host's is DIR/HOST/frr, apart
+# from its redis files.
+frr_dir() {
+    if [[ $2 == rt ]]; then echo "$1/rt"; else echo "$1/$2/frr"; fi
+}
+
 # kill_pids PID...: TERM, wait up to ~3 s, then KILL and wait up to ~1 s.
 # Callers pass only PIDs already checked with pid_is_ours.
 kill_pids() {
@@ -275,12 +443,16 @@ ns_exists() {
     [[ -e /run/netns/$1 ]]
 }
 
-# load_lab DIR: set LAB_DIR and LAB_ID for the non-up subcommands.
+# load_lab DIR: set LAB_DIR, LAB_ID and the mode for the non-up subcommands.
 load_lab() {
+    local -a mode=(l2)
     LAB_DIR=$(abs_dir "$1")
     [[ -f $LAB_DIR/id ]] || die "no lab in $LAB_DIR (missing $LAB_DIR/id; run 'lab.sh up $LAB_DIR')"
     LAB_ID=$(<"$LAB_DIR/id")
     [[ $LAB_ID =~ ^[0-9a-f]{6}$ ]] || die "corrupt lab id in $LAB_DIR/id"
+    # "l2" or "routed bird|frr"; labs from before the routed lab have none.
+    [[ ! -f $LAB_DIR/mode ]] || read -r -a mode <"$LAB_DIR/mode"
+    set_mode "${mode[@]}"
 }
 
 # rcli NS IP PORT ARGS...: redis-cli inside a namespace, bounded in time.
@@ -347,6 +519,10 @@ teardown() {
         done
         kill_pids "${pids[@]}"
     done
+    # Routed lab: the BGP speakers (BIRD, FRR) on the hosts and the router.
+    # shellcheck disable=SC2207 # PIDs: digits only.
+    pids=($(speaker_pids "$dir"))
+    kill_pids "${pids[@]}"
 
     # Anything still running inside the lab's namespaces (a hook orphaned by
     # its sentinel, a process started via "lab.sh exec ... &" and not
@@ -356,7 +532,7 @@ teardown() {
     # forks while we look.
     for ((round = 0; round < 3; round++)); do
         pids=()
-        for host in "${ALL_NODES[@]}" sw; do
+        for host in "${ALL_NODES[@]}" "${INFRA_NODES[@]}"; do
             ns=$(ns_name "$id" "$host")
             ns_exists "$ns" || continue
             for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -368,8 +544,8 @@ teardown() {
     done
 
     # Deleting a host namespace destroys its eth0 and with it the veth peer
-    # in the switch; deleting the switch destroys the bridge.
-    for host in "${ALL_NODES[@]}" sw; do
+    # in the switch or router; deleting the switch destroys the bridge.
+    for host in "${ALL_NODES[@]}" "${INFRA_NODES[@]}"; do
         ns=$(ns_name "$id" "$host")
         rm -rf -- "/etc/netns/$ns"
         ns_exists "$ns" || continue
@@ -401,6 +577,18 @@ up_on_exit() {
     exit "$rc"
 }
 
+# close_inherited_fds: in a subshell about to exec a daemon, close every
+# inherited descriptor above stderr: our lock (fd 9) and anything the caller
+# leaked to us (e.g. a pipe its harness waits on) would otherwise stay open
+# as long as the daemon runs.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+    done
+}
+
 # spawn_daemon DIR HOST KIND CONF: start redis-server/redis-sentinel inside
 # the host's namespace.  They daemonise themselves and write their own
 # pidfile, so the recorded PID is the real redis process (not a wrapper),
@@ -415,13 +603,7 @@ spawn_daemon() {
     esac
     rm -f -- "$dir/$host/$kind.pid"
     if ! (
-        # Close every inherited descriptor above stderr: our lock (fd 9)
-        # and anything the caller leaked to us (e.g. a pipe its harness
-        # waits on) would otherwise stay open as long as the daemon runs.
-        for fd in /proc/"$BASHPID"/fd/*; do
-            fd=${fd##*/}
-            if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
-        done
+        close_inherited_fds
         # Sentinel passes its environment to client-reconfig-script, which
         # is how the hook learns its config and log file.
         export VIPCTL_CONFIG=$LAB_CONFIG VIPCTL_LOG_FILE=$dir/$host/vipctl.log VIPCTL_SOCKET=$dir/$host/vipctl.sock
@@ -562,13 +744,25 @@ json_str() {
 # DIR/lab.json (written last by "up", so its presence means the lab is
 # ready).  Layout (roles are those at "up"; Sentinel may change them later):
 #   {"id": "...", "dir": "...", "config": "...", "master_name": "mymaster",
+#    "mode": "l2",
 #    "redis_hosts": ["h1", "h2", "h3"], "client": "cl",
 #    "switch": {"ns": "...", "bridge": "br0"},
 #    "nodes": {"h1": {"ns", "interface", "ipv4", "ipv6", "mac", "role"}, ...},
 #    "vips": {"v4": "ADDR/PREFIX", "v6": "ADDR/PREFIX"},
 #    "ports": {"redis": N, "sentinel": N, "sentinel_tls": N or null}}
+# The routed lab (LAB_ROUTED=1) differs in:
+#   "mode": "routed", "speaker": "bird" or "frr",
+#   "switch": null,
+#   "router": {"ns": "...", "as": 64496, "router_id": "198.51.100.1",
+#              "vty_socket": "DIR/rt" (vtysh --vty_socket),
+#              "vip_ranges": {"v4": "192.0.2.0/24", "v6": "2001:db8:ff::/64"},
+#              "ports": {"h1": {"interface": "h1", "ipv4", "ipv6", "mac"}, ...}},
+#   each node also has "subnet4", "subnet6", "gateway4", "gateway6" (the
+#   router's port), and "as" and "speaker_socket" (birdc -s, or vtysh
+#   --vty_socket) for the Redis hosts, null for the client;
+#   "vips": {"v4": "192.0.2.100/32", "v6": "2001:db8:ff::100/128"}.
 write_lab_json() {
-    local dir=$1 host sep tls=null
+    local dir=$1 host sep tls=null extra
     [[ -z ${LAB_TLS_DIR:-} ]] || tls=$SENTINEL_TLS_PORT
     {
         printf '{\n'
@@ -576,6 +770,11 @@ write_lab_json() {
         printf '  "dir": %s,\n' "$(json_str "$dir")"
         printf '  "config": %s,\n' "$(json_str "$LAB_CONFIG")"
         printf '  "master_name": %s,\n' "$(json_str "$MASTER_NAME")"
+        if ((ROUTED)); then
+            printf '  "mode": "routed",\n  "speaker": %s,\n' "$(json_str "$SPEAKER")"
+        else
+            printf '  "mode": "l2",\n'
+        fi
         printf '  "redis_hosts": ['
         sep=
         for host in "${HOSTS[@]}"; do
@@ -584,14 +783,44 @@ write_lab_json() {
         done
         printf '],\n'
         printf '  "client": %s,\n' "$(json_str cl)"
-        printf '  "switch": {"ns": %s, "bridge": "br0"},\n' "$(json_str "$(ns_name "$LAB_ID" sw)")"
+        if ((ROUTED)); then
+            printf '  "switch": null,\n'
+            printf '  "router": {"ns": %s, "as": %d, "router_id": %s, "vty_socket": %s,\n' \
+                "$(json_str "$(ns_name "$LAB_ID" rt)")" "$ROUTER_AS" "$(json_str "$ROUTER_ID")" \
+                "$(json_str "$(frr_dir "$dir" rt)")"
+            printf '    "vip_ranges": {"v4": %s, "v6": %s},\n' "$(json_str "$VIP_RANGE4")" "$(json_str "$VIP_RANGE6")"
+            printf '    "ports": {\n'
+            sep=
+            for host in "${ALL_NODES[@]}"; do
+                printf '%s      %s: {"interface": %s, "ipv4": %s, "ipv6": %s, "mac": %s}' \
+                    "$sep" "$(json_str "$host")" "$(json_str "$host")" "$(json_str "$(net_field "$host" 2)")" \
+                    "$(json_str "$(net_field "$host" 4)")" "$(json_str "$(router_mac "$host")")"
+                sep=$',\n'
+            done
+            printf '\n    }\n  },\n'
+        else
+            printf '  "switch": {"ns": %s, "bridge": "br0"},\n' "$(json_str "$(ns_name "$LAB_ID" sw)")"
+        fi
         printf '  "nodes": {\n'
         sep=
         for host in "${ALL_NODES[@]}"; do
-            printf '%s    %s: {"ns": %s, "interface": "eth0", "ipv4": %s, "ipv6": %s, "mac": %s, "role": %s}' \
+            extra=
+            if ((ROUTED)); then
+                extra=$(printf ', "subnet4": %s, "subnet6": %s, "gateway4": %s, "gateway6": %s' \
+                    "$(json_str "$(net_field "$host" 1)")" "$(json_str "$(net_field "$host" 3)")" \
+                    "$(json_str "$(net_field "$host" 2)")" "$(json_str "$(net_field "$host" 4)")")
+                if [[ $host == cl ]]; then
+                    extra+=', "as": null, "speaker_socket": null'
+                elif [[ $SPEAKER == bird ]]; then
+                    extra+=$(printf ', "as": %d, "speaker_socket": %s' "$HOSTS_AS" "$(json_str "$dir/$host/bird.ctl")")
+                else
+                    extra+=$(printf ', "as": %d, "speaker_socket": %s' "$HOSTS_AS" "$(json_str "$(frr_dir "$dir" "$host")")")
+                fi
+            fi
+            printf '%s    %s: {"ns": %s, "interface": "eth0", "ipv4": %s, "ipv6": %s, "mac": %s, "role": %s%s}' \
                 "$sep" "$(json_str "$host")" "$(json_str "$(ns_name "$LAB_ID" "$host")")" \
                 "$(json_str "$(host_ip4 "$host")")" "$(json_str "$(host_ip6 "$host")")" \
-                "$(json_str "$(host_mac "$host")")" "$(json_str "$(host_role "$host")")"
+                "$(json_str "$(host_mac "$host")")" "$(json_str "$(host_role "$host")")" "$extra"
             sep=$',\n'
         done
         printf '\n  },\n'
@@ -627,6 +856,10 @@ ns_sysctls() {
 
 build_network() {
     local sw host ns
+    if ((ROUTED)); then
+        build_routed_network
+        return
+    fi
     sw=$(ns_name "$LAB_ID" sw)
     ip netns add "$sw"
     ns_sysctls "$sw"
@@ -651,6 +884,273 @@ build_network() {
         ip -n "$ns" addr add "$(host_ip6 "$host")/$PREFIX6" dev eth0 nodad
         ip -n "$ns" link set eth0 up
     done
+}
+
+# --- routed lab ------------------------------------------------------------
+
+# build_routed_network: the router namespace and, for each host and the
+# client, a namespace of its own linked to the router by a veth pair: eth0 on
+# the host's side, a port named after the host on the router's (as on the
+# switch, so "link" works alike).  Each host routes by a default route via
+# the router; the VIPs are host routes the router learns over BGP.
+build_routed_network() {
+    local rt host ns net4 gw4 net6 gw6
+    rt=$(ns_name "$LAB_ID" rt)
+    ip netns add "$rt"
+    ns_sysctls "$rt"
+    lab_etc "$rt"
+    ip -n "$rt" link set lo up
+    # frr-tor.conf says "ip forwarding" too; set here so the lab forwards
+    # from the start, not only once zebra has read its config.  A router
+    # keeps its IPv6 addresses while a port is down ("link HOST down"), as
+    # it keeps its IPv4 ones; Linux drops them unless told otherwise.
+    ip netns exec "$rt" sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+        net.ipv6.conf.all.keep_addr_on_down=1 net.ipv6.conf.default.keep_addr_on_down=1 >/dev/null
+    for host in "${ALL_NODES[@]}"; do
+        ns=$(ns_name "$LAB_ID" "$host")
+        read -r net4 gw4 net6 gw6 <<<"$(routed_net "$host")"
+        ip netns add "$ns"
+        ns_sysctls "$ns"
+        lab_etc "$ns"
+        # Created inside the host namespace with the peer moved straight
+        # into the router: no interface ever appears in the root namespace.
+        ip -n "$ns" link add eth0 address "$(host_mac "$host")" type veth peer name "$host" netns "$rt"
+        ip netns exec "$ns" sysctl -q -w net.ipv6.conf.eth0.accept_dad=0 >/dev/null
+        ip netns exec "$rt" sysctl -q -w "net.ipv6.conf.$host.accept_dad=0" "net.ipv6.conf.$host.keep_addr_on_down=1" >/dev/null
+        ip -n "$rt" link set "$host" address "$(router_mac "$host")"
+        ip -n "$rt" addr add "$gw4/${net4#*/}" dev "$host"
+        ip -n "$rt" addr add "$gw6/${net6#*/}" dev "$host" nodad
+        ip -n "$rt" link set "$host" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$(host_cidr4 "$host")" dev eth0
+        ip -n "$ns" addr add "$(host_cidr6 "$host")" dev eth0 nodad
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" route add default via "$gw4"
+        ip -n "$ns" -6 route add default via "$gw6"
+    done
+}
+
+# fill_template SRC DST COMMENT KEY=VALUE...: copy the example config SRC
+# to DST with each @KEY@ replaced by VALUE, except in comment lines (those
+# starting with COMMENT: they document the placeholders and stay as they
+# are).  Fails when SRC lacks a KEY or keeps a placeholder the lab does not
+# fill in: the shipped example and the lab must not drift apart.
+fill_template() {
+    local src=$1 dst=$2 cmt=$3 kv key line out=
+    local -A val=() used=()
+    shift 3
+    [[ -f $src ]] || die "missing $src"
+    for kv in "$@"; do val[${kv%%=*}]=${kv#*=}; done
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line == *@* && ! $line =~ ^[[:space:]]*"$cmt" ]]; then
+            for key in "${!val[@]}"; do
+                [[ $line == *"@$key@"* ]] || continue
+                line=${line//"@$key@"/"${val[$key]}"}
+                used[$key]=1
+            done
+            [[ ! $line =~ @[A-Z0-9_]+@ ]] ||
+                die "$src: placeholder ${BASH_REMATCH[0]} that lab.sh does not fill in: $line"
+        fi
+        out+=$line$'\n'
+    done <"$src"
+    for key in "${!val[@]}"; do
+        [[ -n ${used[$key]:-} ]] || die "$src has no @$key@ (lab.sh and the example disagree)"
+    done
+    printf '%s' "$out" >"$dst"
+}
+
+# write_speaker_confs DIR: the router's FRR config from frr-tor.conf, and
+# each host's BIRD (bird2-host.conf) or FRR (frr-host.conf) config, each
+# checked by its own parser before anything starts.
+write_speaker_confs() {
+    local dir=$1 host fdir out
+    local ex=$REPO_DIR/packaging/examples
+    fdir=$(frr_dir "$dir" rt)
+    mkdir -p -- "$fdir"
+    fill_template "$ex/frr-tor.conf" "$fdir/frr.conf" '!' \
+        ROUTER_ID="$ROUTER_ID" LOCAL_AS="$ROUTER_AS" PEER_AS="$HOSTS_AS" \
+        HOSTS_RANGE4="$HOSTS_RANGE4" HOSTS_RANGE6="$HOSTS_RANGE6" \
+        VIP_RANGE4="$VIP_RANGE4" VIP_RANGE6="$VIP_RANGE6"
+    frr_check "$fdir"
+    for host in "${HOSTS[@]}"; do
+        mkdir -p -- "$dir/$host"
+        local -a common=(ROUTER_ID="$(host_ip4 "$host")" LOCAL_AS="$HOSTS_AS" PEER_AS="$ROUTER_AS"
+            PEER_IP4="$(net_field "$host" 2)" PEER_IP6="$(net_field "$host" 4)" INTERFACE=lo)
+        if [[ $SPEAKER == bird ]]; then
+            fill_template "$ex/bird2-host.conf" "$dir/$host/bird-host.conf" '#' "${common[@]}" \
+                VIP_PREFIXES4="$VIP4/$PREFIX4" VIP_PREFIXES6="$VIP6/$PREFIX6"
+            # The lab's own lines stay out of the example: a log file that
+            # shows the sessions' state changes.
+            {
+                echo "# BIRD for lab host $host (written by lab.sh): the lab's log file, then"
+                echo "# packaging/examples/bird2-host.conf with its placeholders filled in."
+                echo "log \"$dir/$host/bird.log\" all;"
+                echo "debug protocols { states, events };"
+                echo "include \"$dir/$host/bird-host.conf\";"
+            } >"$dir/$host/bird.conf"
+            out=$(bird -p -c "$dir/$host/bird.conf" 2>&1) ||
+                die "bird -p rejects $dir/$host/bird.conf (from packaging/examples/bird2-host.conf): $out"
+        else
+            fdir=$(frr_dir "$dir" "$host")
+            mkdir -p -- "$fdir"
+            fill_template "$ex/frr-host.conf" "$fdir/frr.conf" '!' "${common[@]}" \
+                VIP_PREFIX4="$VIP4/$PREFIX4" VIP_PREFIX6="$VIP6/$PREFIX6"
+            frr_check "$fdir"
+        fi
+    done
+}
+
+# frr_check FDIR: vtysh's own parser accepts FDIR/frr.conf.  vtysh reads
+# FDIR/vtysh.conf (empty) instead of /etc/frr's.
+frr_check() {
+    local out
+    : >"$1/vtysh.conf"
+    out=$(vtysh --config_dir "$1" --dryrun -f "$1/frr.conf" 2>&1) ||
+        die "vtysh --dryrun rejects $1/frr.conf (from packaging/examples): $out"
+}
+
+# spawn_in_ns NS LOG CMD...: run CMD, a daemon that forks into the
+# background by itself, inside namespace NS.
+spawn_in_ns() {
+    local ns=$1 log=$2
+    shift 2
+    if ! (
+        close_inherited_fds
+        TZ=UTC exec ip netns exec "$ns" "$@" </dev/null >>"$log" 2>&1
+    ); then
+        die "${1##*/} in $ns failed to start: $(tail -n 5 "$log" 2>/dev/null | tr '\n' ' ')"
+    fi
+}
+
+# wait_daemon PIDFILE COMM DEADLINE_S LOG: the daemon wrote its pidfile and
+# runs as COMM.
+wait_daemon() {
+    local pidfile=$1 comm=$2 deadline=$3 log=$4 i pid
+    for ((i = 0; i < 300; i++)); do
+        pid=$(cat "$pidfile" 2>/dev/null) || pid=
+        if [[ -n $pid ]] && pid_is_ours "$UP_DIR" "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]]; then
+            return 0
+        fi
+        ((SECONDS < deadline)) || break
+        sleep 0.1
+    done
+    die "$comm did not write a valid pidfile ($pidfile); log: $(tail -n 5 "$log" 2>/dev/null | tr '\n' ' ')"
+}
+
+# start_frr DIR NODE DEADLINE_S: zebra, bfdd and bgpd in NODE's namespace,
+# each with its pidfile, vty socket, zebra socket and log in NODE's FRR
+# folder (nothing in /etc/frr or /run/frr, so labs and a system FRR never
+# meet), then frr.conf applied through vtysh, which hands each daemon its
+# part.  Run as root with group frrvty: FRR insists that its user be in
+# that group, and root need not own the lab folder's parents' permissions.
+# -P 0: no TCP vty port.
+start_frr() {
+    local dir=$1 node=$2 deadline=$3 fdir ns d i out
+    local -a args
+    fdir=$(frr_dir "$dir" "$node")
+    ns=$(ns_name "$LAB_ID" "$node")
+    printf '! empty: lab.sh applies frr.conf through vtysh once the daemons run\n' >"$fdir/daemon.conf"
+    for d in zebra bfdd bgpd; do
+        args=(-d -u root -g frrvty -P 0 -f "$fdir/daemon.conf" -i "$fdir/$d.pid"
+            -z "$fdir/zserv.api" --vty_socket "$fdir" --log "file:$fdir/$d.log")
+        [[ $d != bfdd ]] || args+=(--bfdctl "$fdir/bfdd.sock")
+        rm -f -- "$fdir/$d.pid"
+        spawn_in_ns "$ns" "$fdir/$d.start.log" "$FRR_LIBDIR/$d" "${args[@]}"
+        wait_daemon "$fdir/$d.pid" "$d" "$deadline" "$fdir/$d.log"
+        [[ $d == zebra ]] || continue
+        # bgpd and bfdd retry a missing zebra socket only every few seconds.
+        for ((i = 0; i < 50; i++)); do
+            [[ ! -S $fdir/zserv.api ]] || break
+            sleep 0.1
+        done
+    done
+    # The lab's own setting first, apart from the example: the sessions'
+    # state changes in bgpd.log.
+    out=$(timeout -k 1 10 vtysh --vty_socket "$fdir" --config_dir "$fdir" -c 'configure terminal' \
+        -c 'debug bgp neighbor-events' 2>&1) ||
+        die "FRR on $node did not take the lab's log settings: $out"
+    out=$(timeout -k 1 10 vtysh --vty_socket "$fdir" --config_dir "$fdir" -f "$fdir/frr.conf" 2>&1) ||
+        die "FRR on $node did not take $fdir/frr.conf: $out"
+}
+
+# start_bird DIR HOST DEADLINE_S: BIRD in HOST's namespace, its control
+# socket, pidfile and log in DIR/HOST.
+start_bird() {
+    local dir=$1 host=$2 deadline=$3
+    rm -f -- "$dir/$host/bird.pid"
+    spawn_in_ns "$(ns_name "$LAB_ID" "$host")" "$dir/$host/bird.start.log" \
+        bird -c "$dir/$host/bird.conf" -s "$dir/$host/bird.ctl" -P "$dir/$host/bird.pid"
+    wait_daemon "$dir/$host/bird.pid" bird "$deadline" "$dir/$host/bird.log"
+}
+
+# start_speakers DIR DEADLINE_S: FRR on the router, then each host's
+# speaker.  They connect while Redis starts; wait_routing_ready waits.
+start_speakers() {
+    local dir=$1 deadline=$2 host
+    start_frr "$dir" rt "$deadline"
+    for host in "${HOSTS[@]}"; do
+        if [[ $SPEAKER == bird ]]; then
+            start_bird "$dir" "$host" "$deadline"
+        else
+            start_frr "$dir" "$host" "$deadline"
+        fi
+    done
+}
+
+# rt_vtysh DIR ARGS...: vtysh on the router's FRR, bounded in time.
+rt_vtysh() {
+    local fdir
+    fdir=$(frr_dir "$1" rt)
+    shift
+    timeout --foreground -k 1 5 vtysh --vty_socket "$fdir" --config_dir "$fdir" "$@" 2>/dev/null
+}
+
+# wait_routing_ready DIR DEADLINE_S: the router has an Established BGP
+# session and an Up BFD session with every host, over IPv4 and over IPv6.
+wait_routing_ready() {
+    local dir=$1 deadline=$2 host addr bgp bfd pending i
+    for ((i = 0; i < 300; i++)); do
+        pending=
+        # Compact JSON: one peer's fields are then one {...} without nesting.
+        bgp=$(rt_vtysh "$dir" -c 'show bgp summary json' | tr -d ' \t\n') || bgp=
+        bfd=$(rt_vtysh "$dir" -c 'show bfd peers json' | tr -d ' \t\n') || bfd=
+        for host in "${HOSTS[@]}"; do
+            for addr in "$(host_ip4 "$host")" "$(host_ip6 "$host")"; do
+                [[ $bgp =~ "\"$addr\":{"[^}]*'"state":"Established"' ]] ||
+                    pending+=" BGP session with $host ($addr) is not Established;"
+                [[ $bfd =~ "\"peer\":\"$addr\""[^}]*'"status":"up"' ]] ||
+                    pending+=" BFD session with $host ($addr) is not up;"
+            done
+        done
+        [[ -n $pending ]] || return 0
+        ((SECONDS < deadline)) || break
+        sleep 0.2
+    done
+    die "routing not ready after ${LAB_UP_TIMEOUT}s:$pending (logs: $(frr_dir "$dir" rt)/*.log)"
+}
+
+# write_routed_vipctl_conf FILE: the routed lab's vipctl config.  Not the
+# packaged example (that one is the L2 lab's): a minimal routed config.
+write_routed_vipctl_conf() {
+    local host sep=
+    {
+        echo "# vipctl config of a routed lab (written by lab.sh).  The VIPs are host routes that"
+        echo "# vipctl binds on lo of the master's host; the host's BGP speaker announces them"
+        echo "# (packaging/examples/bird2-host.conf, frr-host.conf)."
+        printf 'sentinels = ['
+        for host in "${HOSTS[@]}"; do
+            printf '%s"%s:%d"' "$sep" "$(host_ip4 "$host")" "$SENTINEL_PORT"
+            sep=', '
+        done
+        printf ']\n\n'
+        echo '[watch]'
+        echo 'hook_users = ["redis"]'
+        echo
+        echo "[masters.$MASTER_NAME]"
+        echo 'mode = "routed"'
+        echo "vips = [\"$VIP4/$PREFIX4\", \"$VIP6/$PREFIX6\"]"
+        echo 'interface = "lo"'
+    } >"$1"
 }
 
 # wait_ready DIR DEADLINE_S: every redis answers PING, replicas are linked,
@@ -706,6 +1206,11 @@ cmd_up() {
         exit 2
     }
     need_root
+    case ${LAB_ROUTED:-0} in
+    0) set_mode l2 ;;
+    1) set_mode routed "${LAB_SPEAKER:-bird}" ;;
+    *) die "LAB_ROUTED must be 0 or 1 (got '$LAB_ROUTED')" ;;
+    esac
     need_tools
     local dir id i host t0 deadline owner owner_start
     t0=$(now_ms)
@@ -740,12 +1245,13 @@ cmd_up() {
 
     for ((i = 0; i < 10; i++)); do
         id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-        ns_exists "$(ns_name "$id" sw)" || break
+        ns_exists "$(ns_name "$id" sw)" || ns_exists "$(ns_name "$id" rt)" || break
     done
-    if ns_exists "$(ns_name "$id" sw)"; then die "could not pick an unused lab id"; fi
+    if ns_exists "$(ns_name "$id" sw)" || ns_exists "$(ns_name "$id" rt)"; then die "could not pick an unused lab id"; fi
     LAB_ID=$id
     # id first: teardown treats a directory with an id as a lab it may remove.
     echo "$id" >"$dir/id"
+    if ((ROUTED)); then echo "routed $SPEAKER" >"$dir/mode"; else echo l2 >"$dir/mode"; fi
     if [[ -n ${LAB_SENTINEL_PASS:-} ]]; then
         (umask 077 && printf '%s' "$LAB_SENTINEL_PASS" >"$dir/sentinel.pass")
     fi
@@ -764,12 +1270,19 @@ cmd_up() {
 
     build_network
 
-    [[ $LAB_CONFIG != "$dir/vipctl.toml" ]] || write_vipctl_conf "$LAB_CONFIG"
+    if [[ $LAB_CONFIG == "$dir/vipctl.toml" ]]; then
+        if ((ROUTED)); then write_routed_vipctl_conf "$LAB_CONFIG"; else write_vipctl_conf "$LAB_CONFIG"; fi
+    fi
     for host in "${HOSTS[@]}"; do
         mkdir -p -- "$dir/$host"
         write_redis_conf "$dir" "$host"
         write_sentinel_conf "$dir" "$host"
     done
+    # Routed lab: the BGP sessions come up while Redis starts.
+    if ((ROUTED)); then
+        write_speaker_confs "$dir"
+        start_speakers "$dir" "$deadline"
+    fi
 
     # Redis first and replicas linked before any sentinel starts: sentinel
     # learns replicas from the master's INFO, which it refreshes only every
@@ -788,6 +1301,7 @@ cmd_up() {
         wait_pidfile "$dir" "$host" sentinel "$deadline"
     done
     wait_sentinels_ready "$dir" "$deadline"
+    ((ROUTED == 0)) || wait_routing_ready "$dir" "$deadline"
     write_lab_json "$dir"
 
     UP_ARMED=0
@@ -798,18 +1312,33 @@ cmd_up() {
 print_summary() {
     local dir=$1 ms=$2 host
     printf 'lab up in %d.%03ds: %s (id %s)\n' $((ms / 1000)) $((ms % 1000)) "$dir" "$LAB_ID"
-    printf '  %-3s %-12s bridge br0 (STP off, multicast snooping off)\n' sw "$(ns_name "$LAB_ID" sw)"
+    if ((ROUTED)); then
+        printf '  %-3s %-12s router, AS %s, FRR (zebra pid %s, bgpd pid %s, bfdd pid %s)\n' rt "$(ns_name "$LAB_ID" rt)" \
+            "$ROUTER_AS" "$(<"$dir/rt/zebra.pid")" "$(<"$dir/rt/bgpd.pid")" "$(<"$dir/rt/bfdd.pid")"
+    else
+        printf '  %-3s %-12s bridge br0 (STP off, multicast snooping off)\n' sw "$(ns_name "$LAB_ID" sw)"
+    fi
     for host in "${ALL_NODES[@]}"; do
         printf '  %-3s %-12s %-14s %-16s %s  %s' "$host" "$(ns_name "$LAB_ID" "$host")" \
             "$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(host_mac "$host")" "$(host_role "$host")"
         if [[ $host != cl ]]; then
             printf '  redis pid %s  sentinel pid %s' "$(<"$dir/$host/redis.pid")" "$(<"$dir/$host/sentinel.pid")"
+            if ((ROUTED)) && [[ $SPEAKER == bird ]]; then
+                printf '  bird pid %s' "$(<"$dir/$host/bird.pid")"
+            elif ((ROUTED)); then
+                printf '  bgpd pid %s' "$(<"$(frr_dir "$dir" "$host")/bgpd.pid")"
+            fi
         fi
         printf '\n'
     done
     printf '  hook    %s\n' "${LAB_HOOK:-(none)}"
     printf '  config  %s\n' "$LAB_CONFIG"
-    printf '  vips    %s/%s %s/%s (assigned by vipctl)\n' "$VIP4" "$PREFIX4" "$VIP6" "$PREFIX6"
+    if ((ROUTED)); then
+        printf '  vips    %s/%s %s/%s (bound on lo by vipctl, announced by %s over eBGP + BFD, AS %s)\n' \
+            "$VIP4" "$PREFIX4" "$VIP6" "$PREFIX6" "$SPEAKER" "$HOSTS_AS"
+    else
+        printf '  vips    %s/%s %s/%s (assigned by vipctl)\n' "$VIP4" "$PREFIX4" "$VIP6" "$PREFIX6"
+    fi
     printf '  facts   %s\n' "$dir/lab.json"
 }
 
@@ -1001,7 +1530,10 @@ cmd_start_sentinel() {
 }
 
 # link DIR HOST up|down: plug or pull HOST's cable, i.e. its port on the
-# switch. The host's own eth0 stays administratively up (it loses carrier).
+# switch, or in the routed lab its port on the router. The host's own eth0
+# stays administratively up (it loses carrier).  On the router that is a
+# cable cut the routers notice at once (the port goes down, so do its
+# connected routes and BGP sessions); "cut" is the one they do not notice.
 cmd_link() {
     (($# == 3)) || {
         usage
@@ -1011,8 +1543,118 @@ cmd_link() {
     load_lab "$1"
     case $2 in h1 | h2 | h3 | cl) ;; *) die "unknown host '$2'" ;; esac
     case $3 in up | down) ;; *) die "link state must be up or down, not '$3'" ;; esac
-    ip -n "$(ns_name "$LAB_ID" sw)" link set "$2" "$3"
-    echo "switch port of $2 is $3"
+    ip -n "$(ns_name "$LAB_ID" "$(infra_node)")" link set "$2" "$3"
+    if ((ROUTED)); then echo "router port of $2 is $3"; else echo "switch port of $2 is $3"; fi
+}
+
+# cut DIR HOST on|off (routed lab): drop every packet between HOST and the
+# router while both ends of the link stay up with carrier, as a failed
+# switch in between or a hung host looks; only BFD (or the BGP hold timer)
+# notices.  This kernel has no netem (no qdiscs at all) and the lab uses no
+# packet filter, so each end's neighbour entries for the other end's
+# addresses (IPv4, IPv6, IPv6 link-local) are pinned to a MAC no interface
+# has: every unicast frame is still sent, and the receiving interface drops
+# it as addressed to another host.  "off" removes the pinned entries; the
+# kernel resolves the neighbours again on the next packet.
+cmd_cut() {
+    (($# == 3)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    need_routed cut
+    local host=$2 rt ns addr
+    case $host in h1 | h2 | h3 | cl) ;; *) die "unknown host '$host'" ;; esac
+    case $3 in on | off) ;; *) die "cut must be on or off, not '$3'" ;; esac
+    rt=$(ns_name "$LAB_ID" rt)
+    ns=$(ns_name "$LAB_ID" "$host")
+    local -a rt_side host_side
+    # What the router sends to the host, and what the host sends to the router.
+    rt_side=("$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(link_local "$ns" eth0)")
+    host_side=("$(net_field "$host" 2)" "$(net_field "$host" 4)" "$(link_local "$rt" "$host")")
+    for addr in "${rt_side[@]}"; do
+        cut_neigh "$3" "$rt" "$host" "$addr"
+    done
+    for addr in "${host_side[@]}"; do
+        cut_neigh "$3" "$ns" eth0 "$addr"
+    done
+    if [[ $3 == on ]]; then
+        echo "link of $host to the router is cut (both ends stay up)"
+    else
+        echo "link of $host to the router is whole again"
+    fi
+}
+
+# link_local NS DEV -> DEV's IPv6 link-local address.
+link_local() {
+    local a
+    a=$(ip -n "$1" -6 -o addr show dev "$2" scope link | awk '{ sub("/.*", "", $4); print $4; exit }')
+    [[ -n $a ]] || die "$2 in $1 has no IPv6 link-local address"
+    echo "$a"
+}
+
+# cut_neigh on|off NS DEV ADDR: pin ADDR's neighbour entry to NOBODY_MAC, or
+# remove the pinned entry.
+cut_neigh() {
+    if [[ $1 == on ]]; then
+        ip -n "$2" neigh replace "$4" lladdr "$NOBODY_MAC" dev "$3" nud permanent
+    elif ip -n "$2" neigh show "$4" dev "$3" | grep -q "lladdr $NOBODY_MAC"; then
+        ip -n "$2" neigh del "$4" dev "$3"
+    fi
+}
+
+# routes DIR (routed lab): for each VIP prefix, the host(s) the router's
+# kernel forwards it to, one line each: "192.0.2.100/32 h2", or "... -" when
+# it has no route.  Read from the router's forwarding table (what packets
+# actually follow), which zebra fills from bgpd's best path; the router's
+# port names are the host names.
+cmd_routes() {
+    (($# == 1)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    need_routed routes
+    local rt prefix fam out i
+    local -a w hosts
+    rt=$(ns_name "$LAB_ID" rt)
+    ns_exists "$rt" || die "namespace $rt does not exist"
+    for prefix in "$VIP4/$PREFIX4" "$VIP6/$PREFIX6"; do
+        fam=-4
+        [[ $prefix != *:* ]] || fam=-6
+        out=$(ip -n "$rt" "$fam" -o route show exact "$prefix") || die "ip route show $prefix failed on the router"
+        read -r -a w <<<"${out//\\/ }"
+        hosts=()
+        for ((i = 0; i + 1 < ${#w[@]}; i++)); do
+            [[ ${w[i]} == dev ]] && hosts+=("${w[i + 1]}")
+        done
+        ((${#hosts[@]} > 0)) || hosts=(-)
+        echo "$prefix ${hosts[*]}"
+    done
+}
+
+# speaker DIR NODE ARGS... (routed lab): NODE's BGP speaker's own client
+# with the lab's socket: birdc -s ... on a BIRD host, vtysh --vty_socket ...
+# on an FRR host or the router (rt).  E.g. "speaker DIR h2 show protocols"
+# or "speaker DIR rt -c 'show bgp summary'".
+cmd_speaker() {
+    (($# >= 2)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    need_routed speaker
+    local node=$2 fdir
+    shift 2
+    case $node in h1 | h2 | h3 | rt) ;; *) die "no BGP speaker on '$node' (expected h1, h2, h3 or rt)" ;; esac
+    if [[ $node != rt && $SPEAKER == bird ]]; then
+        exec birdc -s "$LAB_DIR/$node/bird.ctl" "$@"
+    fi
+    fdir=$(frr_dir "$LAB_DIR" "$node")
+    exec vtysh --vty_socket "$fdir" --config_dir "$fdir" "$@"
 }
 
 cmd_master() {
@@ -1075,6 +1717,7 @@ cmd_neigh() {
     }
     need_root
     load_lab "$1"
+    ((ROUTED == 0)) || die "neigh: in a routed lab the VIPs are not on the client's link (see lab.sh routes)"
     local ns out mac
     ns=$(ns_name "$LAB_ID" cl)
     ns_exists "$ns" || die "namespace $ns does not exist"
@@ -1105,6 +1748,9 @@ main() {
     link) cmd_link "$@" ;;
     vips) cmd_vips "$@" ;;
     neigh) cmd_neigh "$@" ;;
+    routes) cmd_routes "$@" ;;
+    cut) cmd_cut "$@" ;;
+    speaker) cmd_speaker "$@" ;;
     -h | --help | help)
         usage
         exit 0
