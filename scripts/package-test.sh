@@ -196,6 +196,9 @@ readonly FILES=(
     "/usr/share/doc/vipctl/CHANGELOG.md 644 root:root"
     "/usr/share/doc/vipctl/copyright 644 root:root"
     "/usr/share/doc/vipctl/examples/sentinel.conf.snippet 644 root:root"
+    "/usr/share/doc/vipctl/examples/bird2-host.conf 644 root:root"
+    "/usr/share/doc/vipctl/examples/frr-host.conf 644 root:root"
+    "/usr/share/doc/vipctl/examples/frr-tor.conf 644 root:root"
 )
 for entry in "${FILES[@]}"; do
     read -r path mode owner <<<"$entry"

@@ -69,9 +69,7 @@ impl Speaker {
             (Some(s), _) => Some(Speaker::Bird(s.to_path_buf())),
             (None, Some(d)) => Some(Speaker::Frr(d.to_path_buf())),
             (None, None) if Path::new(BIRD_SOCKET).exists() => Some(Speaker::Bird(BIRD_SOCKET.into())),
-            (None, None) if Path::new(FRR_VTY_DIR).join("bgpd.vty").exists() => {
-                Some(Speaker::Frr(FRR_VTY_DIR.into()))
-            }
+            (None, None) if Path::new(FRR_VTY_DIR).join("bgpd.vty").exists() => Some(Speaker::Frr(FRR_VTY_DIR.into())),
             (None, None) => None,
         }
     }
@@ -283,7 +281,8 @@ st         Static     master4    up     12:21:14.300
 
     #[test]
     fn bird_route_answers() {
-        let listed = "BIRD 2.0.12 ready.\nTable master4:\n192.0.2.100/32       unicast [vips 12:21:14.302] * (240)\n\tdev lo\n";
+        let listed =
+            "BIRD 2.0.12 ready.\nTable master4:\n192.0.2.100/32       unicast [vips 12:21:14.302] * (240)\n\tdev lo\n";
         assert!(bird_lists(listed, "192.0.2.100/32"));
         assert!(!bird_lists(listed, "192.0.2.10/32"));
         assert!(!bird_lists("BIRD 2.0.12 ready.\nNetwork not found\n", "192.0.2.100/32"));

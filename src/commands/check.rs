@@ -278,7 +278,7 @@ async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: 
     if routed.is_empty() {
         return;
     }
-    const EXAMPLES: &str = "packaging/examples/bird2-host.conf or frr-host.conf (README, \"Routed VIPs\")";
+    const EXAMPLES: &str = "/usr/share/doc/vipctl/examples/bird2-host.conf or frr-host.conf (README, \"Routed VIPs\")";
     let Some(speaker) = Speaker::find(opts.bird_socket.as_deref(), opts.frr_vty_dir.as_deref()) else {
         c.fail(
             format!(

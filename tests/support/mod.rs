@@ -27,11 +27,21 @@ pub struct LabFacts {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub master_name: String,
+    /// "l2" (hosts share a switch) or "routed" (hosts behind a BGP router, VIPs are host routes).
+    #[serde(default = "l2")]
+    pub mode: String,
+    /// Routed labs: the hosts' BGP speaker, "bird" or "frr".
+    #[serde(default)]
+    pub speaker: Option<String>,
     /// The hosts that run redis-server and redis-sentinel, in lab.sh's order (h1 h2 h3).
     pub redis_hosts: Vec<String>,
     /// The host that runs the test clients (cl).
     pub client: String,
-    pub switch: SwitchFacts,
+    /// L2 labs only.
+    pub switch: Option<SwitchFacts>,
+    /// Routed labs only.
+    #[serde(default)]
+    pub router: Option<RouterFacts>,
     pub nodes: BTreeMap<String, NodeFacts>,
     pub vips: VipFacts,
     pub ports: PortFacts,
@@ -43,6 +53,17 @@ pub struct SwitchFacts {
     pub bridge: String,
 }
 
+fn l2() -> String {
+    "l2".into()
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RouterFacts {
+    pub ns: String,
+    /// vtysh --vty_socket of the router's FRR.
+    pub vty_socket: PathBuf,
+}
+
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct NodeFacts {
     pub ns: String,
@@ -52,6 +73,9 @@ pub struct NodeFacts {
     pub mac: String,
     /// master, replica or client: the role when the lab came up (Sentinel changes it later).
     pub role: String,
+    /// Routed labs: the host's BGP speaker (birdc -s SOCKET, or vtysh --vty_socket DIR).
+    #[serde(default)]
+    pub speaker_socket: Option<PathBuf>,
 }
 
 /// The VIPs with their prefix length, as in the lab's vipctl config ("198.51.100.100/24").
@@ -109,7 +133,7 @@ pub fn unix_ms() -> u128 {
 }
 
 /// What keeps the lab from running here: nothing when it can run.
-fn missing_prerequisites() -> Vec<String> {
+fn missing_prerequisites(opts: &LabOptions) -> Vec<String> {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
@@ -126,7 +150,17 @@ fn missing_prerequisites() -> Vec<String> {
         ("flock", "util-linux"),
         ("timeout", "coreutils"),
     ];
-    for (tool, package) in tools {
+    // The routed lab's router runs FRR; its hosts BIRD or FRR.
+    let routed_tools = [
+        ("vtysh", "frr"),
+        ("/usr/lib/frr/zebra", "frr"),
+        ("/usr/lib/frr/bgpd", "frr"),
+        ("/usr/lib/frr/bfdd", "frr"),
+        ("bird", "bird2"),
+        ("birdc", "bird2"),
+    ];
+    let routed = if opts.routed.is_some() { &routed_tools[..] } else { &[] };
+    for (tool, package) in tools.iter().chain(routed) {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
         if !matches!(found, Ok(true)) {
             missing.push(format!("`{tool}` (not installed; Debian package {package})"));
@@ -162,6 +196,8 @@ pub struct LabOptions {
     pub redis_pass: Option<String>,
     /// Folder with ca.crt, server.crt, server.key: Redis speaks TLS only.
     pub redis_tls_dir: Option<PathBuf>,
+    /// The routed lab (hosts behind a BGP router) with this speaker on the hosts: "bird" or "frr".
+    pub routed: Option<&'static str>,
 }
 
 impl Lab {
@@ -169,7 +205,7 @@ impl Lab {
     /// `#[ignore]`d, so this runs only when asked for (`--include-ignored`, as scripts/test.sh does
     /// as root), and then a lab that cannot be built is a failure, not a pass.
     pub fn up(name: &str, opts: LabOptions) -> Lab {
-        let missing = missing_prerequisites();
+        let missing = missing_prerequisites(&opts);
         assert!(
             missing.is_empty(),
             "lab test `{name}` cannot run: missing {}.\n\
@@ -200,6 +236,9 @@ impl Lab {
         }
         if let Some(d) = &opts.tls_dir {
             cmd.env("LAB_TLS_DIR", d);
+        }
+        if let Some(speaker) = opts.routed {
+            cmd.env("LAB_ROUTED", "1").env("LAB_SPEAKER", speaker);
         }
         if let Some(p) = &opts.hook_program {
             cmd.env("LAB_HOOK", p);
@@ -290,9 +329,13 @@ impl Lab {
         self.facts.config.clone()
     }
 
-    /// The network namespace of `host` (h1 h2 h3 cl, or sw for the switch).
+    /// The network namespace of `host` (h1 h2 h3 cl, sw for the switch, rt for the router).
     pub fn ns(&self, host: &str) -> String {
-        if host == "sw" { self.facts.switch.ns.clone() } else { self.node(host).ns.clone() }
+        match host {
+            "sw" => self.facts.switch.as_ref().expect("an L2 lab has a switch").ns.clone(),
+            "rt" => self.facts.router.as_ref().expect("a routed lab has a router").ns.clone(),
+            _ => self.node(host).ns.clone(),
+        }
     }
 
     /// Runs a lab.sh subcommand on this lab.
@@ -975,5 +1018,70 @@ impl Lab {
         );
         let out = self.exec(host, Path::new("/bin/bash"), &["-c", &script], &[]);
         String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+/// The routed lab (`LabOptions::routed`): the router's forwarding table and the hosts' speakers.
+impl Lab {
+    /// Per VIP host route ("192.0.2.100/32"), the hosts the router forwards it to, from its kernel
+    /// table: what packets really follow.
+    pub fn routes(&self) -> BTreeMap<String, Vec<String>> {
+        let out = self.sh(&["routes"]);
+        assert!(out.status.success(), "lab.sh routes: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let prefix = w.next()?.to_string();
+                Some((prefix, w.filter(|h| *h != "-").map(str::to_string).collect()))
+            })
+            .collect()
+    }
+
+    /// The hosts the router sends `vip` (address, no prefix) to.
+    pub fn routed_to(&self, vip: &str) -> Vec<String> {
+        self.routes().into_iter().find(|(p, _)| address_of(p) == vip).map(|(_, h)| h).unwrap_or_default()
+    }
+
+    /// Drops (`true`) or passes again all traffic on `host`'s link to the router; both ends stay up.
+    pub fn cut(&self, host: &str, on: bool) {
+        let out = self.sh(&["cut", host, if on { "on" } else { "off" }]);
+        assert!(out.status.success(), "lab.sh cut {host}: {}", text(&out));
+    }
+
+    /// birdc or vtysh of `node` (h1 h2 h3 rt) with the lab's socket.
+    pub fn speaker(&self, node: &str, args: &[&str]) -> Output {
+        let mut all = vec!["speaker", node];
+        all.extend_from_slice(args);
+        self.sh(&all)
+    }
+
+    /// `vipctl check --json` on `host`, pointed at its own speaker; the checks that mention BGP or
+    /// the speaker, as (status, check) pairs.
+    pub fn speaker_checks(&self, host: &str) -> Vec<(String, String)> {
+        let socket = self.node(host).speaker_socket.clone().expect("a routed lab host has a speaker");
+        let flag = if self.facts.speaker.as_deref() == Some("frr") { "--frr-vty-dir" } else { "--bird-socket" };
+        let out = self.vipctl(
+            host,
+            &[
+                "check",
+                "--json",
+                flag,
+                socket.to_str().unwrap(),
+                "--sentinel-conf",
+                "/dev/null",
+                "--unit-dir",
+                "/nonexistent",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("vipctl check --json on {host} gave no JSON ({e}): {}", text(&out)));
+        v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| (c["status"].as_str().unwrap_or("").to_string(), c["check"].as_str().unwrap_or("").to_string()))
+            .filter(|(_, c)| c.contains("BGP") || c.contains("BIRD") || c.contains("FRR") || c.contains("announced"))
+            .collect()
     }
 }
