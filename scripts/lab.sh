@@ -1064,11 +1064,20 @@ start_frr() {
             sleep 0.1
         done
     done
-    # The lab's own setting first, apart from the example: the sessions'
+    # The lab's own settings first, apart from the example: the sessions'
     # state changes in bgpd.log.
     out=$(timeout -k 1 10 vtysh --vty_socket "$fdir" --config_dir "$fdir" -c 'configure terminal' \
         -c 'debug bgp neighbor-events' 2>&1) ||
         die "FRR on $node did not take the lab's log settings: $out"
+    # On the router also every UPDATE received, with microseconds (the
+    # precision applies to a "log file" target, not to --log), in
+    # updates.log: a route's lag then splits into the host's part (bind ->
+    # UPDATE received) and the router's (UPDATE -> route installed).
+    if [[ $node == rt ]]; then
+        out=$(timeout -k 1 10 vtysh --vty_socket "$fdir" --config_dir "$fdir" -d bgpd -c 'configure terminal' \
+            -c "log file $fdir/updates.log debugging" -c 'log timestamp precision 6' -c 'debug bgp updates in' 2>&1) ||
+            die "the router's bgpd did not take the lab's update log: $out"
+    fi
     out=$(timeout -k 1 10 vtysh --vty_socket "$fdir" --config_dir "$fdir" -f "$fdir/frr.conf" 2>&1) ||
         die "FRR on $node did not take $fdir/frr.conf: $out"
 }

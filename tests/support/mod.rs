@@ -1085,3 +1085,22 @@ impl Lab {
             .collect()
     }
 }
+
+impl Lab {
+    /// When the router's bgpd received `prefix` from `peer` (an UPDATE that announces it) at or
+    /// after `after_ms`, from its updates.log (lab.sh turns it on, with microseconds).
+    pub fn router_received_ms(&self, peer: &str, prefix: &str, after_ms: u128) -> Option<u128> {
+        let router = self.facts.router.as_ref()?;
+        let text = std::fs::read_to_string(router.vty_socket.join("updates.log")).ok()?;
+        let needle = format!(" {peer}(");
+        let announce = format!(" rcvd {prefix} ");
+        text.lines().filter(|l| l.contains(&needle) && l.contains(&announce)).find_map(|l| {
+            // "2026/11/26 12:37:04.391601 BGP: …", in local time: date(1) knows the zone.
+            let mut w = l.split_whitespace();
+            let stamp = format!("{} {}", w.next()?, w.next()?);
+            let out = Command::new("date").args(["-d", &stamp, "+%s%3N"]).output().ok()?;
+            let ms: u128 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            (ms >= after_ms).then_some(ms)
+        })
+    }
+}
