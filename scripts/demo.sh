@@ -102,7 +102,9 @@ num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
                 actor=$(field actor <<<"$rec")
                 if [[ $actor == hook ]]; then
                     role=$(grep -o 'role=[a-z]*' <<<"$(field trigger <<<"$rec")" | cut -d= -f2)
-                    echo "$((start - fault)) vipctl hook on $h ($role): $(field decision <<<"$rec"), $(field actions <<<"$rec"), ${el} ms wall"
+                    acts=$(field actions <<<"$rec")
+                    printf '%s vipctl hook on %s (%s): %s, %s, %.1f ms wall\n' "$((start - fault))" "$h" "$role" \
+                        "$(field decision <<<"$rec")" "${acts:-nothing left to change}" "$el"
                 else
                     echo "$((start - fault)) vipctl watch on $h: $(field decision <<<"$rec") ($(field reason <<<"$rec"))"
                 fi

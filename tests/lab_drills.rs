@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn only_on(lab: &Lab, host: &str) -> Option<()> {
-    (lab.holders(lab.vip4()) == [host] && lab.holders(lab.vip6()) == [host]).then_some(())
-}
-
 fn daemons(lab: &Lab, cfg: &std::path::Path) -> Vec<Daemon> {
     lab.hosts().into_iter().map(|h| lab.watch(h, cfg)).collect()
 }
@@ -25,7 +21,7 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
     // A minority timeout longer than the drill, so that only the heal can trigger the cleanup.
     let cfg = lab.config_with("drill.toml", "[watch]\nminority_timeout_ms = 600000\n");
     let _d = daemons(&lab, &cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
 
     assert!(lab.sh(&["signal-sentinel", "h1", "KILL"]).status.success());
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
@@ -37,7 +33,7 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
 
     let healed = Instant::now();
     assert!(lab.sh(&["link", "h1", "up"]).status.success());
-    lab.wait("h1's daemon to let go after the heal", Duration::from_secs(5), || only_on(&lab, new_master));
+    lab.wait("h1's daemon to let go after the heal", Duration::from_secs(5), || lab.only_on(new_master));
     eprintln!("[drill-dead-sentinel] duplicate holders ended {} ms after the heal", healed.elapsed().as_millis());
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(2));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
@@ -50,13 +46,13 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
 fn interface_down_and_up_on_the_master_brings_the_vip_back() {
     let lab = Lab::up("drill-ifdown", LabOptions::default());
     let _d = daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     lab.ip("h1", &["link", "set", "eth0", "down"]);
     // Linux drops IPv6 addresses with the link (unless keep_addr_on_down).
     std::thread::sleep(Duration::from_millis(1000));
     lab.ip("h1", &["link", "set", "eth0", "up"]);
     let up = Instant::now();
-    lab.wait("both VIPs back on h1", Duration::from_secs(5), || only_on(&lab, "h1"));
+    lab.wait("both VIPs back on h1", Duration::from_secs(5), || lab.only_on("h1"));
     eprintln!("[drill-ifdown] VIPs back {} ms after the link came up", up.elapsed().as_millis());
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(2));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
@@ -68,7 +64,7 @@ fn interface_down_and_up_on_the_master_brings_the_vip_back() {
 fn redis_restarted_on_the_master_without_a_failover_changes_nothing() {
     let lab = Lab::up("drill-redis-restart", LabOptions { hook: true, ..LabOptions::default() });
     let _d = daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     std::thread::sleep(Duration::from_millis(600)); // let the start-up decisions be logged
     let before = decisions(&lab);
     // Faster than down-after-milliseconds (1 s): Sentinel sees no failure worth a failover.

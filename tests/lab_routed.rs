@@ -9,13 +9,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn all_daemons(lab: &Lab) -> Vec<Daemon> {
-    let cfg = lab.config();
-    lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect()
-}
-
 /// Both VIPs bound on `host` alone, and the router forwards both host routes to it alone.
-fn only_on(lab: &Lab, host: &str) -> Option<()> {
+fn held_and_routed(lab: &Lab, host: &str) -> Option<()> {
     let one = vec![host.to_string()];
     let bound = lab.holders(lab.vip4()) == one && lab.holders(lab.vip6()) == one;
     (bound && lab.routed_to(lab.vip4()) == one && lab.routed_to(lab.vip6()) == one).then_some(())
@@ -32,8 +27,8 @@ fn speaker_checks_pass(lab: &Lab, host: &str, expect: &str) -> Option<()> {
 fn kill_moves_the_route(speaker: &'static str) {
     let name = format!("routed-kill-{speaker}");
     let lab = Lab::up(&name, LabOptions { hook: true, routed: Some(speaker), ..LabOptions::default() });
-    let mut daemons = all_daemons(&lab);
-    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let mut daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || held_and_routed(&lab, "h1"));
     lab.wait("check on h1: sessions up, VIPs announced", Duration::from_secs(10), || {
         speaker_checks_pass(&lab, "h1", "is bound here and announced to")
     });
@@ -48,7 +43,7 @@ fn kill_moves_the_route(speaker: &'static str) {
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
     lab.wait("both VIPs bound on the new master and routed to it alone", Duration::from_secs(10), || {
-        only_on(&lab, new_master)
+        held_and_routed(&lab, new_master)
     });
     let routed = unix_ms();
     let claim = lab.wait("the new master's daemon or hook to log its claim", Duration::from_secs(5), || {
@@ -85,7 +80,7 @@ fn kill_moves_the_route(speaker: &'static str) {
     assert!(daemons[i].stop().is_some_and(|s| s.success()), "the daemon did not exit cleanly on SIGTERM");
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
-        only_on(&lab, new_master).unwrap_or_else(|| {
+        held_and_routed(&lab, new_master).unwrap_or_else(|| {
             panic!("the VIP or its route left {new_master} after its daemon stopped: {:?}", lab.routes())
         });
         std::thread::sleep(Duration::from_millis(50));
@@ -111,8 +106,8 @@ fn frr_hosts_route_follows_a_failover() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
     let lab = Lab::up("routed-cut", LabOptions { hook: true, routed: Some("bird"), ..LabOptions::default() });
-    let _daemons = all_daemons(&lab);
-    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || held_and_routed(&lab, "h1"));
 
     let cut = Instant::now();
     let cut_ms = unix_ms();
@@ -173,7 +168,7 @@ fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
     }
     let session_back = session_back.unwrap_or_else(|| panic!("h1's BGP session did not come back in 20 s"));
     assert_eq!(seen, [vec![new_master.to_string()]], "after the heal the router must route to {new_master} alone");
-    only_on(&lab, new_master).expect("both VIPs on the new master, routed to it alone");
+    held_and_routed(&lab, new_master).expect("both VIPs on the new master, routed to it alone");
     speaker_checks_pass(&lab, "h1", "not bound here and not announced")
         .unwrap_or_else(|| panic!("check on h1 after the heal: {:?}", lab.speaker_checks("h1")));
     eprintln!("[routed-cut] h1's session back {} ms after the heal; no route to h1 since", session_back.as_millis());
@@ -191,8 +186,8 @@ fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn check_catches_a_replica_that_announces_the_vip() {
     let lab = Lab::up("routed-check", LabOptions { routed: Some("bird"), ..LabOptions::default() });
-    let _daemons = all_daemons(&lab);
-    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIPs bound on h1 and routed to it", Duration::from_secs(10), || held_and_routed(&lab, "h1"));
     lab.wait("check on h2 to pass", Duration::from_secs(10), || {
         speaker_checks_pass(&lab, "h2", "not bound here and not announced")
     });

@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn only_on(lab: &Lab, host: &str) -> Option<()> {
-    (lab.holders(lab.vip4()) == [host] && lab.holders(lab.vip6()) == [host]).then_some(())
-}
-
 fn role_of(lab: &Lab, host: &str) -> String {
     let out = lab.exec(host, Path::new("/usr/bin/redis-cli"), &["-h", lab.ip_of(host), "-p", "6379", "ROLE"], &[]);
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string()
@@ -22,7 +18,7 @@ fn role_of(lab: &Lab, host: &str) -> String {
 fn setup(lab: &Lab) -> (Vec<Daemon>, Writer) {
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
     let daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let w = lab.writer(lab.vip4(), Duration::from_secs(40));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     (daemons, w)
@@ -43,7 +39,7 @@ fn vipctl_switchover_loses_no_acknowledged_write() {
     {
         assert!(timeline.contains(step), "no `{step}` in the timeline:\n{timeline}");
     }
-    lab.wait("the VIP on h3 only", Duration::from_secs(3), || only_on(&lab, "h3"));
+    lab.wait("the VIP on h3 only", Duration::from_secs(3), || lab.only_on("h3"));
     assert_eq!(role_of(&lab, "h1"), "slave", "the old master is a replica");
     // The client goes on writing through the VIP, and lost nothing.
     let moved = unix_ms();
@@ -74,7 +70,7 @@ fn sentinel_failover_with_the_daemons_fences_and_demotes_the_old_master() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{}", text(&out));
     let new_master = lab.wait_promotion().to_string();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, &new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(&new_master));
     // h1's daemon paused its Redis when the leader chose another replica, and made it a replica
     // once the sentinels agreed, long before Sentinel's own conversion (~10 s).
     let fence = lab.wait("h1's daemon to pause its Redis", Duration::from_secs(5), || {

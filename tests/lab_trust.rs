@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn only_on(lab: &Lab, host: &str) -> Option<()> {
-    (lab.holders(lab.vip4()) == [host] && lab.holders(lab.vip6()) == [host]).then_some(())
-}
-
-fn all_daemons(lab: &Lab, config: &Path) -> Vec<Daemon> {
-    lab.hosts().into_iter().map(|h| lab.watch(h, config)).collect()
-}
-
 /// Runs `program` in `host`'s namespace as user nobody; file capabilities of `program` still apply.
 fn as_nobody(lab: &Lab, host: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut full = vec!["--reuid=65534", "--regid=65534", "--clear-groups", program];
@@ -24,11 +16,11 @@ fn as_nobody(lab: &Lab, host: &str, program: &str, args: &[&str], env: &[(&str, 
 }
 
 fn early_claim_on_failover(lab: &Lab, cfg: &Path) -> Rec {
-    let _daemons = all_daemons(lab, cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(lab, "h1"));
+    let _daemons = lab.watch_all(cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion().to_string();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(lab, &new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(&new_master));
     lab.wait("the new master's claim", Duration::from_secs(5), || {
         lab.watch_records(&new_master).into_iter().find(|r| r.is("claim"))
     })
@@ -104,10 +96,10 @@ fn lock_paths_another_user_can_reach_block_nothing() {
         assert!(out.status.success() && t.elapsed() < Duration::from_secs(5), "{args:?}: {}", text(&out));
     }
     // The daemon's changes go through the same locks.
-    let _daemons = all_daemons(&lab, &lab.config());
+    let _daemons = lab.watch_all(&lab.config());
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the daemons to move the VIP", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the daemons to move the VIP", Duration::from_secs(10), || lab.only_on(new_master));
 }
 
 #[test]
@@ -151,7 +143,7 @@ fn idle_connections_from_another_user_neither_starve_status_nor_stop_fencing() {
     let cfg = lab.config();
     let h1 = lab.watch_via("h1", &cfg, &["prlimit", "--nofile=1024:1024", "--"]);
     let _others: Vec<Daemon> = ["h2", "h3"].iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     // User nobody holds 2000 idle connections to the (world-connectable) control socket.
     let socket = lab.socket("h1");
     let script = format!(
@@ -226,8 +218,8 @@ fn a_primary_vip_is_released_where_proc_sys_is_read_only() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_slow_local_redis_is_no_reason_to_yield() {
     let lab = Lab::up("trust-slow-redis", LabOptions::default());
-    let _daemons = all_daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     w.stop();
@@ -255,26 +247,10 @@ fn a_slow_local_redis_is_no_reason_to_yield() {
 #[test]
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_hook_that_hands_over_reads_no_secret() {
-    let wrapper = std::env::temp_dir().join(format!("vipctl-secretless-hook-{}", std::process::id()));
-    struct Remove(std::path::PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _remove = Remove(wrapper.clone());
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all {} \"$@\"\n",
-            vipctl_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hook = SandboxedHook::new("secretless");
     let opts = LabOptions {
         hook: true,
-        hook_program: Some(wrapper.clone()),
+        hook_program: Some(hook.path.clone()),
         sentinel_pass: Some("s3cret-lab".into()),
         ..LabOptions::default()
     };
@@ -292,11 +268,11 @@ fn a_hook_that_hands_over_reads_no_secret() {
     let extra = format!("[sentinel_auth]\npassword_file = \"{}\"\n[watch]\nhook_users = [\"65534\"]\n", pass.display());
     let merged = lab.config_with("auth.toml", &extra);
     std::fs::copy(&merged, lab.config()).unwrap();
-    let _daemons = all_daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     lab.wait("the hooks to hand their calls over", Duration::from_secs(10), || {
         lab.hosts()
             .iter()

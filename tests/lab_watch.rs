@@ -8,26 +8,18 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn all_daemons(lab: &Lab, config: &std::path::Path) -> Vec<Daemon> {
-    lab.hosts().into_iter().map(|h| lab.watch(h, config)).collect()
-}
-
 /// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
 /// daemons, the new master, and its daemon's claim record once the VIP is there alone.
 fn daemons_fail_over<'a>(lab: &'a Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'a str, Rec) {
-    let daemons = all_daemons(lab, cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(lab, "h1"));
+    let daemons = lab.watch_all(cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
         lab.watch_records(new_master).into_iter().find(|r| r.is("claim"))
     });
     (daemons, new_master, claim)
-}
-
-fn only_on(lab: &Lab, host: &str) -> Option<()> {
-    (lab.holders(lab.vip4()) == [host] && lab.holders(lab.vip6()) == [host]).then_some(())
 }
 
 #[test]
@@ -35,10 +27,10 @@ fn only_on(lab: &Lab, host: &str) -> Option<()> {
 fn daemon_alone_moves_restores_and_survives_restart() {
     let lab = Lab::up("watch-failover", LabOptions::default());
     let cfg = lab.config();
-    let mut daemons = all_daemons(&lab, &cfg);
+    let mut daemons = lab.watch_all(&cfg);
 
     // No manual claim: the daemons converge at start.
-    lab.wait("the daemons to put the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the daemons to put the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(60));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
@@ -60,14 +52,14 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     // An operator removes the VIP by hand: it is back within one reconcile period (500 ms).
     lab.ip("h1", &["addr", "del", lab.vip4_cidr(), "dev", "eth0"]);
     let removed = Instant::now();
-    lab.wait("the daemon to restore the VIP", Duration::from_secs(3), || only_on(&lab, "h1"));
+    lab.wait("the daemon to restore the VIP", Duration::from_secs(3), || lab.only_on("h1"));
     eprintln!("[watch-failover] removed VIP restored after {} ms", removed.elapsed().as_millis());
 
     // kill -9 of the master's redis, with no hooks configured: the daemons alone move the VIP.
     let fault = unix_ms();
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     let moved = unix_ms();
     lab.wait("the client's ARP entry to follow", Duration::from_secs(3), || {
         (lab.neigh(lab.vip4()) == lab.mac_of(new_master)).then_some(())
@@ -99,8 +91,8 @@ fn daemon_alone_moves_restores_and_survives_restart() {
 fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
     let lab = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() });
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 3000\n");
-    let _daemons = all_daemons(&lab, &cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
 
     // Pull h1's cable: the majority (h2, h3) fails over; h1 can reach only its own sentinel.
     let cut = Instant::now();
@@ -131,7 +123,7 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
     assert!(lab.sh(&["link", "h1", "up"]).status.success());
     let seen = lab.holders_during(lab.vip4(), Duration::from_secs(4));
     assert_eq!(seen, [vec![new_master.to_string()]], "after the heal the VIP must stay on {new_master} alone");
-    only_on(&lab, new_master).expect("both VIPs on the new master only");
+    lab.only_on(new_master).expect("both VIPs on the new master only");
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(2));
     lab.wait("the client to write through the VIP", Duration::from_secs(5), || {
         w.lines().iter().any(|l| l.ok).then_some(())
@@ -145,8 +137,8 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
 fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
     let lab = Lab::up("watch-sentinels", LabOptions::default());
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 2500\n");
-    let _daemons = all_daemons(&lab, &cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
 
     // One sentinel killed and restarted: nothing moves.
     assert!(lab.sh(&["signal-sentinel", "h2", "KILL"]).status.success());
@@ -175,7 +167,7 @@ fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
     for h in lab.hosts() {
         assert!(lab.sh(&["signal-sentinel", h, "CONT"]).status.success());
     }
-    lab.wait("h1 to claim again", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("h1 to claim again", Duration::from_secs(10), || lab.only_on("h1"));
 }
 
 #[test]
@@ -183,24 +175,8 @@ fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
 fn unprivileged_hook_hands_its_event_to_the_daemon() {
     // A hook like one under Debian's redis-sentinel unit: an unprivileged user, no capabilities at
     // all. Sentinel refuses to change its script at run time, so the wrapper exists before the lab.
-    let wrapper = std::env::temp_dir().join(format!("vipctl-sandboxed-hook-{}", std::process::id()));
-    struct Remove(std::path::PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _remove = Remove(wrapper.clone());
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all {} \"$@\"\n",
-            vipctl_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let opts = LabOptions { hook: true, hook_program: Some(wrapper.clone()), ..LabOptions::default() };
+    let hook = SandboxedHook::new("sandboxed");
+    let opts = LabOptions { hook: true, hook_program: Some(hook.path.clone()), ..LabOptions::default() };
     let lab = Lab::up("watch-sandboxed-hook", opts);
     // The hook's log file must be writable by the unprivileged user.
     for h in lab.hosts() {
@@ -211,12 +187,12 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     // Daemons that serve that user's hooks, and that would otherwise wait for their timer: a long
     // reconcile period makes the hook's nudge visible.
     let cfg = lab.config_with("watch.toml", "[watch]\nhook_users = [\"65534\"]\nreconcile_interval_ms = 60000\n");
-    let _daemons = all_daemons(&lab, &cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     // The sandboxed hooks ran, reached their daemons, and exited with the daemons' verdict.
     lab.wait("the sandboxed hooks to log their delegation", Duration::from_secs(10), || {
         lab.hosts()
@@ -237,8 +213,8 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_rogue_claim_is_answered_at_once() {
     let lab = Lab::up("watch-defend", LabOptions::default());
-    let _daemons = all_daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    let _daemons = lab.watch_all(&lab.config());
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     w.stop();
@@ -254,7 +230,7 @@ fn a_rogue_claim_is_answered_at_once() {
     lab.wait("the client's ARP entry back on h1", Duration::from_secs(3), || {
         (lab.neigh(lab.vip4()) == lab.mac_of("h1")).then_some(())
     });
-    lab.wait("the VIP on h1 only", Duration::from_secs(3), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1 only", Duration::from_secs(3), || lab.only_on("h1"));
     assert!(
         lab.watch_records("h1").iter().any(|r| r.s("event") == "conflict" && r.s("detail").contains(lab.mac_of("h2"))),
         "{}",
@@ -359,7 +335,7 @@ fn notify_commands_and_metrics() {
         std::fs::write(&path, base.replace("[watch]\n", "[watch]\nmetrics_listen = \"127.0.0.1:9477\"\n")).unwrap();
         daemons.push(lab.watch(h, &path));
     }
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let env = lab
         .wait("h1's on_claim", Duration::from_secs(5), || std::fs::read_to_string(lab.dir.join("h1-claim.env")).ok());
     assert!(
@@ -375,7 +351,7 @@ fn notify_commands_and_metrics() {
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     let env = lab.wait("h1's on_release", Duration::from_secs(5), || {
         std::fs::read_to_string(lab.dir.join("h1-release.env")).ok()
     });
@@ -385,7 +361,7 @@ fn notify_commands_and_metrics() {
     });
     assert!(lab.watch_log(new_master).contains("was killed"), "{}", lab.watch_log(new_master));
     // The failure did not undo the move.
-    only_on(&lab, new_master).expect("the VIP stays on the new master");
+    lab.only_on(new_master).expect("the VIP stays on the new master");
 
     let metrics = lab.http_get(new_master, 9477, "/metrics");
     for needle in [
@@ -408,14 +384,14 @@ fn early_claim_follows_the_promotion_itself() {
     let lab = Lab::up("watch-early", LabOptions::default());
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
     let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(30));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
     let fault = unix_ms();
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || only_on(&lab, new_master));
+    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
     let moved = unix_ms();
     let claim = lab.wait("the new master's claim", Duration::from_secs(5), || {
         lab.watch_records(new_master).into_iter().find(|r| r.is("claim"))
@@ -444,11 +420,11 @@ fn early_claim_follows_the_promotion_itself() {
 fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
     let lab = Lab::up("watch-stop", LabOptions::default());
     let mut d = lab.watch("h1", &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     // Default: the VIP belongs to the Redis master, not to the daemon; an upgrade must not cut it.
     let status = d.stop().expect("the daemon stops on SIGTERM within 5 s");
     assert!(status.success(), "{status:?}");
-    only_on(&lab, "h1").expect("SIGTERM must leave the VIPs in place");
+    lab.only_on("h1").expect("SIGTERM must leave the VIPs in place");
     assert!(
         lab.watch_records("h1").iter().any(|r| r.s("event") == "stop" && r.s("reason").contains("VIPs left in place")),
         "{}",
@@ -468,7 +444,7 @@ fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
 fn default_minority_timeout_is_sentinels_down_after() {
     let lab = Lab::up("watch-auto-minority", LabOptions::default());
     let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &lab.config())).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || only_on(&lab, "h1"));
+    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
     // The lab's sentinels use down-after-milliseconds 1000: a cut-off holder lets go after that,
     // before the majority can have promoted anyone.
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
@@ -479,7 +455,7 @@ fn default_minority_timeout_is_sentinels_down_after() {
     assert!(log.contains("minority_timeout_ms 1000"), "{log}");
     // (h1's own sentinel, cut off with it, still names h1: go by where the VIP is.)
     let new_master = lab.wait("the majority's new master to claim", Duration::from_secs(30), || {
-        ["h2", "h3"].into_iter().find(|h| only_on(&lab, h).is_some())
+        ["h2", "h3"].into_iter().find(|h| lab.only_on(h).is_some())
     });
     assert!(lab.sh(&["link", "h1", "up"]).status.success());
     let seen = lab.holders_during(lab.vip4(), Duration::from_secs(2));

@@ -20,6 +20,7 @@ use crate::error::{Failure, Outcome};
 use crate::local_redis::{self, Role};
 use crate::policy;
 use crate::record::{Actor, Change, Event, Record};
+use crate::sentinel::text;
 
 /// Fail the master over to a replica without losing an acknowledged write.
 #[derive(Debug, clap::Args)]
@@ -377,15 +378,6 @@ async fn wait_vip(master: &Master, target: &HostPort, access: &Access, deadline:
             bail!("no VIP of `{}` leads to {target}", master.name);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
     }
 }
 

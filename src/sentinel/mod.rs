@@ -198,7 +198,8 @@ fn short(v: &Value) -> String {
     if s.len() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A reply as text: bulk or simple string, or an integer written out.
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),

@@ -1104,3 +1104,44 @@ impl Lab {
         })
     }
 }
+
+impl Lab {
+    /// Both VIPs bound on `host` and on no other host.
+    pub fn only_on(&self, host: &str) -> Option<()> {
+        (self.holders(self.vip4()) == [host] && self.holders(self.vip6()) == [host]).then_some(())
+    }
+
+    /// `vipctl watch` with `config` on every Redis host.
+    pub fn watch_all(&self, config: &Path) -> Vec<Daemon> {
+        self.hosts().into_iter().map(|h| self.watch(h, config)).collect()
+    }
+}
+
+/// A hook program that runs vipctl as nobody with no capabilities at all, as under Debian's
+/// sandboxed redis-sentinel unit; removed on drop. Sentinel refuses to change its script at run
+/// time, so it must exist before the lab.
+pub struct SandboxedHook {
+    pub path: PathBuf,
+}
+
+impl SandboxedHook {
+    pub fn new(name: &str) -> SandboxedHook {
+        let path = std::env::temp_dir().join(format!("vipctl-{name}-hook-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all {} \"$@\"\n",
+                vipctl_bin().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        SandboxedHook { path }
+    }
+}
+
+impl Drop for SandboxedHook {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
