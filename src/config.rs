@@ -812,6 +812,16 @@ interface = "eth0"
     }
 
     #[test]
+    fn the_readme_reference_is_a_valid_config() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("## Configuration\n\n```toml\n").expect("README has a Configuration example")
+            + "## Configuration\n\n```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let c = parse(&readme[start..end]).unwrap_or_else(|e| panic!("README's config example: {e}"));
+        assert_eq!(c.masters["mymaster"].mode, Mode::L2);
+    }
+
+    #[test]
     fn routed_masters_take_host_routes_on_lo_and_announce_nothing() {
         let c =
             parse("[masters.r]\nmode = \"routed\"\nvips = [\"192.0.2.100/32\", \"2001:db8:ff::100/128\"]\n").unwrap();
