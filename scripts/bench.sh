@@ -2,17 +2,22 @@
 # Comparative failover benchmark: vipctl (hook, watch, both, watch with early
 # claim) against the classic Sentinel shell hook and keepalived with a Redis
 # role check, each in its own fresh namespace lab with real sentinels, over
-# three faults (kill -9, host cut off and healed, redis frozen and resumed).
+# three faults (kill -9, host cut off and healed, redis frozen and resumed)
+# and a planned switchover; and vipctl (hook + watch) with routed VIPs, in the
+# routed lab (LAB_ROUTED=1: a router, host routes on lo announced over BGP +
+# BFD by BIRD or FRR), over the same.
 # Writes docs/BENCHMARKS.md and docs/failover-timeline.png.
 #
 # Usage (as root): scripts/bench.sh [N]      N failovers per setup and scenario (default 3)
 #
-# A full run with N=3 takes ~25 minutes (each failover ~15-30 s, because
-# Sentinel allows the next failover of a master only 2 x failover-timeout
-# after the last, and takes ~10 s to turn a restarted master into a replica).
+# A full run with N=3 takes ~25 minutes for the seven L2 setups and ~3-4
+# more per routed setup (each failover ~12-30 s, because Sentinel allows the
+# next failover of a master only 2 x failover-timeout after the last, and
+# takes ~10 s to turn a restarted master into a replica).
 #
 # Environment:
-#   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived)
+#   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived
+#                     routed-bird routed-frr)
 #   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze switchover)
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
 #   BENCH_OUT         where the raw logs and rows go (default /tmp/vipctl-bench-PID; kept)
@@ -49,7 +54,7 @@ say() {
 (($# <= 1)) || die "usage: $PROG [N]"
 N=${1:-3}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number of failovers (got '$N')"
-read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived}"
+read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived routed-bird routed-frr}"
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze switchover}"
 OUT=${BENCH_OUT:-/tmp/vipctl-bench-$$}
 VENV=${BENCH_VENV:-/tmp/vipctl-bench-venv}
@@ -126,7 +131,8 @@ export VIPCTL=$TARGET/release/vipctl LAB_WRITER=$TARGET/release/examples/lab_wri
 # Labs left behind by dead runs (anyone's) would share the CPUs with ours;
 # sweep removes only labs whose owner is gone.
 "$LABSH" sweep >/dev/null
-others=$(find /run/netns -maxdepth 1 -name 'vl*-sw' 2>/dev/null | wc -l)
+# One namespace per lab names it: the switch (L2 lab) or the router (routed lab).
+others=$(find /run/netns -maxdepth 1 \( -name 'vl*-sw' -o -name 'vl*-rt' \) 2>/dev/null | wc -l)
 
 rm -rf -- "$OUT"
 mkdir -p "$OUT"
@@ -135,6 +141,8 @@ mkdir -p "$OUT"
     echo "kernel: $(uname -r)"
     echo "redis: $(redis-server --version)"
     echo "keepalived: $(keepalived --version 2>&1 | head -n 1)"
+    echo "bird: $(bird --version 2>&1 | head -n 1)"
+    echo "frr: $(/usr/lib/frr/zebra --version 2>&1 | head -n 1)"
     echo "vipctl: $("$VIPCTL" --version) (git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "other labs: $others other lab(s) running when this run started (they share the CPUs)"

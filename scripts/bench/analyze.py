@@ -4,9 +4,12 @@
 usage: analyze.py OUT N MARKDOWN PNG
 
 OUT holds meta.txt (machine and versions, "key: value" lines) and one folder
-per setup (lab.json, rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log).
+per setup (lab.json, rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log;
+the routed setups also speakers.tsv, cuts.tsv and rt/routes.log, the router's
+"ip -ts -o monitor route").
 The lab's facts (hosts, addresses, VIP, ports) come from that setup's lab.json,
-which scripts/lab.sh wrote and run-setup.sh kept with the logs.
+which scripts/lab.sh wrote and run-setup.sh kept with the logs; the routed lab's
+differ from the L2 lab's (other addresses, a host-route VIP).
 Writes the Markdown report and the timeline chart (matplotlib).  Every
 figure is a difference of two logged timestamps on one clock; nothing here
 depends on when the benchmark script happened to poll.
@@ -27,6 +30,8 @@ SETUPS = [
     ("switch", "vipctl switchover (watch, early claim)"),
     ("classic", "classic shell hook"),
     ("keepalived", "keepalived + role check"),
+    ("routed-bird", "routed VIP, BIRD (hook + watch)"),
+    ("routed-frr", "routed VIP, FRR (hook + watch)"),
 ]
 SCENARIOS = [
     ("kill", "Master's redis killed (kill -9)"),
@@ -34,8 +39,9 @@ SCENARIOS = [
     ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
     ("switchover", "Planned switchover of a healthy master (`SENTINEL FAILOVER`; `vipctl switchover` in its column)"),
 ]
-HOOK_SETUPS = {"hook", "both", "classic"}
-DAEMON_SETUPS = {"watch", "both", "early", "switch", "keepalived"}
+ROUTED_SETUPS = {"routed-bird", "routed-frr"}
+HOOK_SETUPS = {"hook", "both", "classic"} | ROUTED_SETUPS
+DAEMON_SETUPS = {"watch", "both", "early", "switch", "keepalived"} | ROUTED_SETUPS
 
 
 class Facts:
@@ -46,12 +52,16 @@ class Facts:
             j = json.load(f)
         self.hosts = list(j["redis_hosts"])
         self.ip = {h: j["nodes"][h]["ipv4"] for h in self.hosts}
-        self.vip4 = j["vips"]["v4"].split("/")[0]
+        self.vip4_cidr = j["vips"]["v4"]
+        self.vip4 = self.vip4_cidr.split("/")[0]
         self.redis_port = j["ports"]["redis"]
+        # "l2" (a switch) or "routed" (a router; the VIPs are host routes on lo).
+        self.mode = j.get("mode", "l2")
+        self.speaker = j.get("speaker")
 
     def same(self, other):
-        return (self.hosts, self.ip, self.vip4, self.redis_port) == (other.hosts, other.ip, other.vip4,
-                                                                     other.redis_port)
+        return (self.mode, self.hosts, self.ip, self.vip4, self.redis_port) == (
+            other.mode, other.hosts, other.ip, other.vip4, other.redis_port)
 
 
 def setup_facts(out, setup):
@@ -101,6 +111,65 @@ def vip_changes(path, vip4):
         us = int(time.mktime(dt.timetuple())) * 1_000_000 + dt.microsecond
         out.append((us, -1 if m.group(2) else +1))
     return out
+
+
+ROUTE_TS = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\] (Deleted )?(\S+) (.*)$")
+
+
+def route_changes(path, vip4):
+    """(us, frozenset of hosts) per change of the router's route for the IPv4 VIP (a /32), from
+    an "ip -ts -o monitor route" log of the router namespace: the hosts are the router's ports
+    (named after the hosts) in the route's "dev" fields; an empty set means no route (deleted).
+
+    One route per prefix (maximum-paths 1 on the router, zebra replaces it in place), several
+    "dev" fields only for a multipath route."""
+    out = []
+    for line in read(path):
+        m = ROUTE_TS.match(line)
+        if not m or m.group(3) not in (vip4, vip4 + "/32"):
+            continue
+        rest = m.group(4)
+        t = re.search(r"\btable (\S+)", rest)
+        if t and t.group(1) != "main":
+            continue
+        dt = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+        us = int(time.mktime(dt.timetuple())) * 1_000_000 + dt.microsecond
+        devs = frozenset(re.findall(r"\bdev (\S+)", rest))
+        out.append((us, frozenset() if m.group(2) else devs))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def route_per_host(states, hosts):
+    """{host: [(us, +1/-1)]}: when the router started / stopped forwarding the VIP to each host."""
+    ch = {h: [] for h in hosts}
+    prev = frozenset()
+    for us, cur in states:
+        for h in hosts:
+            if h in cur and h not in prev:
+                ch[h].append((us, +1))
+            elif h in prev and h not in cur:
+                ch[h].append((us, -1))
+        prev = cur
+    return ch
+
+
+def time_where(states, lo, hi, pred):
+    """Time (us) in [lo, hi) during which pred(set of hosts routed to) held; no route before the
+    first change."""
+    total, cur, last = 0, frozenset(), lo
+    for us, nxt in states:
+        if us <= lo:
+            cur = nxt
+            continue
+        if us >= hi:
+            break
+        if pred(cur):
+            total += us - last
+        cur, last = nxt, us
+    if pred(cur) and hi > last:
+        total += hi - last
+    return total
 
 
 def writer(path):
@@ -211,7 +280,7 @@ def analyse_setup(out, setup, facts):
         if rows:
             sys.exit(f"analyze.py: {d} has failovers in rows.tsv but no lab.json (the lab's facts); "
                      "these raw logs predate lab.json: rerun scripts/bench.sh")
-        return [], {}, {}
+        return [], {}, {}, {}
     hosts, ip = facts.hosts, facts.ip
     changes = {h: vip_changes(os.path.join(d, h, "ipmon.log"), facts.vip4) for h in hosts}
     t_last = max([int(r[6]) for r in rows] + [0]) + 60_000_000
@@ -219,6 +288,17 @@ def analyse_setup(out, setup, facts):
     sent = {h: os.path.join(d, h, "sentinel.log") for h in hosts}
     hooks_v = {h: vipctl_hooks(os.path.join(d, h, "vipctl.log"), facts.vip4) for h in hosts}
     hooks_c = {h: classic_hooks(os.path.join(d, h, "classic-hook.log")) for h in hosts}
+    # Routed lab: the router's route for the IPv4 VIP over time, per host as hold intervals
+    # (as the addresses), and when each "lab.sh cut" was in place.
+    routed = facts.mode == "routed"
+    rstates, rholds, cuts = [], {}, {}
+    if routed:
+        rstates = route_changes(os.path.join(d, "rt", "routes.log"), facts.vip4)
+        rholds = {h: hold_intervals(ch, t_last) for h, ch in route_per_host(rstates, hosts).items()}
+        for line in read(os.path.join(d, "cuts.tsv")):
+            p = line.split("\t")
+            if len(p) == 5:
+                cuts[(p[0], int(p[1]), p[2])] = (int(p[3]), int(p[4]))
     results = []
     carried_max = None
     for r in rows:
@@ -286,8 +366,24 @@ def analyse_setup(out, setup, facts):
         x["dup_heal"] = overlap_us(holds, heal, end) / 1e6 if heal else None
         x["final_ok"] = settled
 
+        if routed:
+            # The router's route: the first instant in the window at which it forwards the VIP
+            # to the new master, and the instant it stops forwarding it to the old one (the end
+            # of the old master's route interval that covers the fault).
+            to_new = [max(a, fault) for a, b in rholds[new] if b > fault and a <= end]
+            x["route_new"] = min(to_new) if to_new else None
+            x["route_lag"] = sub(x["route_new"], x["bound"])
+            x["fault_route"] = sub(x["route_new"], fault)
+            gone = next((b for a, b in rholds[old] if a <= fault < b), None)
+            x["route_gone"] = sub(gone, fault) if gone is not None and gone <= end else None
+            x["route_dup"] = overlap_us(rholds, fault, end) / 1e6
+            x["route_dup_heal"] = (time_where(rstates, heal, end, lambda c: len(c) >= 2 or old in c) / 1e6
+                                   if heal else None)
+            c = cuts.get((scen, i, "cut"))
+            x["cut_cmd"] = (c[1] - c[0]) / 1e6 if c else None
+
         # Hooks run during this failover.
-        if setup in ("hook", "both"):
+        if setup in ("hook", "both") or setup in ROUTED_SETUPS:
             claims = [e for e in hooks_v[new] if fault <= e[0] <= end and e[1] == "claim" and e[2] is not None]
             others = [e for h in hosts for e in hooks_v[h] if fault <= e[0] <= end and e not in claims]
             x["hook_wall_claim"] = [e[2] / 1000 for e in claims]
@@ -306,15 +402,37 @@ def analyse_setup(out, setup, facts):
             x["hook_exec_bound"] = (
                 [(x["bound"] - claims[0][0]) / 1e6] if claims and x["bound"] and x["bound"] >= claims[0][0] else [])
         results.append(x)
-    return results, holds, sent
+    return results, holds, sent, rholds
 
 
 def daemon_figures(out, setup):
-    """{phase_pair: text} from daemons.tsv."""
+    """{"quiet"|"failovers": (cpu_ms per host, kB per host, wall s)} from daemons.tsv."""
     lines = [l.split("\t") for l in read(os.path.join(out, setup, "daemons.tsv")) if l.strip()]
     by = {}
     for phase, host, pid, us, cpu, rss, hwm, tck in lines:
         by[(phase, host)] = (int(us), int(cpu), int(rss), int(hwm), int(tck))
+    return interval_figures(by)
+
+
+def speaker_figures(out, setup, router=False):
+    """As daemon_figures, for the routed lab's BGP speakers from speakers.tsv: per host the sum
+    over its speaker's processes (BIRD: bird; FRR: zebra, bgpd and bfdd), or with router=True
+    the router's FRR alone."""
+    by = {}
+    for l in read(os.path.join(out, setup, "speakers.tsv")):
+        f = l.split("\t")
+        if len(f) != 9:
+            continue
+        phase, host, _name, _pid, us, cpu, rss, hwm, tck = f
+        if (host == "rt") != router:
+            continue
+        a = by.get((phase, host), (int(us), 0, 0, 0, int(tck)))
+        by[(phase, host)] = (a[0], a[1] + int(cpu), a[2] + int(rss), a[3] + int(hwm), a[4])
+    return interval_figures(by)
+
+
+def interval_figures(by):
+    """{(phase, host): (us, cpu_ticks, rss_kB, hwm_kB, clk_tck)} -> figures per interval."""
     res = {}
     hosts = sorted({h for _, h in by})
     for a, b, name in (("quiet-start", "quiet-end", "quiet"), ("failovers-start", "failovers-end", "failovers")):
@@ -340,32 +458,57 @@ def main():
         if ": " in line:
             k, v = line.split(": ", 1)
             meta[k] = v
-    data, holds, sents, facts = {}, {}, {}, {}
+    data, holds, sents, rholds, facts = {}, {}, {}, {}, {}
     for s, _ in SETUPS:
         if os.path.isdir(os.path.join(out, s)):
             facts[s] = setup_facts(out, s)
-            data[s], holds[s], sents[s] = analyse_setup(out, s, facts[s])
+            data[s], holds[s], sents[s], rholds[s] = analyse_setup(out, s, facts[s])
     present = [(s, name) for s, name in SETUPS if s in data]
-    # Every setup had a lab of its own, all built by the same lab.sh: the report names the facts once.
+    # Every setup had a lab of its own, all built by the same lab.sh: the report names the facts
+    # once per kind of lab (the L2 lab's, and the routed lab's with its own addresses and VIP).
     known = [f for f in facts.values() if f is not None]
     if not known:
         sys.exit(f"analyze.py: no setup in {out} has a lab.json (no lab came up?)")
-    lab = known[0]
-    if not all(lab.same(f) for f in known):
-        sys.exit(f"analyze.py: the setups' lab.json files in {out} disagree on the lab's hosts or addresses")
+    for s, f in facts.items():
+        if f is not None and (f.mode == "routed") != (s in ROUTED_SETUPS):
+            sys.exit(f"analyze.py: {out}/{s}/lab.json is a {f.mode} lab's, which setup {s} does not use")
+        if f is not None and s in ROUTED_SETUPS and f.speaker != s.split("-", 1)[1]:
+            sys.exit(f"analyze.py: {out}/{s}/lab.json names speaker {f.speaker!r}, not the setup's")
+    l2 = next((f for f in known if f.mode != "routed"), None)
+    rl = next((f for f in known if f.mode == "routed"), None)
+    for ref in (l2, rl):
+        if ref is not None and not all(ref.same(f) for f in known if f.mode == ref.mode):
+            sys.exit(f"analyze.py: the setups' lab.json files in {out} disagree on the lab's hosts or addresses")
+    lab = l2 or rl
+    if rl is not None and l2 is not None and rl.hosts != l2.hosts:
+        sys.exit(f"analyze.py: the L2 and routed labs in {out} have different hosts")
+    any_routed = rl is not None
 
     md = []
     md.append("# Failover benchmark: vipctl against the classic hook and keepalived\n")
     md.append(f"Generated by `scripts/bench.sh {n}` on {meta.get('date', '?')}; total run time "
               f"{meta.get('runtime', '?')}. Do not edit by hand: rerun the script.\n")
-    md.append("Each setup ran in its own fresh namespace lab (`scripts/lab.sh`: three hosts with "
-              "redis-server and redis-sentinel, quorum 2, `down-after-milliseconds 1000`, "
-              "`failover-timeout 5000`), with a client in `cl` sending `INCR` through "
-              f"{lab.vip4}:{lab.redis_port} every 10 ms. {n} failover(s) per setup and scenario; each cell is "
-              "**median [min–max]** over them. Times are in seconds unless marked.\n")
+    lab_text = ("Each setup ran in its own fresh namespace lab (`scripts/lab.sh`: three hosts with "
+                "redis-server and redis-sentinel, quorum 2, `down-after-milliseconds 1000`, "
+                "`failover-timeout 5000`), with a client in `cl` sending `INCR` every 10 ms through ")
+    targets = []
+    if l2 is not None:
+        targets.append(f"{l2.vip4}:{l2.redis_port}" + (" (L2 setups)" if rl is not None else ""))
+    if rl is not None:
+        targets.append(f"{rl.vip4}:{rl.redis_port}" + (" (routed setups)" if l2 is not None else ""))
+    lab_text += " or ".join(targets) + "."
+    if rl is not None:
+        lab_text += (" The routed setups' lab (`LAB_ROUTED=1`) has no switch: each host and the client sit in "
+                     "a subnet of their own behind a router namespace `rt` running FRR, and the VIP "
+                     f"{rl.vip4_cidr} is a host route that vipctl binds on `lo` of the master's host and that "
+                     "host's BGP speaker (BIRD 2 or FRR) announces to the router over eBGP with BFD (100 ms × 3).")
+    lab_text += (f" {n} failover(s) per setup and scenario; each cell is "
+                 "**median [min–max]** over them. Times are in seconds unless marked.\n")
+    md.append(lab_text)
     md.append("![Timeline of one kill -9 failover per setup](failover-timeline.png)\n")
     md.append("## Machine and versions\n")
-    for k in ("nproc", "kernel", "redis", "keepalived", "vipctl", "date", "other labs", "scenarios", "failed setups"):
+    for k in ("nproc", "kernel", "redis", "keepalived", "bird", "frr", "vipctl", "date", "other labs", "scenarios",
+              "failed setups"):
         if k in meta:
             md.append(f"- {k}: {meta[k]}")
     md.append("")
@@ -382,6 +525,13 @@ def main():
     md.append("| keepalived + role check | Debian's keepalived (VRRP only, unicast peers, same priority, no nopreempt), "
               "`vrrp_script` `redis-cli -h <own ip> info replication \\| grep -q role:master` every 1 s, fall 2 rise 1 "
               "(`scripts/bench/keepalived.sh`); IPv4 VIP only |")
+    if any_routed:
+        md.append("| routed VIP, BIRD (hook + watch) | as *vipctl hook + watch*, in the routed lab: `mode = \"routed\"`, "
+                  "`interface = \"lo\"`, BIRD 2 on each host (`packaging/examples/bird2-host.conf`) announcing the "
+                  "VIPs bound on lo over eBGP + BFD to the router's FRR (`frr-tor.conf`, `maximum-paths 1`) |")
+        md.append("| routed VIP, FRR (hook + watch) | as *vipctl hook + watch*, in the routed lab, with FRR (zebra, bgpd, "
+                  "bfdd) on each host (`packaging/examples/frr-host.conf`) announcing the VIPs bound on lo over "
+                  "eBGP + BFD to the router's FRR |")
     md.append("")
 
     def cell(setup, scen, key, **kw):
@@ -408,6 +558,8 @@ def main():
         if not any(x["scen"] == scen for s in data for x in data[s]):
             md.append(f"## {title}\n\nNot run.\n")
             continue
+        if scen == "partition" and any_routed:
+            title += " (routed lab: its link to the router cut with `lab.sh cut`, both ends staying up)"
         md.append(f"## {title}\n")
         md.append("| figure | " + " | ".join(name for _, name in present) + " |")
         md.append("|---|" + "---|" * len(present))
@@ -423,6 +575,14 @@ def main():
         row("fault → VIP bound on the new master", lambda s: cell(s, scen, "fault_bound"))
         row("**VIP lag: bound − `role:master`**", lambda s: cell(s, scen, "lag_role", digits=3))
         row("VIP lag: bound − leader's `+promoted-slave`", lambda s: cell(s, scen, "lag_prom", digits=3))
+        if any_routed:
+            row("fault → router routes the VIP to the new master", lambda s: cell(s, scen, "fault_route"),
+                ROUTED_SETUPS)
+            row("**route lag: VIP bound on the new master → router's route to it**",
+                lambda s: cell(s, scen, "route_lag", unit="ms", scale=1000, digits=0), ROUTED_SETUPS)
+            row("**cut → router withdraws the old master's route**" if scen == "partition"
+                else "fault → router drops its route to the old master",
+                lambda s: cell(s, scen, "route_gone", digits=3), ROUTED_SETUPS)
         row("**client outage: fault → first successful write**", lambda s: cell(s, scen, "outage"))
         row("client: longest gap between successful writes", lambda s: cell(s, scen, "gap"))
         row("**lost acknowledged writes** (sum; per failover)", lambda s: count_cell(s, scen, "lost"))
@@ -430,6 +590,14 @@ def main():
         row("duplicate VIP holders, total", lambda s: cell(s, scen, "dup", digits=3))
         if scen == "partition":
             row("duplicate VIP holders after the heal", lambda s: cell(s, scen, "dup_heal", digits=3))
+        if any_routed:
+            row("router: VIP routed to two hosts at once, total", lambda s: cell(s, scen, "route_dup", digits=3),
+                ROUTED_SETUPS)
+            if scen == "partition":
+                row("**router after the heal: VIP routed to the old master or to two hosts**",
+                    lambda s: cell(s, scen, "route_dup_heal", digits=3), ROUTED_SETUPS)
+                row("`lab.sh cut` in place (fault stamp → command done)",
+                    lambda s: cell(s, scen, "cut_cmd", unit="ms", scale=1000, digits=0), ROUTED_SETUPS)
         row("Sentinel failovers per fault (distinct `+switch-master` targets)",
             lambda s: "/".join(str(x["switches"]) for x in data[s] if x["scen"] == scen))
         row("client writes through the VIP again at the end",
@@ -452,9 +620,15 @@ def main():
     md.append("Per daemon (one per host; keepalived counted with its VRRP child). *Quiet*: right after "
               "the VIP settled on h1, nothing happening but the sentinels' chatter, for the interval "
               "shown (`BENCH_QUIET_S`, 30 s by default rather than a minute, to keep one full run near "
-              "25 minutes). *Failovers*: from the "
+              "half an hour). *Failovers*: from the "
               "first fault to the end of the last failover of the setup (all scenarios). Values over the three "
               "hosts: median [min–max].\n")
+    if any_routed:
+        md.append("Routed setups: the daemon rows are `vipctl watch`'s, as in the other columns; the BGP speaker "
+                  "rows are the host's speaker, sampled at the same instants (BIRD: the `bird` process; FRR: "
+                  "`zebra`, `bgpd` and `bfdd` summed per host), so that the routed design's whole cost on a Redis "
+                  "host is vipctl's row plus the speaker's. The router's FRR is shown for scale; it is the "
+                  "network's, not the Redis hosts'.\n")
     md.append("| figure | " + " | ".join(name for s, name in present if s in DAEMON_SETUPS) + " |")
     md.append("|---|" + "---|" * sum(1 for s, _ in present if s in DAEMON_SETUPS))
     figs = {s: daemon_figures(out, s) for s, _ in present if s in DAEMON_SETUPS}
@@ -472,6 +646,27 @@ def main():
          if "failovers" in g else "n/a")
     drow("CPU over the failover interval", lambda g: fmt_stats(g["failovers"][0], unit="ms", digits=0)
          if "failovers" in g else "n/a")
+    if any_routed:
+        # The routed setups' BGP speakers, next to vipctl's own cost (n/a in the other columns).
+        sfigs = {s: speaker_figures(out, s) for s, _ in present if s in ROUTED_SETUPS}
+        rfigs = {s: speaker_figures(out, s, router=True) for s, _ in present if s in ROUTED_SETUPS}
+
+        def srow(label, figs, f):
+            md.append(f"| {label} | " + " | ".join(f(figs[s]) if s in figs else "n/a"
+                                                   for s, _ in present if s in DAEMON_SETUPS) + " |")
+
+        srow("BGP speaker per host (BIRD: bird; FRR: zebra+bgpd+bfdd): VmRSS after the quiet interval", sfigs,
+             lambda g: fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1) if "quiet" in g else "n/a")
+        srow("BGP speaker per host: CPU in the quiet interval", sfigs,
+             lambda g: fmt_stats(g["quiet"][0], unit="ms", digits=0) if "quiet" in g else "n/a")
+        srow("BGP speaker per host: peak RSS (sum of VmHWM) at the end", sfigs,
+             lambda g: fmt_stats([v / 1024 for v in g["failovers"][1]], unit="MiB", digits=1)
+             if "failovers" in g else "n/a")
+        srow("BGP speaker per host: CPU over the failover interval", sfigs,
+             lambda g: fmt_stats(g["failovers"][0], unit="ms", digits=0) if "failovers" in g else "n/a")
+        srow("the router's FRR (zebra+bgpd+bfdd): VmRSS after / CPU in the quiet interval", rfigs,
+             lambda g: (fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1) + " / "
+                        + fmt_stats(g["quiet"][0], unit="ms", digits=0)) if "quiet" in g else "n/a")
     md.append("")
 
     md.append("## How each figure is measured\n")
@@ -525,6 +720,42 @@ again at the end* counts the windows where that happened within the bound). *Sen
 fault* is normally 1; 2 means Sentinel failed over twice in the window (the second time away from
 the replica it had just promoted), which makes that row's figures a different story.
 """)
+    if any_routed:
+        md.append("""### Routed setups
+
+The routed lab is built by `LAB_ROUTED=1 LAB_SPEAKER=bird|frr scripts/lab.sh up`; the client reaches the
+VIP through the router, so a failover is over for it when the router's route points at the new master.
+Everything above applies unchanged (the VIP bound / removed instants are `ip monitor address` lines for
+the VIP on `lo`; *client outage* is computed exactly as for the L2 setups), except that the partition is
+`lab.sh cut LAB OLD on` (every frame on the old master's link dropped, carrier up on both ends) and its
+heal `lab.sh cut LAB OLD off`, and that the lab counts as settled only once the router also routes the
+IPv4 VIP to the new master alone (the manual fix, if needed, binds it on `lo`). In addition:
+
+- **router's route**: `ip -ts -o monitor route` in the router namespace (`rt/routes.log`, µs): each
+  RTM_NEWROUTE / RTM_DELROUTE zebra makes for the VIP's host route. The router's ports are named after
+  the hosts, so the route's `dev` says which host it forwards the VIP to; `Deleted` means no route.
+  The router keeps one path (`maximum-paths 1`), so "two hosts at once" can only be two routes.
+- **fault → router routes the VIP to the new master**: from the fault to the first instant in the
+  window at which the router's route for the IPv4 VIP points at the new master.
+- **route lag**: that instant minus the new master's VIP bind (its `ip monitor address` line for the
+  IPv4 VIP on `lo`), per failover, median [min–max]. It holds the speaker noticing the address
+  (BIRD's `direct` protocol, FRR's `redistribute connected` via zebra), the UPDATE to the router, the
+  router's best-path choice (it keeps an older route from the old master as long as that one is
+  announced) and zebra's kernel write.
+- **cut → router withdraws the old master's route** (partition; the same figure after other faults is
+  *fault → router drops its route to the old master*): from the fault stamp, taken right before
+  `lab.sh cut LAB OLD on`, to the end of the router's route to the old master (BFD's 3 × 100 ms detection,
+  then bgpd and zebra). `lab.sh cut` needs some ms to pin six neighbour entries; *`lab.sh cut` in
+  place* gives that (the stamp after the command minus the fault stamp) and is part of the figure.
+- **router: VIP routed to two hosts at once**: the time during the window in which the router's
+  routes for the VIP named two or more hosts (the routed counterpart of *duplicate VIP holders*; two hosts
+  holding the address on `lo` is harmless as long as only one is routed to).
+- **router after the heal**: the time from the heal (`lab.sh cut LAB OLD off`) to the end of the window
+  in which the router routed the VIP to the old master or to two hosts at once: the cut-off host must
+  have let go of the VIP (minority timeout, or its hook) before its BGP session came back.
+- **BGP speakers**: the processes named by the lab's pidfiles (`hN/bird.pid`; `hN/frr/{zebra,bgpd,bfdd}.pid`,
+  the router's `rt/*.pid`), read from /proc as the daemons are, into `speakers.tsv`.
+""")
     md.append("## Raw rows\n")
     md.append("| setup | scenario | # | old → new | fault→`role:master` | fault→VIP | lag vs role | outage | longest gap | lost | READONLY | dup | failovers | client ok at end |")
     md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -536,13 +767,27 @@ the replica it had just promoted), which makes that row's figures a different st
                       f"{x['lost']} | {x['readonly']} | {f3(x['dup'])} | {x['switches']} | "
                       f"{'yes' if x['client_ok'] else 'NO'} |")
     md.append("")
+    if any_routed:
+        md.append("### Raw rows, routed setups\n")
+        md.append("| setup | scenario | # | old → new | fault→VIP bound | fault→route to new | route lag (ms) | "
+                  "old route gone | routed to two | after heal: old or two | outage |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for s, name in present:
+            if s not in ROUTED_SETUPS:
+                continue
+            for x in data[s]:
+                lag = "n/a" if x.get("route_lag") is None else f"{x['route_lag'] * 1000:.0f}"
+                md.append(f"| {s} | {x['scen']} | {x['i']} | {x['old']} → {x['new']} | {f3(x['fault_bound'])} | "
+                          f"{f3(x.get('fault_route'))} | {lag} | {f3(x.get('route_gone'))} | "
+                          f"{f3(x.get('route_dup'))} | {f3(x.get('route_dup_heal'))} | {f3(x['outage'])} |")
+        md.append("")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
 
-    plot(data, holds, sents, present, png_path, lab.hosts)
+    plot(data, holds, rholds, present, png_path, lab.hosts)
 
 
-def plot(data, holds, sents, present, png_path, hosts):
+def plot(data, holds, rholds, present, png_path, hosts):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -580,6 +825,14 @@ def plot(data, holds, sents, present, png_path, hosts):
                     ax.text(rel(a) + 0.03, y + 0.2, f"bound {rel(a):.2f}", fontsize=7)
                 if x_lo < rel(b) < x_hi:
                     ax.text(rel(b) + 0.03, y - 0.35, f"removed {rel(b):.2f}", fontsize=7)
+            # Routed setups: the router's route to this host, a thin blue bar above the VIP's.
+            for a, b in rholds[s].get(h, []):
+                a2, b2 = max(rel(a), x_lo), min(rel(b), x_hi)
+                if a2 < b2:
+                    ax.plot([a2, b2], [y + 0.5, y + 0.5], lw=3, color="tab:blue", solid_capstyle="butt")
+                if x_lo < rel(a) < x_hi:
+                    ax.text(rel(a) - 0.03, y + 0.56, f"routed {rel(a):.2f}", fontsize=7, color="tab:blue",
+                            ha="right")
         marks = [("role:master", x["role"]), ("+odown", x["odown"]), ("+promoted-slave", x["prom"]),
                  ("+switch-master", x["switch"])]
         for k, (label, us) in enumerate(marks):
@@ -600,10 +853,12 @@ def plot(data, holds, sents, present, png_path, hosts):
         ax.set_xlim(x_lo, x_hi)
         ax.grid(axis="x", alpha=0.3)
         out_txt = "n/a" if x["outage"] is None else f"{x['outage']:.2f} s"
+        route_txt = "; thin blue bar = the router's route to that host" if rholds[s] else ""
         ax.set_title(f"{name}: {x['old']} → {x['new']} (kill -9 #{x['i']}); client outage {out_txt}; "
-                     "green bar = VIP on the new master, red = elsewhere", fontsize=9, loc="left")
+                     f"green bar = VIP on the new master, red = elsewhere{route_txt}", fontsize=9, loc="left")
     axes[-1].set_xlabel("seconds after the fault")
-    fig.suptitle("One kill -9 failover per setup: VIP holders (ip monitor), sentinel events, client writes",
+    routes = ", the router's route" if any(rholds[s] for s, _, _ in panels) else ""
+    fig.suptitle(f"One kill -9 failover per setup: VIP holders (ip monitor){routes}, sentinel events, client writes",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(png_path, dpi=90)

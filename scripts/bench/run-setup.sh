@@ -6,18 +6,24 @@
 # this script's polling never blurs a measurement.
 #
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
-#   SETUP     hook | watch | both | early | switch | classic | keepalived
+#   SETUP     hook | watch | both | early | switch | classic | keepalived |
+#             routed-bird | routed-frr
 #             (switch: the daemons with early claim, and the planned switchover done by
-#             `vipctl switchover` instead of SENTINEL FAILOVER)
-#   SCENARIO  kill | partition | freeze
+#             `vipctl switchover` instead of SENTINEL FAILOVER;
+#             routed-*: as `both` (hook and daemons) in the routed lab, LAB_ROUTED=1, with
+#             BIRD or FRR as the hosts' BGP speaker: the VIPs are host routes bound on lo)
+#   SCENARIO  kill | partition | freeze | switchover
 #   OUT       results folder; this writes OUT/SETUP/ (lab.json, rows.tsv,
-#             daemons.tsv, the writer's output per failover, and every host's logs)
+#             daemons.tsv, the writer's output per failover, and every host's logs;
+#             routed: also speakers.tsv, cuts.tsv, rt/routes.log and the speakers' logs)
 # Environment (set by scripts/bench.sh): VIPCTL, LAB_WRITER (absolute paths),
 # BENCH_QUIET_S (quiet interval for the daemons' CPU/RSS, default 30).
 #
 # Timestamps, all CLOCK_REALTIME:
-#   fault / heal   $EPOCHREALTIME right before the kill/link change
+#   fault / heal   $EPOCHREALTIME right before the kill/link change (routed: the
+#                  "lab.sh cut"; cuts.tsv has when that command was done)
 #   VIP changes    "ip -ts -o monitor address" per host namespace
+#   routes         routed: "ip -ts -o monitor route" in the router namespace
 #   Redis/Sentinel their logs (ms); the writer prints ms per INCR attempt
 #
 # Exits non-zero when the lab cannot be brought back to a clean state; it
@@ -33,7 +39,7 @@ readonly HERE
 readonly REPO=${HERE%/scripts/bench}
 readonly LABSH=$REPO/scripts/lab.sh
 # The lab's facts: load_facts fills these from the lab's lab.json once it is up.
-HOSTS=() VIP4= VIP4_CIDR= REDIS_PORT= SENTINEL_PORT= MASTER=
+HOSTS=() VIP4='' VIP4_CIDR='' REDIS_PORT='' SENTINEL_PORT='' MASTER='' LAB_MODE=''
 declare -A NODE_NS=() NODE_IP4=()
 # Sentinel refuses another failover of a master for 2x failover-timeout
 # (5000 ms in the lab) after the last start or vote, plus up to 1 s of random
@@ -60,7 +66,11 @@ now_us() {
 SETUP=$1 N=$2 OUT=$3
 shift 3
 SCENARIOS=("$@")
-case $SETUP in hook | watch | both | early | switch | classic | keepalived) ;; *) die "unknown setup '$SETUP'" ;; esac
+case $SETUP in hook | watch | both | early | switch | classic | keepalived | routed-bird | routed-frr) ;; *) die "unknown setup '$SETUP'" ;; esac
+# Routed setups: the routed lab (a router, a subnet per host, the VIPs as host
+# routes on lo announced over BGP + BFD) with SPEAKER on the hosts.
+ROUTED=0 SPEAKER=
+case $SETUP in routed-*) ROUTED=1 SPEAKER=${SETUP#routed-} ;; esac
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number (got '$N')"
 [[ -x ${VIPCTL:-} && -x ${LAB_WRITER:-} ]] || die "VIPCTL and LAB_WRITER must name the built binaries"
 QUIET_S=${BENCH_QUIET_S:-30}
@@ -80,6 +90,8 @@ load_facts() {
         host) HOSTS+=("$a") ;;
         node) NODE_NS[$a]=$b NODE_IP4[$a]=$c ;;
         switch) NODE_NS[sw]=$a ;;
+        router) NODE_NS[rt]=$a ;;
+        mode) LAB_MODE=$a ;;
         vip4) VIP4=${a%/*} VIP4_CIDR=$a ;;
         ports) REDIS_PORT=$a SENTINEL_PORT=$b ;;
         master) MASTER=$a ;;
@@ -91,13 +103,24 @@ for h in j["redis_hosts"]:
     print("host", h)
 for h, n in j["nodes"].items():
     print("node", h, n["ns"], n["ipv4"])
-print("switch", j["switch"]["ns"])
+print("mode", j.get("mode", "l2"))
+# The routed lab has no switch ("switch": null) but a router.
+if j.get("switch"):
+    print("switch", j["switch"]["ns"])
+if j.get("router"):
+    print("router", j["router"]["ns"])
 print("vip4", j["vips"]["v4"])
 print("ports", j["ports"]["redis"], j["ports"]["sentinel"])
 print("master", j["master_name"])
 ' "$LAB/lab.json")
-    ((${#HOSTS[@]} > 0)) && [[ -n $VIP4 && -n $REDIS_PORT && -n $SENTINEL_PORT && -n $MASTER ]] ||
+    if ((${#HOSTS[@]} == 0)) || [[ -z $VIP4 || -z $REDIS_PORT || -z $SENTINEL_PORT || -z $MASTER ]]; then
         die "could not read the lab's facts from $LAB/lab.json"
+    fi
+    if ((ROUTED)); then
+        [[ $LAB_MODE == routed && -n ${NODE_NS[rt]:-} ]] || die "$LAB/lab.json is not a routed lab's (mode '$LAB_MODE')"
+    else
+        [[ $LAB_MODE == l2 && -n ${NODE_NS[sw]:-} ]] || die "$LAB/lab.json is not an L2 lab's (mode '$LAB_MODE')"
+    fi
 }
 ip_of() {
     [[ -n ${NODE_IP4[$1]:-} ]] || die "unknown host '$1'"
@@ -124,7 +147,22 @@ save_logs() {
         for f in sentinel.log redis.log ipmon.log vipctl.log watch.log watch.out classic-hook.log keepalived.log keepalived.conf; do
             [[ ! -f $LAB/$h/$f ]] || cp -p "$LAB/$h/$f" "$RES/$h/"
         done
+        # Routed lab: the host's BGP speaker's logs (BIRD, or FRR's daemons).
+        [[ ! -f $LAB/$h/bird.log ]] || cp -p "$LAB/$h/bird.log" "$RES/$h/"
+        if [[ -d $LAB/$h/frr ]]; then
+            mkdir -p "$RES/$h/frr"
+            for f in "$LAB/$h"/frr/*.log; do
+                [[ ! -f $f ]] || cp -p "$f" "$RES/$h/frr/"
+            done
+        fi
     done
+    # Routed lab: the router's route changes and its FRR logs.
+    if [[ -d $LAB/rt ]]; then
+        mkdir -p "$RES/rt"
+        for f in "$LAB"/rt/*.log; do
+            [[ ! -f $f ]] || cp -p "$f" "$RES/rt/"
+        done
+    fi
 }
 
 cleanup() {
@@ -175,6 +213,21 @@ holders4() {
     echo "${s# }"
 }
 
+# routed_to4: routed lab, the hosts the router forwards the IPv4 VIP's host
+# route to now (space-separated; nothing when it has no route), read from the
+# router's kernel table as "lab.sh routes" does (its ports are named after the
+# hosts), in one "ip" call.
+routed_to4() {
+    local out i s=
+    local -a w
+    out=$(ip -n "$(lab_ns rt)" -4 -o route show exact "$VIP4_CIDR" 2>/dev/null) || out=
+    read -r -a w <<<"${out//\\/ }"
+    for ((i = 0; i + 1 < ${#w[@]}; i++)); do
+        if [[ ${w[i]} == dev ]]; then s+=" ${w[i + 1]}"; fi
+    done
+    echo "${s# }"
+}
+
 # named_by HOST...: the master each listed host's sentinel names (- if none).
 named_by() {
     local h out m
@@ -203,14 +256,19 @@ log_latest_us() {
 
 # unsettled MASTER READY_US: what keeps the next failover from being a clean
 # repeat (nothing when ready): the failover-timeout guard, the IPv4 VIP on
-# MASTER alone, every sentinel naming MASTER with flags "master" (no failover
-# in progress), 2 replicas and 2 other sentinels, and both replicas linked.
+# MASTER alone (routed lab: and the router's route for it to MASTER alone),
+# every sentinel naming MASTER with flags "master" (no failover in progress),
+# 2 replicas and 2 other sentinels, and both replicas linked.
 unsettled() {
     local master=$1 ready=$2 mip h ns ip out
     mip=$(ip_of "$master")
     (($(now_us) >= ready)) || echo " failover-timeout guard ($(((ready - $(now_us)) / 1000)) ms left);"
     out=$(holders4)
     [[ $out == "$master" ]] || echo " IPv4 VIP held by '$out', not $master alone;"
+    if ((ROUTED)); then
+        out=$(routed_to4)
+        [[ $out == "$master" ]] || echo " router routes $VIP4_CIDR to '$out', not $master alone;"
+    fi
     for h in "${HOSTS[@]}"; do
         ns=$(lab_ns "$h")
         ip=$(ip_of "$h")
@@ -251,14 +309,17 @@ wait_settled() {
 
 # fix_vip MASTER: put the IPv4 VIP on MASTER alone by hand, as an operator
 # would, when the setup under test left it elsewhere.  Counted in rows.tsv.
+# Routed lab: the VIP is a host route bound on lo, which the host's speaker
+# then announces (or withdraws).
 fix_vip() {
-    local master=$1 h ns
+    local master=$1 h ns dev=eth0
+    if ((ROUTED)); then dev=lo; fi
     for h in "${HOSTS[@]}"; do
         ns=$(lab_ns "$h")
         if [[ $h == "$master" ]]; then
-            ip -n "$ns" addr add "$VIP4_CIDR" dev eth0 2>/dev/null || true
+            ip -n "$ns" addr add "$VIP4_CIDR" dev "$dev" 2>/dev/null || true
         else
-            ip -n "$ns" addr del "$VIP4_CIDR" dev eth0 2>/dev/null || true
+            ip -n "$ns" addr del "$VIP4_CIDR" dev "$dev" 2>/dev/null || true
         fi
     done
 }
@@ -313,6 +374,39 @@ daemon_sample() {
     done
 }
 
+# Routed lab: the BGP speakers, sampled like the daemons into speakers.tsv,
+# one line per process (the report sums FRR's zebra, bgpd and bfdd per host).
+SPEAKERS=() # "HOST NAME PID"; HOST rt is the router's FRR
+speaker_sample() {
+    local d h n p
+    for d in "${SPEAKERS[@]}"; do
+        read -r h n p <<<"$d"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$h" "$n" "$p" "$(now_us)" "$(proc_cpu "$p")" \
+            "$(proc_mem "$p" VmRSS)" "$(proc_mem "$p" VmHWM)" "$CLK_TCK" >>"$RES/speakers.tsv"
+    done
+}
+# find_speakers: fill SPEAKERS from the lab's pidfiles (BIRD: LAB/hN/bird.pid;
+# FRR: LAB/hN/frr/NAME.pid, the router's LAB/rt/NAME.pid), each checked to
+# be the program it names.
+find_speakers() {
+    local h n p dir
+    local -a names
+    for h in "${HOSTS[@]}" rt; do
+        if [[ $h == rt ]]; then
+            dir=$LAB/rt names=(zebra bgpd bfdd)
+        elif [[ $SPEAKER == bird ]]; then
+            dir=$LAB/$h names=(bird)
+        else
+            dir=$LAB/$h/frr names=(zebra bgpd bfdd)
+        fi
+        for n in "${names[@]}"; do
+            p=$(cat "$dir/$n.pid" 2>/dev/null) || die "no pidfile $dir/$n.pid"
+            [[ $p =~ ^[0-9]+$ && $(cat "/proc/$p/comm" 2>/dev/null) == "$n" ]] || die "$dir/$n.pid ($p) is not a running $n"
+            SPEAKERS+=("$h $n $p")
+        done
+    done
+}
+
 # --- bring-up ----------------------------------------------------------------------
 
 say "$SETUP: building the lab $LAB"
@@ -320,15 +414,25 @@ rm -rf -- "$RES"
 mkdir -p "$RES"
 : >"$RES/rows.tsv"
 case $SETUP in
-hook | both) export LAB_HOOK=$VIPCTL ;;
+hook | both | routed-*) export LAB_HOOK=$VIPCTL ;;
 classic) export LAB_HOOK=$HERE/classic-hook-timed.sh ;;
 *) unset LAB_HOOK ;;
 esac
-LAB_OWNER_PID=$$ "$LABSH" up "$LAB" >/dev/null
+if ((ROUTED)); then
+    LAB_ROUTED=1 LAB_SPEAKER=$SPEAKER LAB_OWNER_PID=$$ "$LABSH" up "$LAB" >/dev/null
+else
+    LAB_OWNER_PID=$$ "$LABSH" up "$LAB" >/dev/null
+fi
 load_facts
 for h in "${HOSTS[@]}"; do
     spawn "$LAB/$h/ipmon.log" ip -ts -o -n "$(lab_ns "$h")" monitor address
 done
+if ((ROUTED)); then
+    # The router's forwarding table: every route zebra installs, replaces or
+    # deletes (the VIPs' host routes from bgpd's best path).
+    spawn "$LAB/rt/routes.log" ip -ts -o -n "$(lab_ns rt)" monitor route
+    find_speakers
+fi
 # "ip monitor" prints nothing once subscribed; give it a moment.
 sleep 0.3
 
@@ -353,7 +457,7 @@ classic)
     # branch, run once on h1 (not through the timing wrapper).
     ip netns exec "$(lab_ns h1)" "$HERE/classic-hook.sh" "$MASTER" leader start 0.0.0.0 0 "$(ip_of h1)" "$REDIS_PORT"
     ;;
-watch | both | early | switch)
+watch | both | early | switch | routed-*)
     for h in "${HOSTS[@]}"; do
         spawn "$LAB/$h/watch.out" env VIPCTL_SOCKET="$LAB/$h/vipctl.sock" VIPCTL_LOG_FILE="$LAB/$h/watch.log" \
             ip netns exec "$(lab_ns "$h")" "$VIPCTL" --config "$CONF" watch
@@ -380,13 +484,25 @@ for ((i = 0; i < 10 * T_SETUP; i++)); do
     sleep 0.1
 done
 [[ $(holders4) == h1 ]] || die "the IPv4 VIP is not on h1 alone after ${T_SETUP}s (held by '$(holders4)')"
-say "$SETUP: VIP on h1"
+if ((ROUTED)); then
+    for ((i = 0; i < 10 * T_SETUP; i++)); do
+        [[ $(routed_to4) == h1 ]] && break
+        sleep 0.1
+    done
+    [[ $(routed_to4) == h1 ]] || die "the router does not route $VIP4_CIDR to h1 alone after ${T_SETUP}s (routes to '$(routed_to4)')"
+    say "$SETUP: VIP on h1, routed to h1"
+else
+    say "$SETUP: VIP on h1"
+fi
 
 if ((${#DAEMONS[@]} > 0)); then
-    # Quiet interval: nothing happens in the lab but the sentinels' chatter.
+    # Quiet interval: nothing happens in the lab but the sentinels' chatter
+    # (routed: and the speakers' BGP keepalives and BFD packets).
     daemon_sample quiet-start
+    ((${#SPEAKERS[@]} == 0)) || speaker_sample quiet-start
     sleep "$QUIET_S"
     daemon_sample quiet-end
+    ((${#SPEAKERS[@]} == 0)) || speaker_sample quiet-end
 fi
 
 # --- failovers ---------------------------------------------------------------------
@@ -409,7 +525,16 @@ failover() {
     case $scen in
     kill) kill -KILL "$pid" ;;
     freeze) kill -STOP "$pid" ;;
-    partition) ip -n "$(lab_ns sw)" link set "$old" down ;;
+    partition)
+        if ((ROUTED)); then
+            # The link drops every packet while both ends stay up: only BFD notices.
+            "$LABSH" cut "$LAB" "$old" on >/dev/null
+            # When the cut was complete (lab.sh does a few "ip neigh" calls).
+            printf '%s\t%s\tcut\t%s\t%s\n' "$scen" "$i" "$fault" "$(now_us)" >>"$RES/cuts.tsv"
+        else
+            ip -n "$(lab_ns sw)" link set "$old" down
+        fi
+        ;;
     switchover)
         # A planned switchover, asked of another host's sentinel: with vipctl switchover in its
         # setup, SENTINEL FAILOVER otherwise (in the background: it returns at once anyway).
@@ -459,7 +584,12 @@ failover() {
     freeze) kill -CONT "$pid" ;;
     partition)
         heal=$(now_us)
-        ip -n "$(lab_ns sw)" link set "$old" up
+        if ((ROUTED)); then
+            "$LABSH" cut "$LAB" "$old" off >/dev/null
+            printf '%s\t%s\theal\t%s\t%s\n' "$scen" "$i" "$heal" "$(now_us)" >>"$RES/cuts.tsv"
+        else
+            ip -n "$(lab_ns sw)" link set "$old" up
+        fi
         sleep "$T_HEALED"
         ;;
     esac
@@ -497,6 +627,7 @@ failover() {
 
 master=h1
 ((${#DAEMONS[@]} == 0)) || daemon_sample failovers-start
+((${#SPEAKERS[@]} == 0)) || speaker_sample failovers-start
 for scen in "${SCENARIOS[@]}"; do
     case $scen in kill | partition | freeze | switchover) ;; *) die "unknown scenario '$scen'" ;; esac
     # The switchover setup is about the planned switchover only.
@@ -507,4 +638,5 @@ for scen in "${SCENARIOS[@]}"; do
     done
 done
 ((${#DAEMONS[@]} == 0)) || daemon_sample failovers-end
+((${#SPEAKERS[@]} == 0)) || speaker_sample failovers-end
 say "$SETUP: done"
