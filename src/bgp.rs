@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use tokio::io::AsyncReadExt;
 
 use crate::network::vip::Vip;
@@ -103,8 +103,13 @@ impl Speaker {
         let prefix = host_route(vip);
         match self {
             Speaker::Bird(_) => {
-                let out = self.bird_lenient(&["show", "route", &prefix, "export", &session.name]).await?;
-                Ok(bird_lists(&out, &prefix))
+                // Quoted: a protocol may be named `tor-1`, which is no bare BIRD symbol.
+                let proto = format!("'{}'", session.name);
+                let out = self.run_bird(&["show", "route", &prefix, "export", &proto]).await?;
+                if !out.ok && !bird_says_nothing(&out.stdout) {
+                    bail!("birdc show route {prefix} export {proto} failed: {}", out.last_line());
+                }
+                Ok(bird_lists(&out.stdout, &prefix))
             }
             Speaker::Frr(_) => {
                 let family = match Family::of(vip.addr) {
@@ -119,37 +124,43 @@ impl Speaker {
 
     /// `birdc -r`: restricted, so that it could not change BIRD even if asked to.
     async fn bird(&self, args: &[&str]) -> anyhow::Result<String> {
-        let (ok, out) = self.run_bird(args).await?;
-        if !ok {
-            bail!("birdc {} failed: {}", args.join(" "), last_line(&out));
+        let out = self.run_bird(args).await?;
+        if !out.ok {
+            bail!("birdc {} failed: {}", args.join(" "), out.last_line());
         }
-        Ok(out)
+        Ok(out.stdout)
     }
 
-    /// As [`Self::bird`], but BIRD's "nothing there" answers (exit 1) are an empty answer.
-    async fn bird_lenient(&self, args: &[&str]) -> anyhow::Result<String> {
-        let (ok, out) = self.run_bird(args).await?;
-        match ok || bird_says_nothing(&out) {
-            true => Ok(out),
-            false => Err(anyhow!("birdc {} failed: {}", args.join(" "), last_line(&out))),
-        }
-    }
-
-    async fn run_bird(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    async fn run_bird(&self, args: &[&str]) -> anyhow::Result<Ran> {
         let Speaker::Bird(socket) = self else { unreachable!("bird() on FRR") };
         let mut all = vec!["-r".to_string(), "-s".into(), socket.display().to_string()];
         all.extend(args.iter().map(|a| a.to_string()));
         run("birdc", &all).await
     }
 
+    /// vtysh's stdout; its stderr may carry warnings (an unreadable vtysh.conf) beside a good answer.
     async fn vtysh(&self, command: &str) -> anyhow::Result<String> {
         let Speaker::Frr(dir) = self else { unreachable!("vtysh() on BIRD") };
         let args = ["--vty_socket".to_string(), dir.display().to_string(), "-c".into(), command.into()];
-        let (ok, out) = run("vtysh", &args).await?;
-        if !ok {
-            bail!("vtysh -c '{command}' failed: {}", last_line(&out));
+        let out = run("vtysh", &args).await?;
+        if !out.ok {
+            bail!("vtysh -c '{command}' failed: {}", out.last_line());
         }
-        Ok(out)
+        Ok(out.stdout)
+    }
+}
+
+/// What a CLI run gave.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// The last line that says something, stderr first: where the CLIs put their complaints.
+    fn last_line(&self) -> String {
+        last_line(&self.stderr).or_else(|| last_line(&self.stdout)).unwrap_or_else(|| "no output".into())
     }
 }
 
@@ -158,39 +169,53 @@ pub fn host_route(vip: &Vip) -> String {
     format!("{}/{}", vip.addr, Vip::max_prefix(vip.addr))
 }
 
-/// Runs `program` from [`SAFE_PATH`] with a clean environment; (exit status 0, stdout+stderr).
-async fn run(program: &str, args: &[String]) -> anyhow::Result<(bool, String)> {
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
+/// Runs `program` from [`SAFE_PATH`] with a clean environment and no capabilities.
+async fn run(program: &str, args: &[String]) -> anyhow::Result<Ran> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .env_clear()
         .env("PATH", SAFE_PATH)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run {program} (looked in {SAFE_PATH}): is it installed?"))?;
+        .kill_on_drop(true);
+    // SAFETY: the closure runs between fork and exec and only calls prctl.
+    unsafe {
+        cmd.pre_exec(crate::privilege::clear_ambient_caps);
+    }
+    let mut child =
+        cmd.spawn().with_context(|| format!("cannot run {program} (looked in {SAFE_PATH}): is it installed?"))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         bail!("{program}: no output pipes");
     };
     let work = async {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (mut stdout, mut stderr) = (stdout.take(MAX_OUTPUT), stderr.take(MAX_OUTPUT));
+        // One byte over the cap tells "too much" from "exactly the cap".
+        let (mut stdout, mut stderr) = (stdout.take(MAX_OUTPUT + 1), stderr.take(MAX_OUTPUT + 1));
         let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         a.and(b)?;
+        if out.len() as u64 > MAX_OUTPUT || err.len() as u64 > MAX_OUTPUT {
+            return Ok(None);
+        }
         let status = child.wait().await?;
-        out.extend_from_slice(&err);
-        Ok::<_, std::io::Error>((status.success(), String::from_utf8_lossy(&out).into_owned()))
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok::<_, std::io::Error>(Some(Ran { ok: status.success(), stdout: text(&out), stderr: text(&err) }))
     };
+    let what = || format!("{program} {}", args.join(" "));
     match tokio::time::timeout(TIMEOUT, work).await {
-        Ok(r) => r.with_context(|| format!("{program} {}", args.join(" "))),
-        Err(_) => bail!("{program} {} gave no answer in {} s", args.join(" "), TIMEOUT.as_secs()),
+        Ok(Ok(Some(ran))) => Ok(ran),
+        // Dropping the child kills it (kill_on_drop).
+        Ok(Ok(None)) => {
+            bail!("{} wrote more than {} MiB; that is no answer to a show command", what(), MAX_OUTPUT >> 20)
+        }
+        Ok(Err(e)) => Err(e).with_context(what),
+        Err(_) => bail!("{} gave no answer in {} s", what(), TIMEOUT.as_secs()),
     }
 }
 
-fn last_line(out: &str) -> String {
-    out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string()
+fn last_line(out: &str) -> Option<String> {
+    out.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }
 
 /// BIRD's answers that mean "no such route here" rather than a failure.
@@ -203,18 +228,14 @@ pub fn parse_bird_protocols(out: &str) -> Vec<Session> {
     out.lines()
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            // name proto table state since info…
+            // name proto table state since… info…; "since" is one or two words (timeformat).
             if cols.len() < 4 || cols[1] != "BGP" {
                 return None;
             }
-            let info = cols.get(5..).map(|c| c.join(" ")).unwrap_or_default();
-            let state = if info.is_empty() { cols[3].to_string() } else { info };
-            Some(Session {
-                name: cols[0].to_string(),
-                established: cols[3] == "up" && state.starts_with("Established"),
-                state,
-                family: None,
-            })
+            // A BGP protocol is "up" in BIRD only while its session is Established.
+            let established = cols[3] == "up";
+            let state = if established { "Established".to_string() } else { cols[3..].join(" ") };
+            Some(Session { name: cols[0].to_string(), established, state, family: None })
         })
         .collect()
 }
@@ -226,8 +247,8 @@ pub fn bird_lists(out: &str, prefix: &str) -> bool {
 
 /// The peers of `vtysh -c 'show bgp summary json'`, for both unicast families.
 pub fn parse_frr_summary(out: &str) -> anyhow::Result<Vec<Session>> {
-    let v: serde_json::Value =
-        serde_json::from_str(out).with_context(|| format!("vtysh gave no JSON: {}", last_line(out)))?;
+    let v: serde_json::Value = serde_json::from_str(out)
+        .with_context(|| format!("vtysh gave no JSON: {}", last_line(out).unwrap_or_default()))?;
     let mut sessions = Vec::new();
     for (key, family) in [("ipv4Unicast", Family::V4), ("ipv6Unicast", Family::V6)] {
         let Some(peers) = v.get(key).and_then(|f| f.get("peers")).and_then(|p| p.as_object()) else { continue };
@@ -246,8 +267,9 @@ pub fn parse_frr_summary(out: &str) -> anyhow::Result<Vec<Session>> {
 
 /// True when `vtysh … advertised-routes json` lists `prefix`.
 pub fn frr_advertises(out: &str, prefix: &str) -> anyhow::Result<bool> {
-    // FRR answers `{}` (or a warning) for a peer it advertises nothing to.
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(out) else { return Ok(false) };
+    let v: serde_json::Value = serde_json::from_str(out)
+        .with_context(|| format!("vtysh gave no JSON: {}", last_line(out).unwrap_or_default()))?;
+    // FRR answers `{}` for a peer it advertises nothing to.
     Ok(v.get("advertisedRoutes").and_then(|r| r.get(prefix)).is_some())
 }
 
@@ -268,15 +290,18 @@ vips       Direct     ---        up     12:21:14.300
 tor4       BGP        ---        up     12:21:15.100  Established   
 tor6       BGP        ---        start  12:21:14.300  Active        Socket: Connection refused
 st         Static     master4    up     12:21:14.300  
+tor-1      BGP        ---        up     2026-11-26 12:57:47  Established
 ";
 
     #[test]
     fn bird_sessions_are_the_bgp_lines() {
         let s = parse_bird_protocols(BIRD_PROTOCOLS);
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 3);
+        // `timeformat protocol iso long` makes "since" two words.
+        assert_eq!((s[2].name.as_str(), s[2].established), ("tor-1", true));
         assert_eq!((s[0].name.as_str(), s[0].established), ("tor4", true));
         assert_eq!((s[1].name.as_str(), s[1].established), ("tor6", false));
-        assert_eq!(s[1].state, "Active Socket: Connection refused");
+        assert_eq!(s[1].state, "start 12:21:14.300 Active Socket: Connection refused");
     }
 
     #[test]
@@ -306,6 +331,8 @@ st         Static     master4    up     12:21:14.300
         assert!(frr_advertises(adv, "192.0.2.100/32").unwrap());
         assert!(!frr_advertises(adv, "192.0.2.101/32").unwrap());
         assert!(!frr_advertises("{}", "192.0.2.100/32").unwrap());
+        // Not knowing is not "not announced".
+        assert!(frr_advertises("% Unknown command", "192.0.2.100/32").is_err());
     }
 
     #[test]

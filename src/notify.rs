@@ -51,13 +51,7 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which is
     // async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            // The daemon's ambient CAP_NET_ADMIN/CAP_NET_RAW must not pass to the command.
-            if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(crate::privilege::clear_ambient_caps);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,

@@ -55,6 +55,29 @@ pub fn refuse_overrides(matches: &clap::ArgMatches) -> Outcome<()> {
     if matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue) {
         return refuse("--config");
     }
+    // check reads files and runs the speaker's CLI against sockets these name.
+    if let Some(("check", check)) = matches.subcommand() {
+        for (id, flag) in [
+            ("sentinel_conf", "--sentinel-conf"),
+            ("unit_dir", "--unit-dir"),
+            ("bird_socket", "--bird-socket"),
+            ("frr_vty_dir", "--frr-vty-dir"),
+        ] {
+            if check.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                return refuse(flag);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For `pre_exec`: drops the ambient capabilities a child would otherwise inherit (the daemon's
+/// CAP_NET_ADMIN/CAP_NET_RAW must never pass to a program it starts).
+pub fn clear_ambient_caps() -> std::io::Result<()> {
+    // SAFETY: prctl is async-signal-safe and has no memory effects here.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -116,6 +116,9 @@ fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
         (!lab.routed_to(lab.vip4()).contains(&"h1".to_string())).then_some(())
     });
     let withdrawn = cut.elapsed();
+    // BFD noticed it, not the 3 s hold timer that backs it up.
+    let bfd = lab.router_bfd(lab.ip_of("h1"));
+    assert!(bfd != "up" && !bfd.is_empty(), "the router's BFD session with h1 is {bfd:?} during the cut");
     let new_master = lab.wait("the majority to promote a replica", Duration::from_secs(30), || {
         ["h2", "h3"].into_iter().find(|h| lab.routed_to(lab.vip4()) == [h.to_string()])
     });
@@ -143,16 +146,27 @@ fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
         "h1's BGP session should be down while its link is cut: {down:?}"
     );
 
-    // Heal. h1's session comes back (connect retry 5 s); the router must never route to h1 again.
+    // Heal. h1's session comes back (connect retry 5 s); the router must never route to h1 again,
+    // nor even hold a path from it (the router keeps the older of two paths, so a re-announcement
+    // from h1 would not show in its forwarding table).
     lab.cut("h1", false);
     let healed = Instant::now();
     let mut seen: Vec<Vec<String>> = Vec::new();
+    let mut paths_from_h1 = Vec::new();
     let mut session_back = None;
+    let prefixes = [format!("{}/32", lab.vip4()), format!("{}/128", lab.vip6())];
+    let h1_addrs = [lab.ip_of("h1").to_string(), lab.ip6_of("h1").to_string()];
     while healed.elapsed() < Duration::from_secs(20) {
         for vip in [lab.vip4(), lab.vip6()] {
             let r = lab.routed_to(vip);
             if !seen.contains(&r) {
                 seen.push(r);
+            }
+        }
+        for prefix in &prefixes {
+            let from_h1: Vec<String> = lab.router_paths(prefix).into_iter().filter(|p| h1_addrs.contains(p)).collect();
+            if !from_h1.is_empty() {
+                paths_from_h1.push((healed.elapsed(), prefix.clone(), from_h1));
             }
         }
         if session_back.is_none()
@@ -168,6 +182,13 @@ fn cut_off_master_is_withdrawn_and_announces_nothing_after_the_heal() {
     }
     let session_back = session_back.unwrap_or_else(|| panic!("h1's BGP session did not come back in 20 s"));
     assert_eq!(seen, [vec![new_master.to_string()]], "after the heal the router must route to {new_master} alone");
+    assert!(paths_from_h1.is_empty(), "after the heal the router had paths from h1: {paths_from_h1:?}");
+    // The check above can see a path: the new master's is there.
+    assert!(
+        lab.router_paths(&prefixes[0]).contains(&lab.ip_of(new_master).to_string()),
+        "the router shows no BGP path from {new_master}: {:?}",
+        lab.speaker("rt", &["-c", &format!("show bgp ipv4 unicast {} json", prefixes[0])])
+    );
     held_and_routed(&lab, new_master).expect("both VIPs on the new master, routed to it alone");
     speaker_checks_pass(&lab, "h1", "not bound here and not announced")
         .unwrap_or_else(|| panic!("check on h1 after the heal: {:?}", lab.speaker_checks("h1")));

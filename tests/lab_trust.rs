@@ -128,7 +128,16 @@ fn a_capable_binary_takes_no_config_from_its_caller() {
     let release = as_nobody(&lab, "h1", b, &["--config", evil.to_str().unwrap(), "release", "mymaster"], &[]);
     let claim = as_nobody(&lab, "h1", b, &["claim", "gw", "--force"], &[("VIPCTL_CONFIG", evil2.to_str().unwrap())]);
     let log = as_nobody(&lab, "h1", b, &["status"], &[("VIPCTL_LOG_FILE", "/tmp/x")]);
-    for (what, out) in [("--config", &release), ("VIPCTL_CONFIG", &claim), ("VIPCTL_LOG_FILE", &log)] {
+    // check reads the files and runs the speaker's CLI against the sockets its flags name.
+    let conf = as_nobody(&lab, "h1", b, &["check", "--sentinel-conf", "/etc/shadow"], &[]);
+    let socket = as_nobody(&lab, "h1", b, &["doctor", "--bird-socket", "/tmp/x"], &[]);
+    for (what, out) in [
+        ("--config", &release),
+        ("VIPCTL_CONFIG", &claim),
+        ("VIPCTL_LOG_FILE", &log),
+        ("--sentinel-conf", &conf),
+        ("--bird-socket", &socket),
+    ] {
         assert_eq!(out.status.code(), Some(2), "{what}: {}", text(out));
         assert!(String::from_utf8_lossy(&out.stderr).contains("raised privileges"), "{what}: {}", text(out));
     }

@@ -305,11 +305,17 @@ async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: 
         c.fail(format!("{who} has no BGP session"), format!("configure one to the router as in {EXAMPLES}"));
     }
     for s in &sessions {
+        // FRR lists a peer once per address family.
+        let name = match s.family {
+            Some(bgp::Family::V4) => format!("{} (IPv4)", s.name),
+            Some(bgp::Family::V6) => format!("{} (IPv6)", s.name),
+            None => s.name.clone(),
+        };
         if s.established {
-            c.ok(format!("{who}: BGP session {} is established", s.name));
+            c.ok(format!("{who}: BGP session {name} is established"));
         } else {
             c.fail(
-                format!("{who}: BGP session {} is not established ({})", s.name, s.state),
+                format!("{who}: BGP session {name} is not established ({})", s.state),
                 format!(
                     "see `{}`; the neighbour address and AS must match on both sides, and TCP port 179 must be open",
                     speaker.show_sessions_command()
@@ -328,22 +334,34 @@ async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: 
                 match speaker.exports(s, vip).await {
                     Ok(true) => on.push(s.name.clone()),
                     Ok(false) => {}
-                    Err(e) => c.warn(format!("cannot ask {who} whether it sends {route} to {}: {e:#}", s.name), None),
+                    Err(e) => {
+                        // Not knowing is no "not announced"; and one speaker that does not answer
+                        // would not answer the next question either (each may take 5 s).
+                        c.fail(
+                            format!("cannot tell whether {who} announces VIP {route} to {}: {e:#}", s.name),
+                            format!(
+                                "run `{}` yourself; check that the speaker answers and that this user may use its CLI",
+                                speaker.show_sessions_command()
+                            ),
+                        );
+                        return;
+                    }
                 }
             }
             let m = &master.name;
+            let family = if vip.addr.is_ipv4() { "IPv4" } else { "IPv6" };
             match (bound, on.is_empty()) {
                 (true, false) => c.ok(format!("master `{m}`: VIP {route} is bound here and announced to {}", on.join(", "))),
                 (false, true) => c.ok(format!("master `{m}`: VIP {route} is not bound here and not announced from here")),
                 (true, true) if !up.iter().any(|s| bgp::carries(s, vip)) => c.fail(
-                    format!("master `{m}`: VIP {route} is bound here, but no established BGP session can carry it"),
+                    format!("master `{m}`: VIP {route} is bound here, but no established BGP session carries {family}"),
                     "bring up the sessions named above",
                 ),
                 (true, true) => c.fail(
                     format!("master `{m}`: VIP {route} is bound here, but {who} announces it on no established session"),
                     format!(
                         "the speaker must take the VIPs from interface {iface} (BIRD: `protocol direct`, FRR: `redistribute connected`) \
-                         and export them to the router, as in {EXAMPLES}"
+                         and export them to the router on a session with an {family} channel, as in {EXAMPLES}"
                     ),
                 ),
                 (false, false) => c.fail(

@@ -1145,3 +1145,30 @@ impl Drop for SandboxedHook {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+impl Lab {
+    /// The peers (addresses) the router's bgpd has a path from for `prefix`, best or not: a
+    /// route that lost the best-path selection never shows in the kernel's table, but it is there.
+    pub fn router_paths(&self, prefix: &str) -> Vec<String> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let out = self.speaker("rt", &["-c", &format!("show bgp {family} unicast {prefix} json")]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["paths"]
+            .as_array()
+            .map(|paths| {
+                paths.iter().filter_map(|p| p["peer"]["peerId"].as_str().map(str::to_string)).collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The router's BFD session state ("up", "down", "init", …) with `peer`, or "" without one.
+    pub fn router_bfd(&self, peer: &str) -> String {
+        let out = self.speaker("rt", &["-c", "show bfd peers json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .and_then(|peers| peers.iter().find(|p| p["peer"].as_str() == Some(peer)))
+            .and_then(|p| p["status"].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+}
