@@ -410,7 +410,9 @@ kill_pids() {
         ((${#alive[@]} > 0)) || return 0
         sleep 0.1
     done
-    warn "pids ${alive[*]} ignored SIGTERM for 3 s; sending SIGKILL"
+    local names=
+    for pid in "${alive[@]}"; do names+=" $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone))"; done
+    warn "pids$names ignored SIGTERM for 3 s; sending SIGKILL"
     for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for ((i = 0; i < 10; i++)); do
         local any=0

@@ -315,6 +315,12 @@ pub enum Reason {
         /// The evidence.
         evidence: String,
     },
+    /// The sentinels still name this host, but the leader chose another host's replica and this
+    /// host gave the VIPs up to it: claiming them back would only fight the failover.
+    FailoverElsewhere {
+        /// The replica chosen.
+        toward: String,
+    },
     /// The daemon stops with `release_on_exit`.
     Stopping,
     /// The leader chose another host's replica: this host's Redis stops acknowledging writes.
@@ -364,6 +370,7 @@ impl Reason {
             Reason::Forced { .. } => "forced",
             Reason::Defend { .. } => "defend",
             Reason::Yield { .. } => "yield",
+            Reason::FailoverElsewhere { .. } => "failover_elsewhere",
             Reason::Stopping => "stopping",
             Reason::FenceWrites { .. } => "fence_writes",
             Reason::Demote { .. } => "demote",
@@ -428,6 +435,11 @@ impl fmt::Display for Reason {
                 write!(f, "defending against a claim by {claimant} (the Redis here: {role})")
             }
             Reason::Yield { claimant, evidence } => write!(f, "yielding to a claim by {claimant}: {evidence}"),
+            Reason::FailoverElsewhere { toward } => write!(
+                f,
+                "the leader chose {toward}, a replica on another host, and the VIPs went to it: not claiming them back \
+                 while that failover runs"
+            ),
             Reason::Stopping => f.write_str("stopping with release_on_exit"),
             Reason::FenceWrites { redis, toward } => write!(
                 f,
@@ -626,22 +638,34 @@ impl Facts<'_> {
     }
 }
 
+/// The replica of an early claim that still holds: the sentinels have not caught up with the
+/// promotion yet (no answer names this host, none is newer than the claim) and its grace lasts.
+fn early_claim_holds<'m>(f: &Facts<'_>, memory: &'m Memory) -> Option<&'m HostPort> {
+    match &memory.early {
+        Early::Claimed { replica, until, epoch }
+            if f.locality != Locality::Here && f.weighed.epoch() <= *epoch && f.now < *until =>
+        {
+            Some(replica)
+        }
+        _ => None,
+    }
+}
+
 /// The daemon's decision for one master.
 pub fn daemon(f: &Facts<'_>, memory: &mut Memory) -> Decision {
     let w = f.weighed;
     // An early claim holds against sentinels that have not caught up yet, within its grace.
-    if let Early::Claimed { replica, until, epoch } = &memory.early {
-        let confirmed = f.locality == Locality::Here;
-        if confirmed || w.epoch() > *epoch || f.now >= *until {
-            memory.early = Early::Idle;
-        } else {
-            let left_ms = until.saturating_duration_since(f.now).as_millis() as u64;
-            let replica = replica.to_string();
-            let placing = f.hold_plan().is_ok_and(|a| a.iter().any(Action::changes_addresses));
-            let reason =
-                if placing { Reason::EarlyClaim { replica } } else { Reason::EarlyClaimPending { replica, left_ms } };
-            return hold(f, memory, reason, None);
-        }
+    if let Some(replica) = early_claim_holds(f, memory) {
+        let Early::Claimed { until, .. } = &memory.early else { unreachable!("early_claim_holds: Claimed") };
+        let left_ms = until.saturating_duration_since(f.now).as_millis() as u64;
+        let replica = replica.to_string();
+        let placing = f.hold_plan().is_ok_and(|a| a.iter().any(Action::changes_addresses));
+        let reason =
+            if placing { Reason::EarlyClaim { replica } } else { Reason::EarlyClaimPending { replica, left_ms } };
+        return hold(f, memory, reason, None);
+    }
+    if matches!(memory.early, Early::Claimed { .. }) {
+        memory.early = Early::Idle;
     }
     let verdict_master = match &w.verdict {
         Verdict::Master { addr, epoch, .. } => Some((addr, *epoch)),
@@ -650,6 +674,11 @@ pub fn daemon(f: &Facts<'_>, memory: &mut Memory) -> Decision {
     match (&f.locality, verdict_master) {
         (Locality::Elsewhere, Some((addr, epoch))) => {
             release(f, Reason::NamedElsewhere { master: addr.to_string(), epoch })
+        }
+        // Gave the VIPs to the replica the leader chose: not back while that failover runs.
+        (Locality::Here, Some(_)) if !f.holding() && memory.failover_elsewhere.is_some() => {
+            let toward = memory.failover_elsewhere.as_ref().map(ToString::to_string).unwrap_or_default();
+            Decision::new(Act::Nothing, Reason::FailoverElsewhere { toward })
         }
         (Locality::Here, Some((addr, epoch))) if w.majority() => {
             let reason =
@@ -735,16 +764,23 @@ pub fn conflict(f: &Facts<'_>, memory: &Memory, claimant: &str) -> Decision {
     if !f.holding() {
         return Decision::new(Act::Nothing, Reason::Yield { claimant, evidence: "the VIPs are not held here".into() });
     }
+    if let Some(replica) = &memory.failover_elsewhere {
+        let evidence = format!("the leader chose {replica}, a replica on another host");
+        return Decision::new(Act::Release, Reason::Yield { claimant, evidence });
+    }
+    // Promoted by the leader, ahead of the sentinels' answers: the claimant is the old master (or a
+    // stray), whatever those still say.
+    if let Some(replica) = early_claim_holds(f, memory) {
+        let role = format!("{replica}, promoted by the leader; early claim ahead of the sentinels");
+        return Decision::new(Act::Announce, Reason::Defend { claimant, role });
+    }
     if f.locality == Locality::Elsewhere
         && let Some(addr) = f.weighed.master()
     {
         let evidence = format!("the sentinels name {addr} (epoch {})", f.weighed.epoch());
         return Decision::new(Act::Release, Reason::Yield { claimant, evidence });
     }
-    if let Some(replica) = &memory.failover_elsewhere {
-        let evidence = format!("the leader chose {replica}, a replica on another host");
-        return Decision::new(Act::Release, Reason::Yield { claimant, evidence });
-    }
+
     let Some(serving) = f.weighed.master().filter(|_| f.locality == Locality::Here) else {
         // Holding without a verdict naming this host (minority, early claim): nothing to ask.
         return Decision::new(Act::Announce, Reason::Defend { claimant, role: "not asked".into() });

@@ -14,6 +14,18 @@ fn role_of(lab: &Lab, host: &str) -> String {
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string()
 }
 
+/// The VIP moved once: since `from_ms` the old master's daemon never claimed it back and the new
+/// master's never yielded it (a fight shows as claim/yield pairs every announcement round, with
+/// the VIP on both hosts in turn).
+fn moved_once(lab: &Lab, new_master: &str, from_ms: u128) {
+    let after =
+        |h: &str| -> Vec<Rec> { lab.watch_records(h).into_iter().filter(|r| record_ms(r) >= from_ms).collect() };
+    let reclaims: Vec<Rec> = after("h1").into_iter().filter(|r| r.is("claim")).collect();
+    assert!(reclaims.is_empty(), "h1 claimed the VIP back during the switchover: {reclaims:?}");
+    let yields: Vec<Rec> = after(new_master).into_iter().filter(|r| r.s("reason_code") == "yield").collect();
+    assert!(yields.is_empty(), "{new_master} yielded the VIP during the switchover: {yields:?}");
+}
+
 /// Daemons with early claim on every host, the VIP on h1, a client writing through it.
 fn setup(lab: &Lab) -> (Vec<Daemon>, Writer) {
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
@@ -30,6 +42,7 @@ fn vipctl_switchover_loses_no_acknowledged_write() {
     let lab = Lab::up("switchover-vipctl", LabOptions::default());
     let (_daemons, mut w) = setup(&lab);
     std::thread::sleep(Duration::from_millis(500));
+    let start = unix_ms();
     let out = lab.vipctl("h2", &["switchover", "--to", "h3.lab"]);
     let timeline = String::from_utf8_lossy(&out.stdout).to_string();
     eprintln!("[switchover-vipctl] timeline:\n{timeline}");
@@ -54,6 +67,7 @@ fn vipctl_switchover_loses_no_acknowledged_write() {
     assert_eq!(lost, 0, "acknowledged writes lost: {at:?}");
     let records = lab.hook_records("h2");
     assert!(records.iter().any(|r| r.s("actor") == "switchover" && r.ok()), "{records:?}");
+    moved_once(&lab, "h3", start);
 }
 
 #[test]
@@ -62,6 +76,7 @@ fn sentinel_failover_with_the_daemons_fences_and_demotes_the_old_master() {
     let lab = Lab::up("switchover-sentinel", LabOptions::default());
     let (_daemons, mut w) = setup(&lab);
     std::thread::sleep(Duration::from_millis(500));
+    let start = unix_ms();
     let out = lab.exec(
         "h2",
         Path::new("/usr/bin/redis-cli"),
@@ -92,4 +107,5 @@ fn sentinel_failover_with_the_daemons_fences_and_demotes_the_old_master() {
     eprintln!("[switchover-sentinel] lost {lost} acknowledged writes; longest gap {} ms", longest_write_gap_ms(&lines));
     // The leader's SLAVEOF NO ONE and the pause race: a write or two may be acknowledged between.
     assert!(lost <= 2, "acknowledged writes lost: {lost} {at:?}");
+    moved_once(&lab, &new_master, start);
 }

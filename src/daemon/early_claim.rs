@@ -24,6 +24,8 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 pub async fn watch(master: String, replica: HostPort, access: Access, tx: mpsc::Sender<Signal>) {
     let start = Instant::now();
     let mut polls = 0u32;
+    // Failed polls in a row: the first is expected (see below), more mean a real problem.
+    let mut failures = 0u32;
     while start.elapsed() < WINDOW {
         let Ok(mut con) = access.connect(&replica, TIMEOUT).await else {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -41,10 +43,19 @@ pub async fn watch(master: String, replica: HostPort, access: Access, tx: mpsc::
                     let _ = tx.send(Signal::Promoted { master, replica, polls }).await;
                     return;
                 }
-                Role::Replica => tokio::time::sleep(SPACING).await,
-                // Reconnect; an authentication failure will not pass by polling faster.
+                Role::Replica => {
+                    failures = 0;
+                    tokio::time::sleep(SPACING).await;
+                }
+                // Sentinel promotes with SLAVEOF NO ONE and then CLIENT KILL TYPE normal in one
+                // transaction, so this connection dies at the very moment of interest: reconnect
+                // at once. Failures in a row (an authentication error, say) will not pass by
+                // polling faster.
                 Role::Gone(_) | Role::Unknown(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    failures += 1;
+                    if failures > 1 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     break;
                 }
             }

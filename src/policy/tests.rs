@@ -341,10 +341,16 @@ proptest! {
     /// releases whenever the newest answer names another host; and a holder without a majority
     /// lets go exactly when the minority timeout has passed since the last majority.
     #[test]
-    fn daemon_rules_hold(reports in arb_reports(), holding in any::<bool>(), role in arb_role(), early in any::<bool>()) {
+    fn daemon_rules_hold(
+        reports in arb_reports(),
+        holding in any::<bool>(),
+        role in arb_role(),
+        early in any::<bool>(),
+        chosen in any::<bool>(),
+    ) {
         let mut world = World::new(&reports, holding);
         world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, at: world.now });
-        let mut memory = Memory::default();
+        let mut memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
         if early {
             memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
         }
@@ -355,6 +361,8 @@ proptest! {
             Act::Hold => {
                 prop_assert!(!holding || d.reason.code() == "early_claim");
                 prop_assert!(early_active || (w.majority() && world.locality == Locality::Here));
+                // Having given the VIPs to the replica the leader chose, never take them back.
+                prop_assert!(!chosen || early_active, "claimed back during a failover toward another host");
                 if !early_active {
                     prop_assert!(matches!(role, Some(Role::Master) | Some(Role::Unknown(_))), "claimed with role {role:?}");
                 }
@@ -419,13 +427,23 @@ proptest! {
     /// chose it: with a failover toward another host under way the holder always yields, and
     /// without any evidence it never does.
     #[test]
-    fn early_claim_and_defence_agree(reports in arb_reports(), role in arb_role(), chosen in any::<bool>()) {
+    fn early_claim_and_defence_agree(
+        reports in arb_reports(),
+        role in arb_role(),
+        chosen in any::<bool>(),
+        early in any::<bool>(),
+    ) {
         let mut world = World::new(&reports, true);
         world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, at: world.now });
-        let memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
+        let mut memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
+        if early {
+            memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
+        }
+        // Promoted by the leader, ahead of sentinels that still name the old master.
+        let early_active = early && world.locality != Locality::Here && world.weighed.epoch() <= 3;
         let d = conflict(&world.facts(), &memory, "02:00:00:00:00:12");
         let evidence = chosen
-            || world.locality == Locality::Elsewhere
+            || (world.locality == Locality::Elsewhere && !early_active)
             || (world.locality == Locality::Here && matches!(role, Some(Role::Replica) | Some(Role::Gone(_))));
         if evidence {
             prop_assert_eq!(d.act, Act::Release, "did not yield: {:?}", d.reason);
@@ -433,4 +451,34 @@ proptest! {
             prop_assert!(matches!(d.act, Act::Announce | Act::AskRole(_)), "yielded without evidence: {:?}", d.reason);
         }
     }
+}
+
+/// A planned switchover as the two daemons see it, before the sentinels catch up (all three
+/// still name the old master at epoch 0): the new master, promoted by the leader, defends its
+/// early claim; the old master, whose leader chose the other replica, yields and stays out.
+#[test]
+fn a_switchover_moves_the_vip_once_and_nobody_fights() {
+    let stale = [ok(11, m(&there(), 0), 0), ok(12, m(&there(), 0), 0), ok(13, m(&there(), 0), 0)];
+    // The new master (here), after its early claim.
+    let new = World::new(&stale, true).role(Role::Master);
+    let memory = Memory {
+        early: Early::Claimed { replica: here(), until: new.now + EARLY_GRACE, epoch: 0 },
+        ..Memory::default()
+    };
+    let d = conflict(&new.facts(), &memory, "02:00:00:00:00:12");
+    assert_eq!((d.act, d.reason.code()), (Act::Announce, "defend"), "{}", d.reason);
+
+    // The old master (here again, in its own world): the sentinels name it, the leader chose there.
+    let fresh = [ok(11, m(&here(), 0), 0), ok(12, m(&here(), 0), 0), ok(13, m(&here(), 0), 0)];
+    let old = World::new(&fresh, true).role(Role::Master);
+    let mut memory = Memory { failover_elsewhere: Some(there()), ..Memory::default() };
+    let d = conflict(&old.facts(), &memory, "02:00:00:00:00:12");
+    assert_eq!((d.act, d.reason.code()), (Act::Release, "yield"), "{}", d.reason);
+    // Released: it does not claim back while the failover runs, though the sentinels name it.
+    let released = World::new(&fresh, false).role(Role::Master);
+    let d = released.decide(&mut memory);
+    assert_eq!((d.act, d.reason.code()), (Act::Nothing, "failover_elsewhere"), "{}", d.reason);
+    // The failover aborted (the daemon forgets it): the VIPs come back.
+    memory.failover_elsewhere = None;
+    assert_eq!(released.decide(&mut memory).act, Act::Hold);
 }

@@ -1161,14 +1161,9 @@ impl Lab {
             .unwrap_or_default()
     }
 
-    /// The router's BFD session state ("up", "down", "init", …) with `peer`, or "" without one.
-    pub fn router_bfd(&self, peer: &str) -> String {
-        let out = self.speaker("rt", &["-c", "show bfd peers json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v.as_array()
-            .and_then(|peers| peers.iter().find(|p| p["peer"].as_str() == Some(peer)))
-            .and_then(|p| p["status"].as_str())
-            .unwrap_or("")
-            .to_string()
+    /// The router's bgpd log (FRR; the sessions' state changes and why).
+    pub fn router_log(&self) -> String {
+        let router = self.facts.router.as_ref().expect("a routed lab has a router");
+        std::fs::read_to_string(router.vty_socket.join("bgpd.log")).unwrap_or_default()
     }
 }
