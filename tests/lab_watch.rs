@@ -64,8 +64,8 @@ fn daemon_alone_moves_restores_and_survives_restart() {
     lab.wait("the client's ARP entry to follow", Duration::from_secs(3), || {
         (lab.neigh(lab.vip4()) == lab.mac_of(new_master)).then_some(())
     });
-    lab.wait("a write after the move", Duration::from_secs(10), || {
-        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())
+    let back = lab.wait("a write after the move", Duration::from_secs(10), || {
+        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|l| l.at_ms)
     });
     eprintln!(
         "[watch-failover] VIP on {new_master} {} ms after the fault; writes back at +{} ms",
