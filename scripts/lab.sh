@@ -487,7 +487,7 @@ kv_get() {
 # remove DIR.  Works on half-built labs and when run twice.  The caller holds
 # the lab lock (or has just created the lab).
 teardown() {
-    local dir=$1 id pid host ns round kind
+    local dir=$1 id pid host ns round kind ino
     local -a pids
     if [[ ! -f $dir/id ]]; then
         # No id means "up" died before it created anything but maybe the
@@ -551,6 +551,11 @@ teardown() {
         ns=$(ns_name "$id" "$host")
         rm -rf -- "/etc/netns/$ns"
         ns_exists "$ns" || continue
+        # vipctl's lock files carry the namespace's inode in their name (the
+        # default lock_dir is the host's own): nobody holds them any more.
+        if ino=$(stat -L -c %i -- "/run/netns/$ns" 2>/dev/null) && [[ $ino =~ ^[0-9]+$ ]]; then
+            rm -f -- /run/lock/vipctl/vipctl-*-"$ino".lock
+        fi
         ip netns del "$ns" 2>/dev/null || warn "could not delete namespace $ns"
     done
     rm -rf -- "$dir"
@@ -764,8 +769,8 @@ json_str() {
 #   --vty_socket) for the Redis hosts, null for the client;
 #   "vips": {"v4": "192.0.2.100/32", "v6": "2001:db8:ff::100/128"}.
 write_lab_json() {
-    local dir=$1 host sep tls=null extra
-    [[ -z ${LAB_TLS_DIR:-} ]] || tls=$SENTINEL_TLS_PORT
+    local dir=$1 host sep tls_port=null extra
+    [[ -z ${LAB_TLS_DIR:-} ]] || tls_port=$SENTINEL_TLS_PORT
     {
         printf '{\n'
         printf '  "id": %s,\n' "$(json_str "$LAB_ID")"
@@ -827,7 +832,7 @@ write_lab_json() {
         done
         printf '\n  },\n'
         printf '  "vips": {"v4": %s, "v6": %s},\n' "$(json_str "$VIP4/$PREFIX4")" "$(json_str "$VIP6/$PREFIX6")"
-        printf '  "ports": {"redis": %d, "sentinel": %d, "sentinel_tls": %s}\n' "$REDIS_PORT" "$SENTINEL_PORT" "$tls"
+        printf '  "ports": {"redis": %d, "sentinel": %d, "sentinel_tls": %s}\n' "$REDIS_PORT" "$SENTINEL_PORT" "$tls_port"
         printf '}\n'
     } >"$dir/lab.json.tmp"
     mv -f -- "$dir/lab.json.tmp" "$dir/lab.json"

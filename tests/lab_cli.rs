@@ -145,6 +145,11 @@ fn claim_release_idempotent_sentinel_wins_privileges_named() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(stderr(&out).contains("CAP_NET_ADMIN"), "{}", text(&out));
         assert_eq!(lab.holders(lab.vip4()), ["h1"]);
+        // Where nothing needs changing, the same run succeeds: it takes no lock it could not write.
+        let before = lab.addresses("h2");
+        let out = lab.vipctl_unprivileged("h2", &["--config", cfg.to_str().unwrap(), "release"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(lab.addresses("h2"), before);
     } else {
         eprintln!("*** SKIPPED the unprivileged part: /usr/bin/setpriv is missing (util-linux) ***");
     }

@@ -18,6 +18,7 @@ use crate::error::{Failure, Outcome};
 use crate::lock::{self, MasterLock};
 use crate::network::host::HostState;
 use crate::policy::{self, Locality, Report};
+use crate::privilege::{CAP_NET_ADMIN, Caps};
 use crate::resolve::{self, LookupError};
 use crate::sentinel;
 
@@ -48,9 +49,11 @@ impl Ctx {
         Ok(config)
     }
 
-    /// Takes the per-master lock, except in dry-run mode (which changes nothing, so need not wait).
+    /// Takes the per-master lock, except in dry-run mode and without CAP_NET_ADMIN: such a run
+    /// changes no address, so it need not wait, and it must not stop at a lock folder it may not
+    /// write before it can say which capability it lacks (or that nothing needs changing).
     pub async fn lock(&self, config: &Config, master: &Master) -> Outcome<Option<MasterLock>> {
-        if self.dry_run {
+        if self.dry_run || !Caps::current().has(CAP_NET_ADMIN) {
             return Ok(None);
         }
         let dir = config.lock_dir.clone().unwrap_or_else(lock::default_dir);

@@ -31,7 +31,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Binds the control socket, refusing to steal it from a running daemon. The socket is created
-/// with mode 0666 through the umask (no chmod on a path afterwards, which could follow a link).
+/// with mode 0666 through a private umask (no chmod on a path afterwards, which could follow a link).
 pub fn bind(path: &Path) -> Outcome<UnixListener> {
     if let Some(dir) = path.parent()
         && !dir.exists()
@@ -61,12 +61,31 @@ pub fn bind(path: &Path) -> Outcome<UnixListener> {
         let _ = std::fs::remove_file(path);
     }
     // Anyone may connect; who may do what is decided per request from SO_PEERCRED.
-    // SAFETY: umask only changes this process's file creation mask; restored right after bind.
-    let old = unsafe { libc::umask(0o111) };
-    let listener = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    listener.map_err(|e| Failure::permanent(anyhow!("cannot listen on {}: {e}", path.display())))
+    let listener = bind_open_to_all(path)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            UnixListener::from_std(l)
+        })
+        .map_err(|e| Failure::permanent(anyhow!("cannot listen on {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+/// Binds with mode 0666 from a thread of its own whose umask is private (`unshare(CLONE_FS)`):
+/// the umask is shared by all threads otherwise, and a folder or file another thread made during
+/// the bind would come out with the wide mask (a lock folder without `x`, a file writable by all).
+fn bind_open_to_all(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask from the others'.
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: umask of this thread's private fs_struct; the thread ends right after the bind.
+        unsafe { libc::umask(0o111) };
+        std::os::unix::net::UnixListener::bind(&path)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the bind thread panicked")))
 }
 
 /// Accepts control connections until the loop is gone. `trusted` are the uids whose hooks the
@@ -180,5 +199,39 @@ mod tests {
         let e = bind(&file).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    }
+
+    /// The umask of the calling thread, read without changing it.
+    fn thread_umask() -> String {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap().trim().to_string()
+    }
+
+    #[tokio::test]
+    async fn binding_never_widens_the_umask_of_other_threads() {
+        // Another thread makes folders and files while the daemon binds (a lock folder made then
+        // came out mode 0644, without `x`): it must never see the socket's wide umask.
+        let before = thread_umask();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                for _ in 0..1_000_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    seen.insert(thread_umask());
+                }
+                seen
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            drop(bind(&dir.path().join(format!("s{i}.sock"))).unwrap());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert_eq!(seen, std::collections::BTreeSet::from([before]), "another thread saw a different umask");
     }
 }
