@@ -92,9 +92,9 @@ num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
             echo "$(($(to_ms "$d $mo $y $t") - fault)) redis on $h reports role:master (promotion)"
         done
         # vipctl's decision records are JSON lines (src/record.rs): hooks in vipctl.log, the daemon
-        # in watch.log. The timestamp is when the record was written, after elapsed_ms of work.
+        # in watch.log (its decisions, its answers to another host's claim, its fencing steps). The timestamp is when the record was written, after elapsed_ms of work.
         for log in "$lab/$h/vipctl.log" "$lab/$h/watch.log"; do
-            grep -h '"event":"decision"' "$log" 2>/dev/null | while read -r rec; do
+            grep -hE '"event":"(decision|conflict|fence)"' "$log" 2>/dev/null | while read -r rec; do
                 end=$(to_ms "$(field timestamp <<<"$rec")")
                 el=$(num elapsed_ms <<<"$rec")
                 start=$((end - ${el%.*}))
@@ -105,6 +105,8 @@ num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
                     acts=$(field actions <<<"$rec")
                     printf '%s vipctl hook on %s (%s): %s, %s, %.1f ms wall\n' "$((start - fault))" "$h" "$role" \
                         "$(field decision <<<"$rec")" "${acts:-nothing left to change}" "$el"
+                elif [[ $(field event <<<"$rec") == fence ]]; then
+                    echo "$((start - fault)) vipctl watch on $h: fence: $(field reason <<<"$rec")"
                 else
                     echo "$((start - fault)) vipctl watch on $h: $(field decision <<<"$rec") ($(field reason <<<"$rec"))"
                 fi

@@ -403,6 +403,10 @@ fn early_claim_follows_the_promotion_itself() {
     // The sentinels confirm, and nothing flaps afterwards.
     let seen = lab.holders_during(lab.vip4(), Duration::from_secs(3));
     assert_eq!(seen, [vec![new_master.to_string()]], "the VIP flapped after the early claim");
+    // h1 let go by itself, and its dead Redis is nothing to fence or demote, so no step failed.
+    let h1 = lab.watch_records("h1");
+    assert!(h1.iter().any(|r| r.s("decision") == "release" && r.ok()), "{}", lab.watch_log("h1"));
+    assert!(h1.iter().all(Rec::ok), "a step failed on h1: {}", lab.watch_log("h1"));
     // The client writes through the VIP on its new host: a write that started after the move.
     lab.wait("a write after the move", Duration::from_secs(10), || {
         w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())

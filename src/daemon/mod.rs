@@ -785,19 +785,17 @@ impl Daemon {
         self.redis_steps(name, redis, reason, vec![local_redis::pause_writes(bound)], true);
     }
 
-    /// Sends `steps` to the local Redis at `redis`, off the loop, and records the outcome. With
-    /// `only_if_master`, a Redis that is not master (or gone) is left alone: there is nothing to
-    /// pause on a dead or demoted Redis.
+    /// Sends `steps` to the local Redis at `redis`, off the loop, and records the outcome. A Redis
+    /// that is gone (nothing listens) is left alone: it takes no writes, and Sentinel makes it a
+    /// replica when it returns; with `only_if_master`, so is a replica (nothing to pause).
     fn redis_steps(&self, name: &str, redis: HostPort, reason: Reason, steps: Vec<redis::Cmd>, only_if_master: bool) {
         let (access, master) = (self.redis_access.clone(), name.to_string());
         tokio::spawn(async move {
             let start = Instant::now();
-            if only_if_master {
-                let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
-                if matches!(role, Role::Replica | Role::Gone(_)) {
-                    tracing::debug!("master `{master}`: not pausing {redis}: it is {role}");
-                    return;
-                }
+            let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
+            if role.is_gone() || (only_if_master && role == Role::Replica) {
+                tracing::info!("master `{master}`: {redis} is {role}: nothing to do for \"{reason}\"");
+                return;
             }
             let mut record = Record::new(record::Event::Fence, Actor::Watch, &master, record::Change::None, &reason);
             for cmd in &steps {
