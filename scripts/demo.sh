@@ -91,8 +91,8 @@ num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
         grep -hE 'MASTER MODE enabled' "$lab/$h/redis.log" 2>/dev/null | while read -r _ d mo y t _; do
             echo "$(($(to_ms "$d $mo $y $t") - fault)) redis on $h reports role:master (promotion)"
         done
-        # vipctl's decision records are JSON lines (src/record.rs): hooks in vipctl.log, the daemon
-        # in watch.log (its decisions, its answers to another host's claim, its fencing steps). The timestamp is when the record was written, after elapsed_ms of work.
+        # vipctl's decision records are JSON lines (src/record.rs): hooks in vipctl.log, the
+        # daemon in watch.log (decisions, answers to another host's claim, fencing steps). The timestamp is when the record was written, after elapsed_ms of work.
         for log in "$lab/$h/vipctl.log" "$lab/$h/watch.log"; do
             grep -hE '"event":"(decision|conflict|fence)"' "$log" 2>/dev/null | while read -r rec; do
                 end=$(to_ms "$(field timestamp <<<"$rec")")
@@ -106,7 +106,9 @@ num() { grep -oE "\"$1\":[0-9.]+" | head -n 1 | cut -d: -f2; }
                     printf '%s vipctl hook on %s (%s): %s, %s, %.1f ms wall\n' "$((start - fault))" "$h" "$role" \
                         "$(field decision <<<"$rec")" "${acts:-nothing left to change}" "$el"
                 elif [[ $(field event <<<"$rec") == fence ]]; then
-                    echo "$((start - fault)) vipctl watch on $h: fence: $(field reason <<<"$rec")"
+                    res=$(field result <<<"$rec")
+                    [[ $res == ok ]] || res="FAILED: $(field error <<<"$rec")"
+                    echo "$((start - fault)) vipctl watch on $h: fence: $(field reason <<<"$rec") ($res)"
                 else
                     echo "$((start - fault)) vipctl watch on $h: $(field decision <<<"$rec") ($(field reason <<<"$rec"))"
                 fi

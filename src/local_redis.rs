@@ -79,20 +79,42 @@ pub async fn ask(addr: &HostPort, access: &Access, timeout: Duration) -> Role {
 }
 
 /// Sends one command to the Redis at `addr`, within `timeout` for everything.
-pub async fn command(addr: &HostPort, access: &Access, cmd: &redis::Cmd, timeout: Duration) -> anyhow::Result<Value> {
+pub async fn command(
+    addr: &HostPort,
+    access: &Access,
+    cmd: &redis::Cmd,
+    timeout: Duration,
+) -> Result<Value, CommandError> {
     let work = async {
         let mut con = access.connect(addr, timeout).await?;
         cmd.query_async::<Value>(&mut con).await
     };
+    let failed = |gone, message| Err(CommandError { gone, message });
     match tokio::time::timeout(timeout, work).await {
         Ok(Ok(Value::ServerError(e))) => {
-            Err(anyhow::anyhow!("Redis at {addr} refused: {}", e.details().unwrap_or(e.code())))
+            failed(false, format!("Redis at {addr} refused: {}", e.details().unwrap_or(e.code())))
         }
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(anyhow::anyhow!("Redis at {addr}: {}", crate::access::describe(&e))),
-        Err(_) => Err(anyhow::anyhow!("Redis at {addr}: no answer within {} ms", timeout.as_millis())),
+        Ok(Err(e)) => failed(e.is_connection_refusal(), format!("Redis at {addr}: {}", crate::access::describe(&e))),
+        Err(_) => failed(false, format!("Redis at {addr}: no answer within {} ms", timeout.as_millis())),
     }
 }
+
+/// Why a command to a Redis failed.
+#[derive(Debug)]
+pub struct CommandError {
+    /// Nothing listens there (connection refused): that Redis is gone.
+    pub gone: bool,
+    message: String,
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}
 
 /// `CLIENT PAUSE <ms> WRITE`: the Redis acknowledges no write until the pause ends or is lifted;
 /// paused writes run after it, and get READONLY if the Redis became a replica meanwhile.

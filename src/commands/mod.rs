@@ -18,7 +18,7 @@ use crate::error::{Failure, Outcome};
 use crate::lock::{self, MasterLock};
 use crate::network::host::HostState;
 use crate::policy::{self, Locality, Report};
-use crate::privilege::{CAP_NET_ADMIN, Caps};
+use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::resolve::{self, LookupError};
 use crate::sentinel;
 
@@ -49,11 +49,14 @@ impl Ctx {
         Ok(config)
     }
 
-    /// Takes the per-master lock, except in dry-run mode and without CAP_NET_ADMIN: such a run
-    /// changes no address, so it need not wait, and it must not stop at a lock folder it may not
-    /// write before it can say which capability it lacks (or that nothing needs changing).
+    /// Takes the per-master lock, except in dry-run mode and without CAP_NET_ADMIN and CAP_NET_RAW:
+    /// such a run can neither change an address nor announce one, so it need not wait, and it must
+    /// not stop at a lock folder it may not write before it can say which capability it lacks (or
+    /// that nothing needs doing). A run that can announce takes the lock: it must not announce a
+    /// VIP that a release under the lock is taking away.
     pub async fn lock(&self, config: &Config, master: &Master) -> Outcome<Option<MasterLock>> {
-        if self.dry_run || !Caps::current().has(CAP_NET_ADMIN) {
+        let caps = Caps::current();
+        if self.dry_run || !(caps.has(CAP_NET_ADMIN) || caps.has(CAP_NET_RAW)) {
             return Ok(None);
         }
         let dir = config.lock_dir.clone().unwrap_or_else(lock::default_dir);

@@ -150,7 +150,7 @@ async fn switchover(
     let pause = Duration::from_millis(args.catch_up_ms + args.timeout_ms) + Duration::from_secs(5);
     if let Err(e) = local_redis::command(&old, redis, &local_redis::pause_writes(pause), ASK).await {
         undo(&old, redis, &restore, false).await;
-        return Err(Failure::transient(e.context("cannot pause writes on the master")));
+        return Err(Failure::transient(anyhow::Error::new(e).context("cannot pause writes on the master")));
     }
     t.step(format!("writes paused on {old} (at most {} ms)", pause.as_millis()));
 
@@ -168,7 +168,7 @@ async fn switchover(
     if let Err(e) = local_redis::command(&sentinel, sentinels, &failover, ASK).await {
         undo(&old, redis, &restore, true).await;
         return Err(Failure::transient(
-            e.context("SENTINEL FAILOVER refused; aborted, writes resume on the old master"),
+            anyhow::Error::new(e).context("SENTINEL FAILOVER refused; aborted, writes resume on the old master"),
         ));
     }
     t.step("SENTINEL FAILOVER ordered");
@@ -232,7 +232,8 @@ async fn undo(old: &HostPort, redis: &Access, restore: &[(HostPort, i64)], unpau
 async fn set_priority(addr: &HostPort, redis: &Access, priority: i64) -> anyhow::Result<()> {
     let mut c = redis::cmd("CONFIG");
     c.arg("SET").arg("replica-priority").arg(priority);
-    local_redis::command(addr, redis, &c, ASK).await.map(|_| ())
+    local_redis::command(addr, redis, &c, ASK).await?;
+    Ok(())
 }
 
 /// The replicas the sentinel knows for `name`.

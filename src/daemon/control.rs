@@ -70,22 +70,65 @@ pub fn bind(path: &Path) -> Outcome<UnixListener> {
     Ok(listener)
 }
 
-/// Binds with mode 0666 from a thread of its own whose umask is private (`unshare(CLONE_FS)`):
-/// the umask is shared by all threads otherwise, and a folder or file another thread made during
-/// the bind would come out with the wide mask (a lock folder without `x`, a file writable by all).
+/// Binds with mode 0666 without ever widening the umask of the daemon's other threads: a folder
+/// or file one of them made during the bind would come out with it (a lock folder without `x`, a
+/// file writable by all).
 fn bind_open_to_all(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    match bind_with_private_umask(path) {
+        // unshare is refused by some seccomp profiles (Docker's default, without CAP_SYS_ADMIN).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => bind_then_chmod(path),
+        r => r,
+    }
+}
+
+/// Binds from a thread whose umask is its own (`unshare(CLONE_FS)`), set to give 0666.
+fn bind_with_private_umask(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask from the others'.
-        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: umask of this thread's private fs_struct; the thread ends right after the bind.
-        unsafe { libc::umask(0o111) };
-        std::os::unix::net::UnixListener::bind(&path)
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("the bind thread panicked")))
+    std::thread::Builder::new()
+        .name("vipctl-bind".into())
+        .spawn(move || {
+            // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask from the others'.
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: umask of this thread's private fs_struct; the thread ends right after the bind.
+            unsafe { libc::umask(0o111) };
+            std::os::unix::net::UnixListener::bind(&path)
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the bind thread panicked")))
+}
+
+/// Binds under a temporary name, makes that 0666 and renames it into place. A chmod by path is
+/// safe only where nobody else can swap the name for a link, so the folder must be writable by
+/// root and this user alone.
+fn bind_then_chmod(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || !(meta.uid() == 0 || meta.uid() == me) || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "unshare(CLONE_FS) is not allowed here (a seccomp profile?) and {} may be written by other users, so \
+                 the socket cannot be opened to all safely; put it in a folder only root and vipctl can write",
+                dir.display()
+            ),
+        ));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 /// Accepts control connections until the loop is gone. `trusted` are the uids whose hooks the
@@ -199,6 +242,26 @@ mod tests {
         let e = bind(&file).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    }
+
+    #[test]
+    fn without_unshare_the_socket_is_renamed_into_place_only_in_a_private_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("vipctl.sock");
+        let listener = bind_then_chmod(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o666);
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok(), "the listener serves the final path");
+        drop(listener);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["vipctl.sock"], "no temporary name left behind");
+
+        // Where others may write, a chmod by path could be steered to another file: refused.
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = bind_then_chmod(&open.path().join("vipctl.sock")).unwrap_err().to_string();
+        assert!(e.contains("only root and vipctl"), "{e}");
+        assert_eq!(std::fs::read_dir(open.path()).unwrap().count(), 0, "nothing made");
     }
 
     /// The umask of the calling thread, read without changing it.

@@ -787,21 +787,30 @@ impl Daemon {
 
     /// Sends `steps` to the local Redis at `redis`, off the loop, and records the outcome. A Redis
     /// that is gone (nothing listens) is left alone: it takes no writes, and Sentinel makes it a
-    /// replica when it returns; with `only_if_master`, so is a replica (nothing to pause).
+    /// replica when it returns. With `only_if_master`, so is a replica (there is nothing to pause).
     fn redis_steps(&self, name: &str, redis: HostPort, reason: Reason, steps: Vec<redis::Cmd>, only_if_master: bool) {
         let (access, master) = (self.redis_access.clone(), name.to_string());
         tokio::spawn(async move {
             let start = Instant::now();
-            let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
-            if role.is_gone() || (only_if_master && role == Role::Replica) {
-                tracing::info!("master `{master}`: {redis} is {role}: nothing to do for \"{reason}\"");
-                return;
+            let nothing_to_do = |what: &dyn std::fmt::Display| {
+                tracing::info!("master `{master}`: {redis} is {what}: nothing to do for \"{reason}\"");
+            };
+            if only_if_master {
+                let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
+                if matches!(role, Role::Replica | Role::Gone(_)) {
+                    return nothing_to_do(&role);
+                }
             }
             let mut record = Record::new(record::Event::Fence, Actor::Watch, &master, record::Change::None, &reason);
-            for cmd in &steps {
-                if let Err(e) = local_redis::command(&redis, &access, cmd, ROLE_TIMEOUT * 3).await {
-                    record = record.failed(e);
-                    break;
+            for (i, cmd) in steps.iter().enumerate() {
+                match local_redis::command(&redis, &access, cmd, ROLE_TIMEOUT * 3).await {
+                    Ok(_) => {}
+                    // Refused before the first step: no Redis there, so nothing happened or needs to.
+                    Err(e) if e.gone && i == 0 => return nothing_to_do(&"gone"),
+                    Err(e) => {
+                        record = record.failed(anyhow::Error::new(e));
+                        break;
+                    }
                 }
             }
             record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
