@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn daemons(lab: &Lab, cfg: &std::path::Path) -> Vec<Daemon> {
-    lab.hosts().into_iter().map(|h| lab.watch(h, cfg)).collect()
-}
-
 fn decisions(lab: &Lab) -> usize {
     lab.hosts().into_iter().map(|h| lab.watch_records(h).iter().filter(|r| r.s("event") == "decision").count()).sum()
 }
@@ -20,8 +16,7 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
     let lab = Lab::up("drill-dead-sentinel", LabOptions { hook: true, ..LabOptions::default() });
     // A minority timeout longer than the drill, so that only the heal can trigger the cleanup.
     let cfg = lab.config_with("drill.toml", "[watch]\nminority_timeout_ms = 600000\n");
-    let _d = daemons(&lab, &cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _d = lab.watch_all_until_on(&cfg, "h1");
 
     assert!(lab.sh(&["signal-sentinel", "h1", "KILL"]).status.success());
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
@@ -45,8 +40,7 @@ fn old_master_cut_off_with_its_sentinel_dead_is_cleaned_up_on_heal() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn interface_down_and_up_on_the_master_brings_the_vip_back() {
     let lab = Lab::up("drill-ifdown", LabOptions::default());
-    let _d = daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _d = lab.watch_all_until_on(&lab.config(), "h1");
     lab.ip("h1", &["link", "set", "eth0", "down"]);
     // Linux drops IPv6 addresses with the link (unless keep_addr_on_down).
     std::thread::sleep(Duration::from_millis(1000));
@@ -63,8 +57,7 @@ fn interface_down_and_up_on_the_master_brings_the_vip_back() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn redis_restarted_on_the_master_without_a_failover_changes_nothing() {
     let lab = Lab::up("drill-redis-restart", LabOptions { hook: true, ..LabOptions::default() });
-    let _d = daemons(&lab, &lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _d = lab.watch_all_until_on(&lab.config(), "h1");
     std::thread::sleep(Duration::from_millis(600)); // let the start-up decisions be logged
     let before = decisions(&lab);
     // Faster than down-after-milliseconds (1 s): Sentinel sees no failure worth a failover.

@@ -14,8 +14,7 @@ fn a_partition_moves_the_vip_without_waiting_for_the_cut_off_sentinel() {
     let lab = Lab::up("never-waits-partition", LabOptions::default());
     // A long sentinel timeout: a decision that waited for the cut-off sentinel would take 3 s.
     let cfg = lab.config_with("partition.toml", "sentinel_timeout_ms = 3000\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
 
     assert!(lab.sh(&["link", "h1", "down"]).status.success());
     let new_master = lab.wait("the majority's new master to hold the VIP alone", Duration::from_secs(30), || {
@@ -45,8 +44,7 @@ fn a_partition_moves_the_vip_without_waiting_for_the_cut_off_sentinel() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_restarted_daemon_on_the_master_answers_a_rogue_claim() {
     let lab = Lab::up("never-waits-restart", LabOptions::default());
-    let mut daemons = lab.watch_all(&lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let mut daemons = lab.watch_all_until_on(&lab.config(), "h1");
     // A package upgrade restarts the daemon: the new one changes nothing, so it must learn what it
     // holds from the addresses, not from a change it made.
     daemons[0].kill();
@@ -80,8 +78,7 @@ fn a_release_cancels_the_announcement_rounds_still_to_come() {
     let lab = Lab::up("never-waits-rounds", LabOptions::default());
     // Fifteen seconds of announcement rounds after every claim: a failover lands in the middle.
     let cfg = lab.config_with("rounds.toml", "[announce]\nrounds = 50\ninterval_ms = 300\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
     let capture = lab.capture("cl");
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
@@ -117,8 +114,7 @@ fn early_claim_stops_when_the_failover_aborts() {
     let rename = "rename-command SLAVEOF VIPCTL_TEST_SLAVEOF\nrename-command REPLICAOF VIPCTL_TEST_REPLICAOF";
     let lab = Lab::up("never-waits-abort", LabOptions { replica_conf: Some(rename.into()), ..LabOptions::default() });
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
 
     let sentinel_log = |h: &str| std::fs::read_to_string(lab.dir.join(h).join("sentinel.log")).unwrap_or_default();

@@ -29,8 +29,7 @@ fn moved_once(lab: &Lab, new_master: &str, from_ms: u128) {
 /// Daemons with early claim on every host, the VIP on h1, a client writing through it.
 fn setup(lab: &Lab) -> (Vec<Daemon>, Writer) {
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
-    let daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let daemons: Vec<Daemon> = lab.watch_all_until_on(&cfg, "h1");
     let w = lab.writer(lab.vip4(), Duration::from_secs(40));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     (daemons, w)

@@ -16,8 +16,7 @@ fn as_nobody(lab: &Lab, host: &str, program: &str, args: &[&str], env: &[(&str, 
 }
 
 fn early_claim_on_failover(lab: &Lab, cfg: &Path) -> Rec {
-    let _daemons = lab.watch_all(cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(cfg, "h1");
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion().to_string();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(&new_master));
@@ -227,8 +226,7 @@ fn a_primary_vip_is_released_where_proc_sys_is_read_only() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_slow_local_redis_is_no_reason_to_yield() {
     let lab = Lab::up("trust-slow-redis", LabOptions::default());
-    let _daemons = lab.watch_all(&lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&lab.config(), "h1");
     let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     w.stop();
@@ -277,8 +275,7 @@ fn a_hook_that_hands_over_reads_no_secret() {
     let extra = format!("[sentinel_auth]\npassword_file = \"{}\"\n[watch]\nhook_users = [\"65534\"]\n", pass.display());
     let merged = lab.config_with("auth.toml", &extra);
     std::fs::copy(&merged, lab.config()).unwrap();
-    let _daemons = lab.watch_all(&lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&lab.config(), "h1");
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));

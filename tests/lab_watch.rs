@@ -11,8 +11,7 @@ use support::*;
 /// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
 /// daemons, the new master, and its daemon's claim record once the VIP is there alone.
 fn daemons_fail_over<'a>(lab: &'a Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'a str, Rec) {
-    let daemons = lab.watch_all(cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let daemons = lab.watch_all_until_on(cfg, "h1");
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
@@ -91,8 +90,7 @@ fn daemon_alone_moves_restores_and_survives_restart() {
 fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
     let lab = Lab::up("watch-partition", LabOptions { hook: true, ..LabOptions::default() });
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 3000\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
 
     // Pull h1's cable: the majority (h2, h3) fails over; h1 can reach only its own sentinel.
     let cut = Instant::now();
@@ -137,8 +135,7 @@ fn partitioned_master_steps_down_while_cut_off_and_stays_down_after_heal() {
 fn sentinel_faults_are_harmless_and_a_long_outage_steps_down_then_recovers() {
     let lab = Lab::up("watch-sentinels", LabOptions::default());
     let cfg = lab.config_with("watch.toml", "[watch]\nminority_timeout_ms = 2500\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
 
     // One sentinel killed and restarted: nothing moves.
     assert!(lab.sh(&["signal-sentinel", "h2", "KILL"]).status.success());
@@ -187,8 +184,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
     // Daemons that serve that user's hooks, and that would otherwise wait for their timer: a long
     // reconcile period makes the hook's nudge visible.
     let cfg = lab.config_with("watch.toml", "[watch]\nhook_users = [\"65534\"]\nreconcile_interval_ms = 60000\n");
-    let _daemons = lab.watch_all(&cfg);
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&cfg, "h1");
 
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
     let new_master = lab.wait_promotion();
@@ -213,8 +209,7 @@ fn unprivileged_hook_hands_its_event_to_the_daemon() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_rogue_claim_is_answered_at_once() {
     let lab = Lab::up("watch-defend", LabOptions::default());
-    let _daemons = lab.watch_all(&lab.config());
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons = lab.watch_all_until_on(&lab.config(), "h1");
     let mut w = lab.writer(lab.vip4(), Duration::from_millis(500));
     lab.wait("a write through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
     w.stop();
@@ -383,8 +378,7 @@ fn notify_commands_and_metrics() {
 fn early_claim_follows_the_promotion_itself() {
     let lab = Lab::up("watch-early", LabOptions::default());
     let cfg = lab.config_with("early.toml", "[watch]\nearly_claim = true\n");
-    let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &cfg)).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons: Vec<Daemon> = lab.watch_all_until_on(&cfg, "h1");
     let mut w = lab.writer(lab.vip4(), Duration::from_secs(30));
     lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
 
@@ -449,8 +443,7 @@ fn stopping_the_daemon_keeps_the_vip_unless_told_to_release() {
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn default_minority_timeout_is_sentinels_down_after() {
     let lab = Lab::up("watch-auto-minority", LabOptions::default());
-    let _daemons: Vec<Daemon> = lab.hosts().into_iter().map(|h| lab.watch(h, &lab.config())).collect();
-    lab.wait("the VIP on h1", Duration::from_secs(10), || lab.only_on("h1"));
+    let _daemons: Vec<Daemon> = lab.watch_all_until_on(&lab.config(), "h1");
     // The lab's sentinels use down-after-milliseconds 1000: a cut-off holder lets go after that,
     // before the majority can have promoted anyone.
     assert!(lab.sh(&["link", "h1", "down"]).status.success());

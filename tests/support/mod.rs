@@ -1115,6 +1115,13 @@ impl Lab {
     pub fn watch_all(&self, config: &Path) -> Vec<Daemon> {
         self.hosts().into_iter().map(|h| self.watch(h, config)).collect()
     }
+
+    /// [`Lab::watch_all`], then waits (10 s at most) until the VIPs are on `holder` alone.
+    pub fn watch_all_until_on(&self, config: &Path, holder: &str) -> Vec<Daemon> {
+        let daemons = self.watch_all(config);
+        self.wait(&format!("the VIP on {holder}"), Duration::from_secs(10), || self.only_on(holder));
+        daemons
+    }
 }
 
 /// A hook program that runs vipctl as nobody with no capabilities at all, as under Debian's
