@@ -145,18 +145,21 @@ need_root() {
     [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN)"
 }
 
+# need_tools: every command this lab needs, as COMMAND:DEBIAN-PACKAGE (the one
+# list; the Rust tests rely on its message).
 need_tools() {
-    local t missing=()
-    local -a tools=(ip redis-server redis-sentinel redis-cli sysctl flock timeout)
+    local t missing=
+    local -a tools=(ip:iproute2 redis-server:redis-server redis-sentinel:redis-sentinel
+        redis-cli:redis-tools sysctl:procps flock:util-linux timeout:coreutils)
     if ((ROUTED)); then
-        tools+=(vtysh "$FRR_LIBDIR/zebra" "$FRR_LIBDIR/bgpd" "$FRR_LIBDIR/bfdd")
-        [[ $SPEAKER != bird ]] || tools+=(bird birdc)
+        tools+=(vtysh:frr "$FRR_LIBDIR/zebra:frr" "$FRR_LIBDIR/bgpd:frr" "$FRR_LIBDIR/bfdd:frr")
+        [[ $SPEAKER != bird ]] || tools+=(bird:bird2 birdc:bird2)
     fi
     for t in "${tools[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+        command -v "${t%:*}" >/dev/null 2>&1 || missing+="${missing:+; }\`${t%:*}\` (Debian package ${t##*:})"
     done
-    ((${#missing[@]} == 0)) ||
-        die "missing commands: ${missing[*]} (run scripts/install-deps.sh as root)"
+    [[ -z $missing ]] ||
+        die "missing commands: $missing (run scripts/install-deps.sh as root)"
 }
 
 # set_mode l2|routed [SPEAKER]: the kind of lab the other functions describe.

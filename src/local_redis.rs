@@ -31,6 +31,11 @@ impl Role {
     pub fn is_gone(&self) -> bool {
         matches!(self, Role::Gone(_))
     }
+
+    /// True on evidence that no master serves there: a replica, or nothing at all.
+    pub fn is_not_master(&self) -> bool {
+        matches!(self, Role::Replica | Role::Gone(_))
+    }
 }
 
 impl fmt::Display for Role {
@@ -86,17 +91,64 @@ pub async fn command(
     timeout: Duration,
 ) -> Result<Value, CommandError> {
     let work = async {
-        let mut con = access.connect(addr, timeout).await?;
-        cmd.query_async::<Value>(&mut con).await
+        let mut con = access.connect(addr, timeout).await.map_err(|e| CommandError::from_redis(addr, &e))?;
+        send(&mut con, addr, cmd).await
     };
-    let failed = |gone, message| Err(CommandError { gone, message });
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(Value::ServerError(e))) => {
-            failed(false, format!("Redis at {addr} refused: {}", e.details().unwrap_or(e.code())))
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| Err(CommandError::timed_out(addr, timeout)))
+}
+
+/// What [`steps`] did.
+#[derive(Debug)]
+pub enum Steps {
+    /// Every step was answered.
+    Sent,
+    /// Nothing was sent: the Redis is gone, or (when only a master was wanted) not a master.
+    Skipped(Role),
+}
+
+/// Sends `cmds` in order on one connection, within `timeout` for everything. With
+/// `only_if_master`, asks `ROLE` on it first and sends nothing to a replica; a Redis that is gone
+/// (connection refused) gets nothing either, as it takes no writes.
+pub async fn steps(
+    addr: &HostPort,
+    access: &Access,
+    cmds: &[redis::Cmd],
+    only_if_master: bool,
+    timeout: Duration,
+) -> Result<Steps, CommandError> {
+    let work = async {
+        let mut con = match access.connect(addr, timeout).await {
+            Ok(c) => c,
+            Err(e) if e.is_connection_refusal() => return Ok(Steps::Skipped(classify(&e))),
+            Err(e) => return Err(CommandError::from_redis(addr, &e)),
+        };
+        if only_if_master {
+            let role = from_reply(&redis::cmd("ROLE").query_async(&mut con).await);
+            if role.is_not_master() {
+                return Ok(Steps::Skipped(role));
+            }
         }
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => failed(e.is_connection_refusal(), format!("Redis at {addr}: {}", crate::access::describe(&e))),
-        Err(_) => failed(false, format!("Redis at {addr}: no answer within {} ms", timeout.as_millis())),
+        for cmd in cmds {
+            send(&mut con, addr, cmd).await?;
+        }
+        Ok(Steps::Sent)
+    };
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| Err(CommandError::timed_out(addr, timeout)))
+}
+
+/// One command on an open connection; an error reply is a failure too.
+async fn send(
+    con: &mut redis::aio::MultiplexedConnection,
+    addr: &HostPort,
+    cmd: &redis::Cmd,
+) -> Result<Value, CommandError> {
+    match cmd.query_async::<Value>(con).await {
+        Ok(Value::ServerError(e)) => Err(CommandError {
+            gone: false,
+            message: format!("Redis at {addr} refused: {}", e.details().unwrap_or(e.code())),
+        }),
+        Ok(v) => Ok(v),
+        Err(e) => Err(CommandError::from_redis(addr, &e)),
     }
 }
 
@@ -106,6 +158,19 @@ pub struct CommandError {
     /// Nothing listens there (connection refused): that Redis is gone.
     pub gone: bool,
     message: String,
+}
+
+impl CommandError {
+    fn from_redis(addr: &HostPort, e: &redis::RedisError) -> CommandError {
+        CommandError {
+            gone: e.is_connection_refusal(),
+            message: format!("Redis at {addr}: {}", crate::access::describe(e)),
+        }
+    }
+
+    fn timed_out(addr: &HostPort, timeout: Duration) -> CommandError {
+        CommandError { gone: false, message: format!("Redis at {addr}: no answer within {} ms", timeout.as_millis()) }
+    }
 }
 
 impl std::fmt::Display for CommandError {

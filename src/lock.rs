@@ -144,35 +144,47 @@ fn share_with_dir_owner(f: &File, dir: &Path) {
     }
 }
 
+/// Tries the flock once: `false` when another run holds it.
+fn try_flock(file: &File, path: &Path) -> Outcome<bool> {
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
+        _ => Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display()))),
+    }
+}
+
 impl MasterLock {
-    /// Takes the lock if it is free; `None` when another run holds it.
-    pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
+    /// The checked folder and the opened lock file for `master`, ready to flock.
+    fn open_for(dir: &Path, master: &str) -> Outcome<(File, PathBuf)> {
         check_dir(dir)?;
         let path = path_for(dir, master);
         let file = open(dir, &path)?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(Some(MasterLock { _file: file, path }));
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(None),
-            _ => Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display()))),
-        }
+        Ok((file, path))
+    }
+
+    /// Takes the lock if it is free; `None` when another run holds it.
+    pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
+        let (file, path) = MasterLock::open_for(dir, master)?;
+        Ok(try_flock(&file, &path)?.then_some(MasterLock { _file: file, path }))
     }
 
     /// Takes the lock, waiting at most `timeout`; a timeout is transient (the holder will finish).
+    /// The folder is checked and the file opened once; only the flock is retried.
     pub fn acquire(dir: &Path, master: &str, timeout: Duration) -> Outcome<MasterLock> {
         let start = Instant::now();
+        let (file, path) = MasterLock::open_for(dir, master)?;
         loop {
-            if let Some(lock) = MasterLock::try_acquire(dir, master)? {
-                return Ok(lock);
+            if try_flock(&file, &path)? {
+                return Ok(MasterLock { _file: file, path });
             }
             if start.elapsed() >= timeout {
                 return Err(Failure::transient(anyhow!(
                     "another vipctl run for master `{master}` still holds {} after {} s; retry",
-                    path_for(dir, master).display(),
+                    path.display(),
                     timeout.as_secs()
                 )));
             }

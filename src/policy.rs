@@ -79,6 +79,12 @@ pub struct Weighed {
 }
 
 impl Weighed {
+    /// How long the master has been without a majority: since the last round that had one, and
+    /// never longer than `since_start` (how long the asker has been asking).
+    pub fn minority_for(&self, since_start: Duration) -> Duration {
+        self.majority_age.map_or(since_start, |age| age.min(since_start))
+    }
+
     /// True when more than half of the configured sentinels answered recently.
     pub fn majority(&self) -> bool {
         self.answered * 2 > self.configured
@@ -707,7 +713,7 @@ fn minority(f: &Facts<'_>) -> Decision {
         );
     }
     let since_start = f.now.saturating_duration_since(f.started);
-    let waited = w.majority_age.map_or(since_start, |age| age.min(since_start));
+    let waited = w.minority_for(since_start);
     let timeout = f.settings.minority_timeout(w);
     let (waited_ms, timeout_ms) = (waited.as_millis() as u64, timeout.as_millis() as u64);
     let (answered, configured) = (w.answered, w.configured);
@@ -738,7 +744,7 @@ fn hold(f: &Facts<'_>, memory: &Memory, reason: Reason, serving: Option<&MasterA
                         Reason::AskingLocalRedis { redis: addr.to_string() },
                     );
                 }
-                Some(role) if role.is_gone() || *role == Role::Replica => {
+                Some(role) if role.is_not_master() => {
                     return Decision::new(
                         Act::Nothing,
                         Reason::LocalRedisNotMaster { redis: addr.to_string(), role: role.to_string() },
@@ -787,7 +793,7 @@ pub fn conflict(f: &Facts<'_>, memory: &Memory, claimant: &str) -> Decision {
     };
     match f.fresh_role(serving) {
         None => Decision::new(Act::AskRole(serving.clone()), Reason::AskingLocalRedis { redis: serving.to_string() }),
-        Some(role) if role.is_gone() || *role == Role::Replica => {
+        Some(role) if role.is_not_master() => {
             let evidence = format!("the Redis here at {serving} is {role}");
             Decision::new(Act::Release, Reason::Yield { claimant, evidence })
         }

@@ -15,16 +15,6 @@ fn as_nobody(lab: &Lab, host: &str, program: &str, args: &[&str], env: &[(&str, 
     lab.exec(host, Path::new("/usr/bin/setpriv"), &full, env)
 }
 
-fn early_claim_on_failover(lab: &Lab, cfg: &Path) -> Rec {
-    let _daemons = lab.watch_all_until_on(cfg, "h1");
-    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait_promotion().to_string();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(&new_master));
-    lab.wait("the new master's claim", Duration::from_secs(5), || {
-        lab.watch_records(&new_master).into_iter().find(|r| r.is("claim"))
-    })
-}
-
 #[test]
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn redis_with_a_password_is_asked_with_it() {
@@ -36,7 +26,7 @@ fn redis_with_a_password_is_asked_with_it() {
         &format!("[redis_auth]\npassword_file = \"{}\"\n[watch]\nearly_claim = true\n", pass.display()),
     );
     // Early claim polls the promoted replica: without the password it would only ever hear NOAUTH.
-    let claim = early_claim_on_failover(&lab, &cfg);
+    let (_daemons, _, claim) = lab.daemons_fail_over(&cfg);
     assert_eq!(claim.s("reason_code"), "early_claim", "{claim}");
     for h in lab.hosts() {
         assert!(!lab.watch_log(h).contains("r3dis-lab"), "the Redis password leaked into {h}'s log");
@@ -54,7 +44,7 @@ fn a_tls_only_redis_is_asked_over_tls() {
         &format!("[redis_tls]\nca_file = \"{}\"\n[watch]\nearly_claim = true\n", certs.dir.join("ca.crt").display()),
     );
     // The first claim needs the local Redis's ROLE (over TLS), and so does early claim.
-    let claim = early_claim_on_failover(&lab, &cfg);
+    let (_daemons, _, claim) = lab.daemons_fail_over(&cfg);
     assert_eq!(claim.s("reason_code"), "early_claim", "{claim}");
 }
 

@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
-/// daemons, the new master, and its daemon's claim record once the VIP is there alone.
-fn daemons_fail_over<'a>(lab: &'a Lab, cfg: &std::path::Path) -> (Vec<Daemon>, &'a str, Rec) {
-    let daemons = lab.watch_all_until_on(cfg, "h1");
-    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
-    let claim = lab.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
-        lab.watch_records(new_master).into_iter().find(|r| r.is("claim"))
-    });
-    (daemons, new_master, claim)
-}
-
 #[test]
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn daemon_alone_moves_restores_and_survives_restart() {
@@ -270,7 +257,7 @@ fn sentinels_over_tls() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no master known (0/3 reachable)"), "{}", text(&out));
 
     // The daemons follow events and ask over TLS: they claim, then move the VIP on a failover.
-    let (_daemons, _new_master, claim) = daemons_fail_over(&lab, &cfg);
+    let (_daemons, _new_master, claim) = lab.daemons_fail_over(&cfg);
     assert!(claim.s("trigger").starts_with("event"), "the move should come from a TLS event subscription: {claim}");
 }
 
@@ -298,7 +285,7 @@ fn sentinels_with_a_password() {
     );
 
     // The daemons authenticate both their questions and their event subscriptions.
-    let (_daemons, new_master, claim) = daemons_fail_over(&lab, &cfg);
+    let (_daemons, new_master, claim) = lab.daemons_fail_over(&cfg);
     assert!(claim.s("trigger").starts_with("event"), "{claim}");
     assert!(!lab.watch_log(new_master).contains("s3cret"), "the password leaked into the log");
 }

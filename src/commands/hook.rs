@@ -166,7 +166,7 @@ async fn run_inner(ctx: &Ctx, raw: &[String]) -> Result<Done, Failed> {
     let managed = config.managed();
     // A name that cannot resolve is a bad argument (exit 2), and a DNS hiccup is worth a retry
     // (exit 1); an IP address costs nothing here.
-    resolve::resolve(&args.to.host, resolve::TIMEOUT).await.map_err(|e| {
+    let to_ips = resolve::resolve(&args.to.host, resolve::TIMEOUT).await.map_err(|e| {
         plain(match e {
             resolve::LookupError::Transient(..) => Failure::transient(e),
             _ => Failure::permanent(anyhow!("argument 6 (to-ip): {e}")),
@@ -198,7 +198,12 @@ async fn run_inner(ctx: &Ctx, raw: &[String]) -> Result<Done, Failed> {
 
     let nl = Netlink::open().map_err(plain)?;
     let host = nl.snapshot().await.map_err(plain)?;
-    let locality = locality_of(&target, &host, &managed).await.map_err(|f| fail(Reason::ByHand, f))?;
+    // The arguments' master was resolved above; only another one needs a lookup.
+    let locality = if target == args.to {
+        policy::locality(&target.host, &to_ips, &host, &managed)
+    } else {
+        locality_of(&target, &host, &managed).await.map_err(|f| fail(Reason::ByHand, f))?
+    };
     let decision = policy::hook(weighed.as_ref(), &target, &locality).map_err(|r| refusal(r, &fail))?;
     let reason = basis.unwrap_or(decision.reason);
     let want = match decision.act {

@@ -20,7 +20,7 @@ use crate::error::{Failure, Outcome};
 use crate::local_redis::{self, Role};
 use crate::policy;
 use crate::record::{Actor, Change, Event, Record};
-use crate::sentinel::text;
+use crate::sentinel::{self, text};
 
 /// Fail the master over to a replica without losing an acknowledged write.
 #[derive(Debug, clap::Args)]
@@ -244,11 +244,7 @@ async fn list_replicas(sentinel: &HostPort, access: &Access, name: &str) -> anyh
     let Value::Array(items) = reply else { bail!("sentinel {sentinel}: unexpected reply to SENTINEL REPLICAS") };
     let mut out = Vec::new();
     for item in items {
-        let fields: Vec<(String, String)> = match item {
-            Value::Array(kv) => kv.chunks(2).filter_map(|p| Some((text(&p[0])?, text(p.get(1)?)?))).collect(),
-            Value::Map(kv) => kv.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
-            _ => continue,
-        };
+        let Some(fields) = sentinel::fields(&item) else { continue };
         let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
         let (Some(ip), Some(port)) = (get("ip"), get("port").and_then(|p| p.parse().ok())) else { continue };
         let flags = get("flags").unwrap_or_default();

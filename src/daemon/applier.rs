@@ -20,7 +20,7 @@ use crate::lock::TIMEOUT as LOCK_TIMEOUT;
 use crate::network::announce::PacketSocket;
 use crate::network::apply::{self, Report};
 use crate::network::host::HostState;
-use crate::network::netlink::Netlink;
+use crate::network::netlink::Reopening;
 use crate::network::plan::{Action, Want};
 use crate::notify;
 use crate::policy::{Act, Reason};
@@ -81,7 +81,7 @@ pub fn spawn(
         managed,
         lock_dir,
         metrics,
-        nl: None,
+        nl: Reopening::default(),
         later: HashMap::new(),
         notify: HashMap::new(),
     };
@@ -97,8 +97,7 @@ struct Applier {
     managed: Vec<IpAddr>,
     lock_dir: PathBuf,
     metrics: Arc<Metrics>,
-    /// Reopened after any failure: a netlink socket that died must not fail every job forever.
-    nl: Option<Netlink>,
+    nl: Reopening,
     later: HashMap<String, AbortHandle>,
     notify: HashMap<String, mpsc::UnboundedSender<(Want, String)>>,
 }
@@ -158,7 +157,7 @@ impl Applier {
                 continue;
             }
             // One address dump for the batch; a hook may have changed things while we waited.
-            let mut host = match self.snapshot().await {
+            let mut host = match self.nl.snapshot().await {
                 Ok(h) => h,
                 Err(f) => {
                     for (job, _lock) in ready {
@@ -174,7 +173,7 @@ impl Applier {
                 // A VIP that is the primary of its subnet takes the subnet's secondaries along when
                 // removed: plan that on the addresses as they are now, not as they were dumped.
                 if changed_in_batch && self.removes_a_primary(&job, &host) {
-                    match self.snapshot().await {
+                    match self.nl.snapshot().await {
                         Ok(h) => host = h,
                         Err(f) => {
                             done.push(self.failed(job, f.clone()));
@@ -189,7 +188,7 @@ impl Applier {
             }
             // The loop learns the addresses as they are after the batch before it learns that the
             // jobs are done, so that it never decides again on the addresses from before.
-            if changed_in_batch && let Ok(h) = self.snapshot().await {
+            if changed_in_batch && let Ok(h) = self.nl.snapshot().await {
                 let _ = self.tx.send(Signal::Host(Ok(h))).await;
             }
             for a in done {
@@ -207,17 +206,6 @@ impl Applier {
                 .is_some_and(|m| m.vips.iter().any(|v| v.addr.is_ipv4() && host.bound(v.addr).any(|a| !a.secondary)))
     }
 
-    async fn snapshot(&mut self) -> Result<HostState, Failure> {
-        if self.nl.is_none() {
-            self.nl = Some(Netlink::open()?);
-        }
-        let result = self.nl.as_ref().expect("opened above").snapshot().await;
-        if result.is_err() {
-            self.nl = None;
-        }
-        result
-    }
-
     /// Carries out one job on `host`.
     async fn apply(&mut self, job: Job, host: &HostState) -> Applied {
         let Some(master) = self.config.masters.get(&job.master).cloned() else {
@@ -231,14 +219,16 @@ impl Applier {
             h.abort();
         }
         let want = if job.act == Act::Release { Want::Release } else { Want::Hold };
-        let nl = self.nl.as_ref().expect("a snapshot opened it");
-        let result = apply::converge(nl, &master, want, host, &self.managed, &self.how).await;
+        let result = match self.nl.get() {
+            Ok(nl) => apply::converge(nl, &master, want, host, &self.managed, &self.how).await,
+            Err(f) => Err(f),
+        };
         let mut record = self.record(&job, want);
         record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         let changed = match result {
             Ok(report) => self.report(&master, want, &job, report, &mut record),
             Err(f) => {
-                self.nl = None;
+                self.nl.reset();
                 record = record.failed(&f);
                 false
             }

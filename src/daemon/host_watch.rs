@@ -1,42 +1,27 @@
-//! This host's addresses as the daemon's loop sees them: one netlink dump per reconcile period (and
-//! at once when asked, after a change), shared by every master. The netlink socket is reopened
-//! after a failure, so a socket that died never fails every round forever.
+//! This host's addresses as the daemon's loop sees them: one netlink dump per reconcile period,
+//! shared by every master (the applier sends its own dump after a change). The netlink socket is
+//! reopened after a failure, so a socket that died never fails every round forever.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use crate::network::netlink::Netlink;
+use crate::network::netlink::Reopening;
 
 use super::Signal;
 
-/// Starts the watcher; `refresh` asks for a dump now.
-pub fn spawn(period: Duration, tx: mpsc::Sender<Signal>) -> Arc<Notify> {
-    let refresh = Arc::new(Notify::new());
-    tokio::spawn(run(period, tx, refresh.clone()));
-    refresh
+/// Starts the watcher.
+pub fn spawn(period: Duration, tx: mpsc::Sender<Signal>) {
+    tokio::spawn(run(period, tx));
 }
 
-async fn run(period: Duration, tx: mpsc::Sender<Signal>, refresh: Arc<Notify>) {
-    let mut nl: Option<Netlink> = None;
+async fn run(period: Duration, tx: mpsc::Sender<Signal>) {
+    let mut nl = Reopening::default();
     loop {
-        let result = async {
-            if nl.is_none() {
-                nl = Some(Netlink::open()?);
-            }
-            nl.as_ref().expect("opened above").snapshot().await
-        }
-        .await;
-        if result.is_err() {
-            nl = None;
-        }
+        let result = nl.snapshot().await;
         if tx.send(Signal::Host(result.map_err(|f| f.to_string()))).await.is_err() {
             return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = refresh.notified() => {}
-        }
+        tokio::time::sleep(period).await;
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::anyhow;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::access::Access;
@@ -321,7 +321,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
             (s, SentinelSlot { answers: HashMap::new(), at: None, down: None, handle })
         })
         .collect();
-    let _host_refresh: Arc<Notify> = host_watch::spawn(config.watch.reconcile_interval, tx.clone());
+    host_watch::spawn(config.watch.reconcile_interval, tx.clone());
     let lock_dir = config.lock_dir.clone().unwrap_or_else(crate::lock::default_dir);
     // Opened once at start: announcing must not depend on a free file descriptor later.
     let socket = if opts.dry_run {
@@ -785,33 +785,22 @@ impl Daemon {
         self.redis_steps(name, redis, reason, vec![local_redis::pause_writes(bound)], true);
     }
 
-    /// Sends `steps` to the local Redis at `redis`, off the loop, and records the outcome. A Redis
-    /// that is gone (nothing listens) is left alone: it takes no writes, and Sentinel makes it a
-    /// replica when it returns. With `only_if_master`, so is a replica (there is nothing to pause).
+    /// Sends `steps` to the local Redis at `redis` on one connection, off the loop, and records
+    /// the outcome. A Redis that is gone (nothing listens) is left alone: it takes no writes, and
+    /// Sentinel makes it a replica when it returns. With `only_if_master`, so is a replica (there
+    /// is nothing to pause).
     fn redis_steps(&self, name: &str, redis: HostPort, reason: Reason, steps: Vec<redis::Cmd>, only_if_master: bool) {
         let (access, master) = (self.redis_access.clone(), name.to_string());
         tokio::spawn(async move {
             let start = Instant::now();
-            let nothing_to_do = |what: &dyn std::fmt::Display| {
-                tracing::info!("master `{master}`: {redis} is {what}: nothing to do for \"{reason}\"");
-            };
-            if only_if_master {
-                let role = local_redis::ask(&redis, &access, ROLE_TIMEOUT).await;
-                if matches!(role, Role::Replica | Role::Gone(_)) {
-                    return nothing_to_do(&role);
-                }
-            }
             let mut record = Record::new(record::Event::Fence, Actor::Watch, &master, record::Change::None, &reason);
-            for (i, cmd) in steps.iter().enumerate() {
-                match local_redis::command(&redis, &access, cmd, ROLE_TIMEOUT * 3).await {
-                    Ok(_) => {}
-                    // Refused before the first step: no Redis there, so nothing happened or needs to.
-                    Err(e) if e.gone && i == 0 => return nothing_to_do(&"gone"),
-                    Err(e) => {
-                        record = record.failed(anyhow::Error::new(e));
-                        break;
-                    }
+            match local_redis::steps(&redis, &access, &steps, only_if_master, ROLE_TIMEOUT * 3).await {
+                Ok(local_redis::Steps::Sent) => {}
+                Ok(local_redis::Steps::Skipped(role)) => {
+                    tracing::info!("master `{master}`: {redis} is {role}: nothing to do for \"{reason}\"");
+                    return;
                 }
+                Err(e) => record = record.failed(anyhow::Error::new(e)),
             }
             record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
             record.emit();
@@ -1033,7 +1022,7 @@ impl Daemon {
                     sentinels: reports.iter().map(SentinelStatus::of).collect(),
                     minority_for_ms: weighed
                         .filter(|w| !w.majority())
-                        .map(|w| w.majority_age.unwrap_or(now - self.started).as_millis() as u64),
+                        .map(|w| w.minority_for(now - self.started).as_millis() as u64),
                     minority_timeout_ms: weighed
                         .map_or(self.settings.minority_default, |w| self.settings.minority_timeout(w))
                         .as_millis() as u64,

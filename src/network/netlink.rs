@@ -54,6 +54,35 @@ fn os_error(e: &rtnetlink::Error) -> io::Error {
     }
 }
 
+/// A netlink connection opened on first use and reopened after any failure: a socket that died
+/// must not fail every later call of a long-running daemon.
+#[derive(Default)]
+pub struct Reopening(Option<Netlink>);
+
+impl Reopening {
+    /// The connection, opened now if there is none.
+    pub fn get(&mut self) -> Outcome<&Netlink> {
+        if self.0.is_none() {
+            self.0 = Some(Netlink::open()?);
+        }
+        Ok(self.0.as_ref().expect("opened above"))
+    }
+
+    /// Reads all interfaces and addresses ([`Netlink::snapshot`]); a failure drops the connection.
+    pub async fn snapshot(&mut self) -> Outcome<HostState> {
+        let result = self.get()?.snapshot().await;
+        if result.is_err() {
+            self.0 = None;
+        }
+        result
+    }
+
+    /// Drops the connection after a change through it failed.
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Netlink {
     /// Opens a route netlink socket and drives it on the current tokio runtime.
     pub fn open() -> Outcome<Netlink> {

@@ -176,14 +176,8 @@ pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
         Value::ServerError(e) => bail!("refused get-master-addr-by-name: {}", e.details().unwrap_or(e.code())),
         other => bail!("unexpected reply to get-master-addr-by-name: {}", short(other)),
     };
-    let fields = match details {
-        Value::Array(items) => {
-            items.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect::<Vec<_>>()
-        }
-        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
-        // Old or restricted sentinels may refuse SENTINEL MASTER; the address alone is still an answer.
-        _ => Vec::new(),
-    };
+    // Old or restricted sentinels may refuse SENTINEL MASTER; the address alone is still an answer.
+    let fields = fields(details).unwrap_or_default();
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
     let down_after_ms = field("down-after-milliseconds").and_then(|v| v.parse().ok());
@@ -196,6 +190,18 @@ pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
 fn short(v: &Value) -> String {
     let s = format!("{v:?}");
     if s.len() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
+}
+
+/// The field/value pairs of a reply such as `SENTINEL MASTER`'s (a flat array in RESP2, a map in
+/// RESP3); `None` for any other reply.
+pub(crate) fn fields(v: &Value) -> Option<Vec<(String, String)>> {
+    match v {
+        Value::Array(items) => {
+            Some(items.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect())
+        }
+        Value::Map(pairs) => Some(pairs.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect()),
+        _ => None,
+    }
 }
 
 /// A reply as text: bulk or simple string, or an integer written out.

@@ -132,41 +132,12 @@ pub fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
 }
 
-/// What keeps the lab from running here: nothing when it can run.
-fn missing_prerequisites(opts: &LabOptions) -> Vec<String> {
-    let mut missing = Vec::new();
+/// What keeps the lab from running here, if anything. The commands it needs are scripts/lab.sh's
+/// to check (`need_tools`, which names their Debian packages): its message reaches the test.
+fn missing_root() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        missing.push(format!("root (this runs as uid {uid}; network namespaces need CAP_SYS_ADMIN)"));
-    }
-    // What scripts/lab.sh needs, with the Debian package that has it.
-    let tools = [
-        ("ip", "iproute2"),
-        ("redis-server", "redis-server"),
-        ("redis-sentinel", "redis-sentinel"),
-        ("redis-cli", "redis-tools"),
-        ("sysctl", "procps"),
-        ("flock", "util-linux"),
-        ("timeout", "coreutils"),
-    ];
-    // The routed lab's router runs FRR; its hosts BIRD or FRR.
-    let routed_tools = [
-        ("vtysh", "frr"),
-        ("/usr/lib/frr/zebra", "frr"),
-        ("/usr/lib/frr/bgpd", "frr"),
-        ("/usr/lib/frr/bfdd", "frr"),
-        ("bird", "bird2"),
-        ("birdc", "bird2"),
-    ];
-    let routed = if opts.routed.is_some() { &routed_tools[..] } else { &[] };
-    for (tool, package) in tools.iter().chain(routed) {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
-        if !matches!(found, Ok(true)) {
-            missing.push(format!("`{tool}` (not installed; Debian package {package})"));
-        }
-    }
-    missing
+    (uid != 0).then(|| format!("root (this runs as uid {uid}; network namespaces need CAP_SYS_ADMIN)"))
 }
 
 /// A running lab; torn down on drop, also when the test panics.
@@ -205,15 +176,15 @@ impl Lab {
     /// `#[ignore]`d, so this runs only when asked for (`--include-ignored`, as scripts/test.sh does
     /// as root), and then a lab that cannot be built is a failure, not a pass.
     pub fn up(name: &str, opts: LabOptions) -> Lab {
-        let missing = missing_prerequisites(&opts);
+        let missing = missing_root();
         assert!(
-            missing.is_empty(),
+            missing.is_none(),
             "lab test `{name}` cannot run: missing {}.\n\
              Lab tests build network namespaces with real redis-server and redis-sentinel: run them as \
              root with scripts/test.sh, which installs the Debian packages first (scripts/install-deps.sh), \
              or as root with `scripts/install-deps.sh && cargo test -- --include-ignored`. Without root, \
              run plain `cargo test`: it reports the lab tests as ignored.",
-            missing.join("; ")
+            missing.unwrap_or_default()
         );
         let serial = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/tmp/vipctl-labs/{name}-{}", std::process::id()));
@@ -1095,11 +1066,11 @@ impl Lab {
         let needle = format!(" {peer}(");
         let announce = format!(" rcvd {prefix} ");
         text.lines().filter(|l| l.contains(&needle) && l.contains(&announce)).find_map(|l| {
-            // "2026/11/26 12:37:04.391601 BGP: …", in local time: date(1) knows the zone.
+            // "2026/11/26 12:37:04.391601 BGP: …", in UTC (lab.sh starts FRR with TZ=UTC).
             let mut w = l.split_whitespace();
-            let stamp = format!("{} {}", w.next()?, w.next()?);
-            let out = Command::new("date").args(["-d", &stamp, "+%s%3N"]).output().ok()?;
-            let ms: u128 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            let stamp = format!("{}T{}", w.next()?.replace('/', "-"), w.next()?);
+            let t = humantime::parse_rfc3339_weak(&stamp).ok()?;
+            let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
             (ms >= after_ms).then_some(ms)
         })
     }
@@ -1114,6 +1085,19 @@ impl Lab {
     /// `vipctl watch` with `config` on every Redis host.
     pub fn watch_all(&self, config: &Path) -> Vec<Daemon> {
         self.hosts().into_iter().map(|h| self.watch(h, config)).collect()
+    }
+
+    /// Daemons on every host with `cfg`; the VIP settles on h1; h1's redis is killed. Returns the
+    /// daemons, the new master, and its daemon's claim record once the VIP is there alone.
+    pub fn daemons_fail_over(&self, cfg: &Path) -> (Vec<Daemon>, &str, Rec) {
+        let daemons = self.watch_all_until_on(cfg, "h1");
+        assert!(self.sh(&["kill-redis", "h1"]).status.success());
+        let new_master = self.wait_promotion();
+        self.wait("the VIP on the new master only", Duration::from_secs(10), || self.only_on(new_master));
+        let claim = self.wait("the new master's daemon to log its claim", Duration::from_secs(5), || {
+            self.watch_records(new_master).into_iter().find(|r| r.is("claim"))
+        });
+        (daemons, new_master, claim)
     }
 
     /// [`Lab::watch_all`], then waits (10 s at most) until the VIPs are on `holder` alone.
