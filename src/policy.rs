@@ -525,6 +525,15 @@ pub enum Early {
     },
 }
 
+impl Early {
+    /// Whether a report that `replica` now says role:master still counts: only while the watch
+    /// for that very replica runs. A failover abort or a later selection ended it, and a report
+    /// already on its way must not claim after that.
+    pub fn promotion_counts(&self, replica: &HostPort) -> bool {
+        matches!(self, Early::Watching { replica: r } if r == replica)
+    }
+}
+
 /// What the daemon remembers of one master between decisions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memory {

@@ -260,16 +260,22 @@ async fn list_replicas(sentinel: &HostPort, access: &Access, name: &str) -> anyh
     Ok(out)
 }
 
+/// `--to`'s host and optional port: `HOST`, `HOST:PORT`, `[V6]:PORT`, or a bare IPv6 address
+/// (whose last group is no port).
+fn target_of(want: &str) -> (String, Option<u16>) {
+    match HostPort::parse(want) {
+        Ok(hp) => (hp.host, Some(hp.port)),
+        Err(_) => (want.trim_start_matches('[').trim_end_matches(']').to_string(), None),
+    }
+}
+
 /// The replica to promote: the one named, or the one Sentinel would pick.
 async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
     let usable: Vec<&Replica> = replicas.iter().filter(|r| r.ok).collect();
     match to {
         Some(want) => {
-            let (host, port) = match want.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()) {
-                Some((h, p)) => (h, p.parse::<u16>().ok()),
-                None => (want, None),
-            };
-            let ips = crate::resolve::resolve(host, crate::resolve::TIMEOUT)
+            let (host, port) = target_of(want);
+            let ips = crate::resolve::resolve(&host, crate::resolve::TIMEOUT)
                 .await
                 .map_err(|e| Failure::permanent(anyhow!("--to {want}: {e}")))?;
             usable
@@ -382,5 +388,21 @@ fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         other => text(other)?.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_of;
+
+    #[test]
+    fn to_takes_every_form_of_address() {
+        assert_eq!(target_of("198.51.100.12"), ("198.51.100.12".into(), None));
+        assert_eq!(target_of("198.51.100.12:6380"), ("198.51.100.12".into(), Some(6380)));
+        assert_eq!(target_of("redis-2.lab:6379"), ("redis-2.lab".into(), Some(6379)));
+        // A bare IPv6 address: its last group is not a port.
+        assert_eq!(target_of("2001:db8:51::12"), ("2001:db8:51::12".into(), None));
+        assert_eq!(target_of("[2001:db8:51::12]"), ("2001:db8:51::12".into(), None));
+        assert_eq!(target_of("[2001:db8:51::12]:6379"), ("2001:db8:51::12".into(), Some(6379)));
     }
 }

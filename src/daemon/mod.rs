@@ -522,6 +522,12 @@ impl Daemon {
             Signal::Promoted { master, replica, polls } => {
                 let now = Instant::now();
                 let Some(st) = self.masters.get_mut(&master) else { return };
+                if !st.memory.early.promotion_counts(&replica) {
+                    tracing::info!(
+                        "early claim for `{master}`: {replica} reports role:master, but that watch has ended"
+                    );
+                    return;
+                }
                 st.early_task = None;
                 let epoch = st.weighed.as_ref().map_or(0, Weighed::epoch);
                 st.memory.early = Early::Claimed { replica: replica.clone(), until: now + policy::EARLY_GRACE, epoch };

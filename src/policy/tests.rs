@@ -225,6 +225,17 @@ fn a_cut_off_holder_lets_go_after_the_minority_timeout() {
 }
 
 #[test]
+fn a_promotion_counts_only_while_its_watch_runs() {
+    let watching = Early::Watching { replica: here() };
+    assert!(watching.promotion_counts(&here()));
+    // After -failover-abort (Idle), for another replica, or once claimed: a late report is stale.
+    assert!(!Early::Idle.promotion_counts(&here()));
+    assert!(!watching.promotion_counts(&there()));
+    let claimed = Early::Claimed { replica: here(), until: Instant::now(), epoch: 1 };
+    assert!(!claimed.promotion_counts(&here()));
+}
+
+#[test]
 fn early_claim_holds_until_confirmed_newer_or_expired() {
     let old = [ok(11, m(&there(), 1), 0), ok(12, m(&there(), 1), 0), ok(13, m(&there(), 1), 0)];
     let world = World::new(&old, false);
