@@ -24,7 +24,8 @@ readonly PROG=${0##*/}
 readonly MIN_RUST_MINOR=85
 
 # command -> Debian package providing it.  Every command lab.sh relies on
-# that is not part of an essential package.
+# that is not part of an essential package, and the C++ compiler that
+# scripts/fuzz.sh needs (libfuzzer-sys builds libFuzzer from C++ source).
 readonly -a NEEDS=(
     redis-server:redis-server
     redis-sentinel:redis-sentinel
@@ -45,6 +46,7 @@ readonly -a NEEDS=(
     /usr/lib/frr/zebra:frr
     /usr/lib/frr/bgpd:frr
     /usr/lib/frr/bfdd:frr
+    c++:g++
 )
 
 # Package -> service units (systemd unit names; the same names as the SysV
@@ -123,7 +125,11 @@ install_packages() {
     local -a pkgs
     read -r -a pkgs <<<"$(missing_packages)"
     if ((${#pkgs[@]} == 0)); then
-        log "system packages: all present (redis-server redis-sentinel redis-tools iproute2 util-linux procps bird2 frr)"
+        local entry all=" "
+        for entry in "${NEEDS[@]}"; do
+            [[ $all == *" ${entry#*:} "* ]] || all+="${entry#*:} "
+        done
+        log "system packages: all present (${all:1:-1})"
         return 0
     fi
     if [[ $(id -u) -ne 0 ]]; then
