@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fence;
 pub mod local_redis;
 pub mod lock;
 pub mod logging;

@@ -64,7 +64,7 @@ pub fn from_reply(reply: &redis::RedisResult<Value>) -> Role {
 
 /// An error is evidence that the Redis is gone only when nothing listens (connection refused). A
 /// peer that accepts and then hangs up (a TLS port spoken to in plain text, a full server) is alive.
-fn classify(e: &redis::RedisError) -> Role {
+pub(crate) fn classify(e: &redis::RedisError) -> Role {
     let gone = e.is_connection_refusal();
     let text = crate::access::describe(e);
     if gone { Role::Gone(text) } else { Role::Unknown(text) }
@@ -80,6 +80,26 @@ pub async fn ask(addr: &HostPort, access: &Access, timeout: Duration) -> Role {
     match tokio::time::timeout(timeout, work).await {
         Ok(Ok(r)) | Ok(Err(r)) => r,
         Err(_) => Role::Unknown(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// Like [`ask`], and whether a write fence is set there ([`crate::fence`]); `None` when it could not
+/// be told (CONFIG refused to an ACL user, no answer). One round trip.
+pub async fn ask_with_fence(addr: &HostPort, access: &Access, timeout: Duration) -> (Role, Option<bool>) {
+    let work = async {
+        let mut con = access.connect(addr, timeout).await.map_err(|e| (classify(&e), None))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ROLE").cmd("CONFIG").arg("GET").arg("min-replicas-to-write");
+        let replies: redis::RedisResult<Vec<Value>> = pipe.ignore_errors().query_async(&mut con).await;
+        match replies {
+            Ok(r) if r.len() == 2 => Ok((from_reply(&Ok(r[0].clone())), crate::fence::fenced_in(&r[1]))),
+            Ok(r) => Ok((Role::Unknown(format!("{} replies to 2 questions", r.len())), None)),
+            Err(e) => Ok((from_reply(&Err(e)), None)),
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(r)) | Ok(Err(r)) => r,
+        Err(_) => (Role::Unknown(format!("no answer within {} ms", timeout.as_millis())), None),
     }
 }
 
@@ -137,7 +157,7 @@ pub async fn steps(
 }
 
 /// One command on an open connection; an error reply is a failure too.
-async fn send(
+pub(crate) async fn send(
     con: &mut redis::aio::MultiplexedConnection,
     addr: &HostPort,
     cmd: &redis::Cmd,
@@ -161,15 +181,19 @@ pub struct CommandError {
 }
 
 impl CommandError {
-    fn from_redis(addr: &HostPort, e: &redis::RedisError) -> CommandError {
+    pub(crate) fn from_redis(addr: &HostPort, e: &redis::RedisError) -> CommandError {
         CommandError {
             gone: e.is_connection_refusal(),
             message: format!("Redis at {addr}: {}", crate::access::describe(e)),
         }
     }
 
-    fn timed_out(addr: &HostPort, timeout: Duration) -> CommandError {
+    pub(crate) fn timed_out(addr: &HostPort, timeout: Duration) -> CommandError {
         CommandError { gone: false, message: format!("Redis at {addr}: no answer within {} ms", timeout.as_millis()) }
+    }
+
+    pub(crate) fn refused(addr: &HostPort, why: impl fmt::Display) -> CommandError {
+        CommandError { gone: false, message: format!("Redis at {addr}: {why}") }
     }
 }
 

@@ -47,7 +47,7 @@ fn vipctl_switchover_loses_no_acknowledged_write() {
     eprintln!("[switchover-vipctl] timeline:\n{timeline}");
     assert!(out.status.success(), "{}", text(&out));
     for step in
-        ["writes paused", "caught up", "SENTINEL FAILOVER ordered", "reports role:master", "reaches", "is a replica of"]
+        ["writes fenced", "caught up", "SENTINEL FAILOVER ordered", "reports role:master", "reaches", "is a replica of"]
     {
         assert!(timeline.contains(step), "no `{step}` in the timeline:\n{timeline}");
     }

@@ -23,41 +23,11 @@ use crate::network::host::HostState;
 use crate::network::netlink::Reopening;
 use crate::network::plan::{Action, Want};
 use crate::notify;
-use crate::policy::{Act, Reason};
+use crate::policy::Act;
 use crate::record::{self, Actor, Change, Record};
 
-use super::Signal;
+use super::core::{Applied, Input, Job};
 use super::metrics::Metrics;
-
-/// One decision to carry out.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The master.
-    pub master: String,
-    /// Hold, Release or Announce.
-    pub act: Act,
-    /// Why.
-    pub reason: Reason,
-    /// What made the loop decide now.
-    pub trigger: String,
-    /// The sentinels' view it rests on.
-    pub sentinels: Option<String>,
-    /// A decision, or the answer to a conflict.
-    pub event: record::Event,
-    /// Extra detail for the record.
-    pub detail: Option<String>,
-}
-
-/// What became of a job.
-#[derive(Debug)]
-pub struct Applied {
-    /// The job.
-    pub job: Job,
-    /// Its record (already emitted).
-    pub record: Record,
-    /// It changed addresses.
-    pub changed: bool,
-}
 
 /// How often a master whose lock is held by another run is tried again.
 const LOCK_RETRY: Duration = Duration::from_millis(5);
@@ -69,7 +39,7 @@ pub fn spawn(
     lock_dir: PathBuf,
     socket: Option<Arc<PacketSocket>>,
     metrics: Arc<Metrics>,
-    tx: mpsc::Sender<Signal>,
+    tx: mpsc::Sender<Input>,
 ) -> mpsc::UnboundedSender<Job> {
     let (jobs_tx, jobs) = mpsc::unbounded_channel();
     let managed = config.managed();
@@ -92,7 +62,7 @@ pub fn spawn(
 struct Applier {
     how: apply::How,
     jobs: mpsc::UnboundedReceiver<Job>,
-    tx: mpsc::Sender<Signal>,
+    tx: mpsc::Sender<Input>,
     config: Arc<Config>,
     managed: Vec<IpAddr>,
     lock_dir: PathBuf,
@@ -135,12 +105,12 @@ impl Applier {
                             LOCK_TIMEOUT.as_secs()
                         ));
                         let a = self.failed(job, f);
-                        let _ = self.tx.send(Signal::Applied(Box::new(a))).await;
+                        let _ = self.tx.send(Input::Applied(Box::new(a))).await;
                     }
                     Err(f) => {
                         let (job, _) = waiting.remove(&name).expect("listed above");
                         let a = self.failed(job, f);
-                        let _ = self.tx.send(Signal::Applied(Box::new(a))).await;
+                        let _ = self.tx.send(Input::Applied(Box::new(a))).await;
                     }
                 }
             }
@@ -162,7 +132,7 @@ impl Applier {
                 Err(f) => {
                     for (job, _lock) in ready {
                         let a = self.failed(job, f.clone());
-                        let _ = self.tx.send(Signal::Applied(Box::new(a))).await;
+                        let _ = self.tx.send(Input::Applied(Box::new(a))).await;
                     }
                     continue;
                 }
@@ -189,10 +159,10 @@ impl Applier {
             // The loop learns the addresses as they are after the batch before it learns that the
             // jobs are done, so that it never decides again on the addresses from before.
             if changed_in_batch && let Ok(h) = self.nl.snapshot().await {
-                let _ = self.tx.send(Signal::Host(Ok(h))).await;
+                let _ = self.tx.send(Input::Host(Ok(h))).await;
             }
             for a in done {
-                let _ = self.tx.send(Signal::Applied(Box::new(a))).await;
+                let _ = self.tx.send(Input::Applied(Box::new(a))).await;
             }
         }
     }

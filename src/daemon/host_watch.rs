@@ -8,18 +8,18 @@ use tokio::sync::mpsc;
 
 use crate::network::netlink::Reopening;
 
-use super::Signal;
+use super::core::Input;
 
 /// Starts the watcher.
-pub fn spawn(period: Duration, tx: mpsc::Sender<Signal>) {
+pub fn spawn(period: Duration, tx: mpsc::Sender<Input>) {
     tokio::spawn(run(period, tx));
 }
 
-async fn run(period: Duration, tx: mpsc::Sender<Signal>) {
+async fn run(period: Duration, tx: mpsc::Sender<Input>) {
     let mut nl = Reopening::default();
     loop {
         let result = nl.snapshot().await;
-        if tx.send(Signal::Host(result.map_err(|f| f.to_string()))).await.is_err() {
+        if tx.send(Input::Host(result.map_err(|f| f.to_string()))).await.is_err() {
             return;
         }
         tokio::time::sleep(period).await;

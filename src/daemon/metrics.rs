@@ -35,6 +35,8 @@ pub struct Metrics {
     pub conflicts: Family<Labels, Counter>,
     /// Notify commands that failed.
     pub notify_failures: Family<Labels, Counter>,
+    /// Write fences placed on the local Redis during failovers toward another host.
+    pub fences: Family<Labels, Counter>,
     /// Unix time (ms) of the main loop's last round, for the health endpoint.
     pub last_round_ms: AtomicU64,
 }
@@ -52,6 +54,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             conflicts: Family::default(),
             notify_failures: Family::default(),
+            fences: Family::default(),
             last_round_ms: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -75,6 +78,7 @@ impl Metrics {
         registry.register("reconcile_errors", "Rounds that ended in an error", m.reconcile_errors.clone());
         registry.register("conflicts", "Claims on held VIPs seen from other MACs", m.conflicts.clone());
         registry.register("notify_failures", "Notify commands that failed or timed out", m.notify_failures.clone());
+        registry.register("fences", "Write fences placed on the local Redis for failovers elsewhere", m.fences.clone());
         Metrics { registry, ..m }
     }
 

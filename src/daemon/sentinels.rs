@@ -4,16 +4,17 @@
 //! waits for a sentinel, so one that is cut off costs nothing but its own task's time.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
 use crate::access::{self, Access};
 use crate::config::SentinelAddr;
-use crate::sentinel::{self, Answer, events};
+use crate::sentinel::{self, Answer, MasterAddr, events};
 
-use super::Signal;
+use super::core::Input;
 
 /// How often a sentinel is asked even without events, and how quickly a lost one is retried.
 #[derive(Debug, Clone, Copy)]
@@ -28,10 +29,25 @@ pub struct Timing {
 /// Masters asked about in one pipeline.
 const MASTERS_PER_QUESTION: usize = 32;
 
+/// Replica lists are asked with every this many rounds of questions, besides the first round after
+/// a (re)connect and every round an event asks for them: they change far less often than masters.
+const REPLICAS_EVERY: u32 = 10;
+
 /// The handle the loop keeps for one sentinel's task.
 pub struct Handle {
-    /// Ask again now (an event anywhere, a hook call): coalesces, never queues up.
-    pub nudge: Arc<Notify>,
+    nudge: Arc<Notify>,
+    replicas: Arc<AtomicBool>,
+}
+
+impl Handle {
+    /// Ask again now (an event anywhere, a hook call), with the replica lists when `replicas`:
+    /// coalesces, never queues up.
+    pub fn nudge(&self, replicas: bool) {
+        if replicas {
+            self.replicas.store(true, Ordering::Relaxed);
+        }
+        self.nudge.notify_one();
+    }
 }
 
 /// Starts the tasks for `sentinel`, which serves `masters`; they run until the loop is gone.
@@ -40,12 +56,13 @@ pub fn spawn(
     masters: Vec<String>,
     access: Access,
     timing: Timing,
-    tx: mpsc::Sender<Signal>,
+    tx: mpsc::Sender<Input>,
 ) -> Handle {
-    let nudge = Arc::new(Notify::new());
-    tokio::spawn(questions(sentinel.clone(), masters, access.clone(), timing, tx.clone(), nudge.clone()));
+    let handle = Handle { nudge: Arc::new(Notify::new()), replicas: Arc::new(AtomicBool::new(true)) };
+    let (nudge, replicas) = (handle.nudge.clone(), handle.replicas.clone());
+    tokio::spawn(questions(sentinel.clone(), masters, access.clone(), timing, tx.clone(), nudge, replicas));
     tokio::spawn(follow(sentinel, access, timing, tx));
-    Handle { nudge }
+    handle
 }
 
 /// Asks `sentinel` about every master it serves, in one pipeline: at start, on every nudge, on
@@ -55,12 +72,16 @@ async fn questions(
     masters: Vec<String>,
     access: Access,
     timing: Timing,
-    tx: mpsc::Sender<Signal>,
+    tx: mpsc::Sender<Input>,
     nudge: Arc<Notify>,
+    want_replicas: Arc<AtomicBool>,
 ) {
     let mut con: Option<redis::aio::MultiplexedConnection> = None;
     let mut failures = 0u32;
+    let mut round = 0u32;
     loop {
+        round = round.wrapping_add(1);
+        let with_replicas = want_replicas.swap(false, Ordering::Relaxed) || round.is_multiple_of(REPLICAS_EVERY);
         let outcome = async {
             if con.is_none() {
                 let c = match access.connect(&sentinel, timing.timeout).await {
@@ -76,7 +97,9 @@ async fn questions(
             // In slices: one reply about hundreds of masters would be parsed into megabytes at once.
             let mut answers = Vec::with_capacity(masters.len());
             for slice in masters.chunks(MASTERS_PER_QUESTION) {
-                match tokio::time::timeout(timing.timeout, sentinel::query(c, &sentinel, slice)).await {
+                match tokio::time::timeout(timing.timeout, sentinel::query_with(c, &sentinel, slice, with_replicas))
+                    .await
+                {
                     Ok(Ok(a)) => answers.extend(a),
                     Ok(Err(e)) => return Err(format!("{e:#}")),
                     Err(_) => {
@@ -88,16 +111,27 @@ async fn questions(
         }
         .await;
         let signal = match outcome {
-            Ok(answers) => {
+            Ok(answered) => {
                 failures = 0;
-                let answers: Vec<(String, Answer)> = masters.iter().cloned().zip(answers).collect();
-                Signal::Answers { sentinel: sentinel.clone(), answers, at: Instant::now() }
+                let mut answers: Vec<(String, Answer)> = Vec::with_capacity(masters.len());
+                let mut replicas: Vec<(String, Vec<MasterAddr>)> = Vec::new();
+                for (m, (a, listed)) in masters.iter().zip(answered) {
+                    answers.push((m.clone(), a));
+                    if let Some(l) = listed {
+                        replicas.push((m.clone(), l));
+                    }
+                }
+                Input::Answers { sentinel: sentinel.clone(), answers, replicas }
             }
             Err(why) => {
-                // A broken or hung connection is dropped; the next attempt connects afresh.
+                // A broken or hung connection is dropped; the next attempt connects afresh, and
+                // asks for the replica lists again.
                 con = None;
                 failures = failures.saturating_add(1);
-                Signal::Unreachable { sentinel: sentinel.clone(), why }
+                if with_replicas {
+                    want_replicas.store(true, Ordering::Relaxed);
+                }
+                Input::Unreachable { sentinel: sentinel.clone(), why }
             }
         };
         if tx.send(signal).await.is_err() {
@@ -119,7 +153,7 @@ async fn questions(
 
 /// Follows `sentinel`'s events forever, reconnecting with capped backoff and jitter, so that a
 /// sentinel restart, TILT or a partition only delays events, never stops the daemon.
-async fn follow(sentinel: SentinelAddr, access: Access, timing: Timing, tx: mpsc::Sender<Signal>) {
+async fn follow(sentinel: SentinelAddr, access: Access, timing: Timing, tx: mpsc::Sender<Input>) {
     let mut backoff = Duration::from_millis(100);
     let mut was_down = false;
     loop {
@@ -127,7 +161,7 @@ async fn follow(sentinel: SentinelAddr, access: Access, timing: Timing, tx: mpsc
             Ok(pubsub) => {
                 backoff = Duration::from_millis(100);
                 was_down = false;
-                if tx.send(Signal::Following(sentinel.clone())).await.is_err() {
+                if tx.send(Input::Following(sentinel.clone())).await.is_err() {
                     return;
                 }
                 let mut stream = pubsub.into_on_message();
@@ -135,12 +169,12 @@ async fn follow(sentinel: SentinelAddr, access: Access, timing: Timing, tx: mpsc
                     let channel = msg.get_channel_name().to_string();
                     let payload: String = msg.get_payload().unwrap_or_default();
                     if let Some(event) = events::parse(&channel, &payload)
-                        && tx.send(Signal::Event { sentinel: sentinel.clone(), event }).await.is_err()
+                        && tx.send(Input::Event { sentinel: sentinel.clone(), event }).await.is_err()
                     {
                         return;
                     }
                 }
-                if tx.send(Signal::EventsLost(sentinel.clone(), "connection closed".into())).await.is_err() {
+                if tx.send(Input::EventsLost(sentinel.clone(), "connection closed".into())).await.is_err() {
                     return;
                 }
             }

@@ -24,7 +24,13 @@ fn there() -> HostPort {
 }
 
 fn m(addr: &HostPort, epoch: u64) -> Answer {
-    Answer::Master { addr: addr.clone(), epoch, flags: "master".into(), down_after_ms: Some(1000) }
+    Answer::Master {
+        addr: addr.clone(),
+        epoch,
+        flags: "master".into(),
+        down_after_ms: Some(1000),
+        failover_timeout_ms: Some(5000),
+    }
 }
 
 fn ok(n: u8, a: Answer, age_ms: u64) -> Report {
@@ -33,6 +39,11 @@ fn ok(n: u8, a: Answer, age_ms: u64) -> Report {
 
 fn down(n: u8) -> Report {
     Report::failed(s(n), "cut off".into())
+}
+
+/// The replica on the other host reported role:master after the leader chose it.
+fn promoted_there(now: Instant) -> Elsewhere {
+    Elsewhere { replica: there(), since: now, epoch: 0, until: now + Duration::from_secs(60) }
 }
 
 fn master() -> Master {
@@ -118,12 +129,12 @@ impl World {
         }
     }
 
-    fn decide(&self, memory: &mut Memory) -> Decision {
+    fn decide(&self, memory: &Memory) -> Decision {
         daemon(&self.facts(), memory)
     }
 
     fn role(mut self, role: Role) -> World {
-        self.role = Some(RoleSeen { addr: here(), role, at: self.now });
+        self.role = Some(RoleSeen { addr: here(), role, fenced: None, at: self.now });
         self
     }
 }
@@ -172,37 +183,37 @@ fn minority_timeout_is_the_smallest_down_after_capped() {
 #[test]
 fn claims_with_a_majority_after_asking_the_local_redis() {
     let world = World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0), down(13)], false);
-    let d = world.decide(&mut Memory::default());
+    let d = world.decide(&Memory::default());
     assert_eq!(d.act, Act::AskRole(here()));
     let world = world.role(Role::Master);
-    let d = world.decide(&mut Memory::default());
+    let d = world.decide(&Memory::default());
     assert_eq!(d.act, Act::Hold);
     assert_eq!(d.reason.code(), "named_here");
     let replica = World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0)], false).role(Role::Replica);
-    assert_eq!(replica.decide(&mut Memory::default()).reason.code(), "local_redis_not_master");
+    assert_eq!(replica.decide(&Memory::default()).reason.code(), "local_redis_not_master");
     let unknown =
         World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0)], false).role(Role::Unknown("NOAUTH".into()));
-    assert_eq!(unknown.decide(&mut Memory::default()).act, Act::Hold, "no evidence is no veto");
+    assert_eq!(unknown.decide(&Memory::default()).act, Act::Hold, "no evidence is no veto");
 }
 
 #[test]
 fn holding_in_place_does_nothing_unless_a_refresh_is_due() {
     let mut world = World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0)], true);
-    assert_eq!(world.decide(&mut Memory::default()).act, Act::Nothing);
+    assert_eq!(world.decide(&Memory::default()).act, Act::Nothing);
     world.settings.announce_refresh = Duration::from_secs(10);
     let mut memory = Memory { last_announce: Some(world.now - Duration::from_secs(11)), ..Memory::default() };
-    assert_eq!(world.decide(&mut memory).act, Act::Announce);
+    assert_eq!(world.decide(&memory).act, Act::Announce);
     memory.last_announce = Some(world.now);
-    assert_eq!(world.decide(&mut memory).act, Act::Nothing);
+    assert_eq!(world.decide(&memory).act, Act::Nothing);
 }
 
 #[test]
 fn named_elsewhere_releases_whatever_the_count() {
     let world = World::new(&[ok(12, m(&there(), 2), 0), down(11), down(13)], true);
-    let d = world.decide(&mut Memory::default());
+    let d = world.decide(&Memory::default());
     assert_eq!((d.act, d.reason.code()), (Act::Release, "named_elsewhere"));
     let not_holding = World::new(&[ok(12, m(&there(), 2), 0)], false);
-    assert_eq!(not_holding.decide(&mut Memory::default()).act, Act::Nothing);
+    assert_eq!(not_holding.decide(&Memory::default()).act, Act::Nothing);
 }
 
 #[test]
@@ -211,17 +222,17 @@ fn a_cut_off_holder_lets_go_after_the_minority_timeout() {
     let reports = [ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 600), ok(13, m(&here(), 1), 600)];
     let mut world = World::new(&reports, true);
     world.weighed = weigh(&reports, Duration::from_millis(500));
-    let d = world.decide(&mut Memory::default());
+    let d = world.decide(&Memory::default());
     assert_eq!(d.act, Act::Nothing);
     assert!(matches!(d.reason, Reason::MinorityHolding { waited_ms: 600, timeout_ms: 1000, .. }), "{:?}", d.reason);
     let later = [ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 1000), ok(13, m(&here(), 1), 1000)];
     world.weighed = weigh(&later, Duration::from_millis(500));
-    let d = world.decide(&mut Memory::default());
+    let d = world.decide(&Memory::default());
     assert_eq!((d.act, d.reason.code()), (Act::Release, "minority_timeout"));
     // Without the VIPs, a minority never claims.
     let mut bare = World::new(&reports, false);
     bare.weighed = weigh(&reports, Duration::from_millis(500));
-    assert_eq!(bare.decide(&mut Memory::default()).reason.code(), "minority_not_claiming");
+    assert_eq!(bare.decide(&Memory::default()).reason.code(), "minority_not_claiming");
 }
 
 #[test]
@@ -240,23 +251,22 @@ fn early_claim_holds_until_confirmed_newer_or_expired() {
     let old = [ok(11, m(&there(), 1), 0), ok(12, m(&there(), 1), 0), ok(13, m(&there(), 1), 0)];
     let world = World::new(&old, false);
     let until = world.now + Duration::from_secs(5);
-    let mut memory = Memory { early: Early::Claimed { replica: here(), until, epoch: 1 }, ..Memory::default() };
-    let d = world.decide(&mut memory);
+    let memory = Memory { early: Early::Claimed { replica: here(), until, epoch: 1 }, ..Memory::default() };
+    let d = world.decide(&memory);
     assert_eq!(
         (d.act.clone(), d.reason.code()),
         (Act::Hold, "early_claim"),
         "claims without asking: the poll just saw master"
     );
     let holding = World::new(&old, true);
-    assert_eq!(holding.decide(&mut memory).reason.code(), "early_claim_pending");
+    assert_eq!(holding.decide(&memory).reason.code(), "early_claim_pending");
     // The sentinels confirm: normal rules from then on.
     let confirmed = World::new(&[ok(11, m(&here(), 2), 0), ok(12, m(&here(), 2), 0)], true);
-    assert_eq!(confirmed.decide(&mut memory).reason.code(), "named_here");
-    assert_eq!(memory.early, Early::Idle);
+    assert_eq!(confirmed.decide(&memory).reason.code(), "named_here");
     // The grace ends without confirmation: release.
-    let mut expired =
+    let expired =
         Memory { early: Early::Claimed { replica: here(), until: holding.now, epoch: 1 }, ..Memory::default() };
-    assert_eq!(holding.decide(&mut expired).act, Act::Release);
+    assert_eq!(holding.decide(&expired).act, Act::Release);
 }
 
 #[test]
@@ -273,8 +283,8 @@ fn conflicts_yield_only_on_evidence() {
     assert_eq!(conflict(&replica.facts(), &memory, "x").act, Act::Release);
     let gone = World::new(&named_here, true).role(Role::Gone("refused".into()));
     assert_eq!(conflict(&gone.facts(), &memory, "x").act, Act::Release);
-    let chosen = Memory { failover_elsewhere: Some(there()), ..Memory::default() };
-    assert_eq!(conflict(&master.facts(), &chosen, "x").act, Act::Release, "the leader chose another replica");
+    let chosen = Memory { elsewhere: Some(promoted_there(Instant::now())), ..Memory::default() };
+    assert_eq!(conflict(&master.facts(), &chosen, "x").act, Act::Release, "the chosen replica reports master");
 }
 
 #[test]
@@ -360,13 +370,13 @@ proptest! {
         chosen in any::<bool>(),
     ) {
         let mut world = World::new(&reports, holding);
-        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, at: world.now });
-        let mut memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
+        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        let mut memory = Memory { elsewhere: chosen.then(|| promoted_there(world.now)), ..Memory::default() };
         if early {
             memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
         }
         let early_active = early && world.locality != Locality::Here && world.weighed.epoch() <= 3;
-        let d = world.decide(&mut memory);
+        let d = world.decide(&memory);
         let w = &world.weighed;
         match &d.act {
             Act::Hold => {
@@ -386,7 +396,8 @@ proptest! {
                     let waited = w.majority_age.unwrap_or(Duration::MAX).min(world.now - world.started);
                     waited >= world.settings.minority_timeout(w)
                 };
-                prop_assert!(named_elsewhere || timed_out, "released for {:?}", d.reason);
+                // The replica the leader chose reporting role:master is proof, too.
+                prop_assert!(named_elsewhere || timed_out || chosen, "released for {:?}", d.reason);
             }
             Act::AskRole(addr) => {
                 prop_assert_eq!(addr, &here());
@@ -414,25 +425,6 @@ proptest! {
     }
 }
 
-#[test]
-fn a_master_is_fenced_when_the_leader_chooses_another_host_and_demoted_on_agreement() {
-    let named_here = [ok(11, m(&here(), 1), 0), ok(12, m(&here(), 1), 0), ok(13, m(&here(), 1), 0)];
-    let world = World::new(&named_here, true);
-    let mut memory = Memory::default();
-    assert_eq!(fence(&world.facts(), &memory, &Locality::Elsewhere), Some(here()));
-    assert_eq!(fence(&world.facts(), &memory, &Locality::Here), None, "our own replica chosen: nothing to fence");
-    memory.fence = Some(Fence { redis: here(), toward: there(), until: world.now + FENCE_BOUND });
-    assert_eq!(fence(&world.facts(), &memory, &Locality::Elsewhere), None, "already fenced");
-    // The leader alone names the new master: not yet.
-    let leader_only =
-        World::new(&[ok(11, m(&here(), 1), 0), ok(12, m(&there(), 2), 0), ok(13, m(&here(), 1), 0)], true);
-    assert_eq!(demote(&leader_only.facts(), &memory), None);
-    // A majority agrees at the newest epoch: become its replica.
-    let agreed = World::new(&[ok(11, m(&there(), 2), 0), ok(12, m(&there(), 2), 0), ok(13, m(&here(), 1), 0)], true);
-    assert_eq!(demote(&agreed.facts(), &memory), Some((here(), there())));
-    assert_eq!(demote(&agreed.facts(), &Memory::default()), None, "never demote a Redis that was not fenced");
-}
-
 proptest! {
     /// Defending against a claimant is right when it is a stray host, wrong when the leader just
     /// chose it: with a failover toward another host under way the holder always yields, and
@@ -445,8 +437,8 @@ proptest! {
         early in any::<bool>(),
     ) {
         let mut world = World::new(&reports, true);
-        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, at: world.now });
-        let mut memory = Memory { failover_elsewhere: chosen.then(there), ..Memory::default() };
+        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        let mut memory = Memory { elsewhere: chosen.then(|| promoted_there(world.now)), ..Memory::default() };
         if early {
             memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
         }
@@ -482,14 +474,14 @@ fn a_switchover_moves_the_vip_once_and_nobody_fights() {
     // The old master (here again, in its own world): the sentinels name it, the leader chose there.
     let fresh = [ok(11, m(&here(), 0), 0), ok(12, m(&here(), 0), 0), ok(13, m(&here(), 0), 0)];
     let old = World::new(&fresh, true).role(Role::Master);
-    let mut memory = Memory { failover_elsewhere: Some(there()), ..Memory::default() };
+    let mut memory = Memory { elsewhere: Some(promoted_there(Instant::now())), ..Memory::default() };
     let d = conflict(&old.facts(), &memory, "02:00:00:00:00:12");
     assert_eq!((d.act, d.reason.code()), (Act::Release, "yield"), "{}", d.reason);
     // Released: it does not claim back while the failover runs, though the sentinels name it.
     let released = World::new(&fresh, false).role(Role::Master);
-    let d = released.decide(&mut memory);
+    let d = released.decide(&memory);
     assert_eq!((d.act, d.reason.code()), (Act::Nothing, "failover_elsewhere"), "{}", d.reason);
     // The failover aborted (the daemon forgets it): the VIPs come back.
-    memory.failover_elsewhere = None;
-    assert_eq!(released.decide(&mut memory).act, Act::Hold);
+    memory.elsewhere = None;
+    assert_eq!(released.decide(&memory).act, Act::Hold);
 }

@@ -8,6 +8,7 @@ pub const TRIGGERS: &[&str] = &[
     "+promoted-slave",
     "+failover-state-reconf-slaves",
     "+failover-state-wait-promotion",
+    "+failover-state-send-slaveof-noone",
     "+failover-state-select-slave",
     "+selected-slave",
     "+failover-end",

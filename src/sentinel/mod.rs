@@ -31,6 +31,8 @@ pub enum Answer {
         flags: String,
         /// The master's `down-after-milliseconds` on that sentinel, when it said.
         down_after_ms: Option<u64>,
+        /// The master's `failover-timeout` on that sentinel, when it said.
+        failover_timeout_ms: Option<u64>,
     },
     /// It does not monitor a master by that name.
     Unknown,
@@ -118,6 +120,18 @@ pub async fn query<S: AsRef<str>>(
     s: &SentinelAddr,
     masters: &[S],
 ) -> anyhow::Result<Vec<Answer>> {
+    Ok(query_with(con, s, masters, false).await?.into_iter().map(|(a, _)| a).collect())
+}
+
+/// Like [`query`], and with `replicas` also each master's replica list (`SENTINEL REPLICAS`):
+/// `None` for a master whose list was not asked or not given.
+pub async fn query_with<S: AsRef<str>>(
+    con: &mut redis::aio::MultiplexedConnection,
+    s: &SentinelAddr,
+    masters: &[S],
+    replicas: bool,
+) -> anyhow::Result<Vec<(Answer, Option<Vec<MasterAddr>>)>> {
+    let per = if replicas { 3 } else { 2 };
     let mut pipe = redis::pipe();
     for m in masters {
         pipe.cmd("SENTINEL")
@@ -126,15 +140,18 @@ pub async fn query<S: AsRef<str>>(
             .cmd("SENTINEL")
             .arg("master")
             .arg(m.as_ref());
+        if replicas {
+            pipe.cmd("SENTINEL").arg("replicas").arg(m.as_ref());
+        }
     }
     let replies: Vec<Value> =
         pipe.ignore_errors().query_async(con).await.map_err(|e| anyhow!("sentinel {s}: {}", access::describe(&e)))?;
-    if replies.len() != masters.len() * 2 {
-        bail!("sentinel {s}: {} replies to {} questions", replies.len(), masters.len() * 2);
+    if replies.len() != masters.len() * per {
+        bail!("sentinel {s}: {} replies to {} questions", replies.len(), masters.len() * per);
     }
     let mut out = Vec::with_capacity(masters.len());
-    for (m, pair) in masters.iter().zip(replies.chunks(2)) {
-        let (addr, details) = (&pair[0], &pair[1]);
+    for (m, group) in masters.iter().zip(replies.chunks(per)) {
+        let (addr, details) = (&group[0], &group[1]);
         if let Value::ServerError(e) = details
             && !matches!(addr, Value::Nil)
         {
@@ -145,7 +162,42 @@ pub async fn query<S: AsRef<str>>(
                 e.details().unwrap_or(e.code())
             );
         }
-        out.push(parse_answer(addr, details).with_context(|| format!("sentinel {s}, master `{}`", m.as_ref()))?);
+        let answer = parse_answer(addr, details).with_context(|| format!("sentinel {s}, master `{}`", m.as_ref()))?;
+        let listed = match group.get(2) {
+            // A master it does not know has no replicas to list; any other refusal leaves the list unknown.
+            Some(v) if !matches!(answer, Answer::Unknown) => parse_replicas(v).ok(),
+            _ => None,
+        };
+        out.push((answer, listed));
+    }
+    Ok(out)
+}
+
+/// The most replicas of one master taken from a reply: more is no deployment, only a reply to refuse.
+const MAX_REPLICAS: usize = 256;
+
+/// The replicas in a reply to `SENTINEL REPLICAS` (Valkey and Redis 5+; `SLAVES` is the same):
+/// each entry's `ip` and `port`. The host is checked like a master's.
+pub fn parse_replicas(v: &Value) -> anyhow::Result<Vec<MasterAddr>> {
+    let items = match v {
+        Value::Array(items) => items,
+        Value::ServerError(e) => bail!("refused SENTINEL REPLICAS: {}", e.details().unwrap_or(e.code())),
+        other => bail!("unexpected reply to SENTINEL REPLICAS: {}", short(other)),
+    };
+    if items.len() > MAX_REPLICAS {
+        bail!("{} replicas in one reply (at most {MAX_REPLICAS} are taken)", items.len());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(fields) = fields(item) else { bail!("malformed entry in SENTINEL REPLICAS") };
+        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+        let (Some(host), Some(port)) = (get("ip"), get("port").and_then(|p| p.parse::<u16>().ok())) else {
+            continue;
+        };
+        if port == 0 || host.len() > MAX_HOST_LEN || crate::resolve::check_syntax(&host).is_err() {
+            continue;
+        }
+        out.push(MasterAddr { host, port });
     }
     Ok(out)
 }
@@ -181,9 +233,10 @@ pub fn parse_answer(addr: &Value, details: &Value) -> anyhow::Result<Answer> {
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
     let down_after_ms = field("down-after-milliseconds").and_then(|v| v.parse().ok());
+    let failover_timeout_ms = field("failover-timeout").and_then(|v| v.parse().ok());
     let mut flags = field("flags").unwrap_or_default();
     flags.truncate(128);
-    Ok(Answer::Master { addr, epoch, flags, down_after_ms })
+    Ok(Answer::Master { addr, epoch, flags, down_after_ms, failover_timeout_ms })
 }
 
 /// A bounded rendering of an unexpected reply.
@@ -253,6 +306,16 @@ mod tests {
         eprintln!("{why}");
         assert!(why.contains("does not speak the Redis protocol"), "{why}");
         assert!(!why.contains('\n') && why.matches("Redis protocol").count() == 1, "{why}");
+    }
+
+    #[test]
+    fn parses_replica_lists_and_skips_what_is_no_replica() {
+        let entry = |ip: &str, port: &str| bulk(&["name", "x", "ip", ip, "port", port, "flags", "slave"]);
+        let list = Value::Array(vec![entry("198.51.100.12", "6379"), entry("bad host", "6379"), entry("h3.lab", "0")]);
+        let got = parse_replicas(&list).unwrap();
+        assert_eq!(got, vec![MasterAddr { host: "198.51.100.12".into(), port: 6379 }]);
+        assert!(parse_replicas(&Value::Array(vec![entry("198.51.100.12", "6379"); MAX_REPLICAS + 1])).is_err());
+        assert!(parse_replicas(&Value::Int(3)).is_err());
     }
 
     #[test]

@@ -1,26 +1,31 @@
 //! `vipctl switchover [MASTER] [--to HOST]`: a planned switchover that loses no acknowledged
 //! write. Sentinel 7's `SENTINEL FAILOVER` alone leaves the old master writable for a second or
-//! more after the replica is promoted, and every write it acknowledges then is lost; this pauses
-//! writes on the old master first, waits until the chosen replica has every write, has Sentinel
-//! fail over to it, and only then lets the old master go on, as a replica (its paused writes meet
-//! READONLY and are never acknowledged).
+//! more after the replica is promoted, and every write it acknowledges then is lost; this fences
+//! the old master first (writes get `NOREPLICAS`, see [`crate::fence`]), waits until the chosen
+//! replica has every write, has Sentinel fail over to it, and only then lets the old master go
+//! on, as a replica.
+//!
+//! It acts only on what a majority of the sentinels vouch for ([`vouched`]): one sentinel may lie
+//! and a replica may say anything about itself, and a switchover that believed either could
+//! demote the real master toward an impostor and hand it the Redis password.
 //!
 //! Every step is bounded. A step that times out before the failover is ordered aborts cleanly:
 //! writes resume on the old master, priorities are restored, and the VIP stays where it is.
 
+mod vouched;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
-use redis::Value;
+use anyhow::{anyhow, bail};
 
-use super::{Ctx, all_of_them, ask_sentinels};
+use super::Ctx;
 use crate::access::Access;
 use crate::config::{Config, HostPort, Master};
 use crate::error::{Failure, Outcome};
+use crate::fence::{self, Step};
 use crate::local_redis::{self, Role};
-use crate::policy;
 use crate::record::{Actor, Change, Event, Record};
-use crate::sentinel::{self, text};
+use vouched::{Replica, Vouched};
 
 /// Fail the master over to a replica without losing an acknowledged write.
 #[derive(Debug, clap::Args)]
@@ -43,15 +48,6 @@ pub struct Args {
 const ASK: Duration = Duration::from_millis(1000);
 /// Between two polls.
 const POLL: Duration = Duration::from_millis(5);
-
-/// One replica as the sentinels list it.
-#[derive(Debug, Clone)]
-struct Replica {
-    addr: HostPort,
-    priority: i64,
-    offset: i64,
-    ok: bool,
-}
 
 /// The steps, each with its time since the start.
 struct Timeline {
@@ -110,26 +106,36 @@ async fn switchover(
             master.name
         )));
     }
-    let reports = ask_sentinels(config, master, all_of_them).await.unwrap_or_default();
-    let weighed = policy::weigh(&reports, super::ONE_SHOT_FRESH);
-    let old = match &weighed.verdict {
-        policy::Verdict::Master { addr, .. } if weighed.majority() => addr.clone(),
-        _ => {
+    let view = vouched::ask(master, sentinels, config.sentinel_timeout).await;
+    let Some((old, epoch)) = view.master() else {
+        return Err(Failure::transient(anyhow!(
+            "no master is named by a majority of the {} sentinels ({} answered); retry when they agree",
+            view.configured,
+            view.told.len()
+        )));
+    };
+    // One sentinel that names that master orders the failover.
+    let sentinel = view
+        .told
+        .iter()
+        .find(|t| t.master.as_ref() == Some(&(old.clone(), epoch)))
+        .map(|t| t.sentinel.clone())
+        .expect("a majority names it");
+    t.step(format!(
+        "a majority of the sentinels name {old} (epoch {epoch}); sentinel {sentinel} will order the failover"
+    ));
+    let replicas = view.replicas();
+    let target = choose(&replicas, args.to.as_deref()).await?;
+    // The target's own word must agree: a replica of this very master.
+    match vouched::follows(&target, redis, ASK).await {
+        Ok(m) if m == old => {}
+        Ok(m) => {
             return Err(Failure::transient(anyhow!(
-                "the sentinels give no master with a majority ({})",
-                weighed.summary()
+                "{target} says it replicates {m}, not the master {old}; not switching over to it"
             )));
         }
-    };
-    // One sentinel that names the current master orders the failover and lists the replicas.
-    let sentinel = reports
-        .iter()
-        .find(|r| matches!(r.fresh(super::ONE_SHOT_FRESH), Some(crate::sentinel::Answer::Master { addr, .. }) if *addr == old))
-        .map(|r| r.sentinel.clone())
-        .ok_or_else(|| Failure::transient(anyhow!("no sentinel answers for master {old}")))?;
-    t.step(format!("master is {old}; sentinel {sentinel} will order the failover"));
-    let replicas = list_replicas(&sentinel, sentinels, &master.name).await.map_err(Failure::transient)?;
-    let target = choose(&replicas, args.to.as_deref()).await?;
+        Err(e) => return Err(Failure::transient(e.context(format!("cannot ask {target} whom it replicates")))),
+    }
     t.step(format!("promoting {target}"));
 
     let mut restore: Vec<(HostPort, i64)> = Vec::new();
@@ -139,24 +145,22 @@ async fn switchover(
             set_priority(&r.addr, redis, 0).await.map_err(Failure::transient)?;
             restore.push((r.addr.clone(), r.priority));
         }
-        if let Err(e) = wait_for_priorities(&sentinel, sentinels, &master.name, &target, t.start).await {
+        if let Err(e) = wait_for_priorities(master, sentinels, config, &target).await {
             undo(&old, redis, &restore, false).await;
             return Err(Failure::transient(e));
         }
-        t.step("the sentinels see the replica priorities that leave only the target");
+        t.step("a majority of the sentinels see the replica priorities that leave only the target");
     }
 
     // From here on the old master acknowledges no write.
-    let pause = Duration::from_millis(args.catch_up_ms + args.timeout_ms) + Duration::from_secs(5);
-    if let Err(e) = local_redis::command(&old, redis, &local_redis::pause_writes(pause), ASK).await {
+    if let Err(e) = fence::run(&old, redis, &[Step::Fence], false, ASK).await {
         undo(&old, redis, &restore, false).await;
-        return Err(Failure::transient(anyhow::Error::new(e).context("cannot pause writes on the master")));
+        return Err(Failure::transient(anyhow::Error::new(e).context("cannot fence writes on the master")));
     }
-    t.step(format!("writes paused on {old} (at most {} ms)", pause.as_millis()));
+    t.step(format!("writes fenced on {old} (NOREPLICAS)"));
 
-    let caught_up = wait_caught_up(&old, &target, redis, Duration::from_millis(args.catch_up_ms)).await;
-    match caught_up {
-        Ok(offset) => t.step(format!("{target} caught up (offset {offset})")),
+    match wait_caught_up(&old, &target, redis, Duration::from_millis(args.catch_up_ms)).await {
+        Ok(offset) => t.step(format!("{target} caught up (offset {offset}, as {old} sees it)")),
         Err(e) => {
             undo(&old, redis, &restore, true).await;
             return Err(Failure::transient(e.context("aborted; writes resume on the old master, which keeps the VIP")));
@@ -182,25 +186,33 @@ async fn switchover(
     }
     t.step(format!("{target} reports role:master"));
 
-    let vip_result = wait_vip(master, &target, redis, deadline).await;
+    // The old master follows the new one only once a majority name it at a newer epoch: a
+    // promotion the sentinels do not stand behind is no reason to give up the master.
+    if let Err(e) = wait_majority(master, sentinels, config, &target, epoch, deadline).await {
+        undo(&old, redis, &restore, false).await;
+        t.step(format!("{e:#}; {old} stays fenced until the sentinels settle"));
+        return Err(Failure::transient(e.context(format!(
+            "the sentinels did not confirm {target}; {old} still refuses writes: when the sentinels agree, the daemon \
+             (or `vipctl switchover` again) sorts it out, or lift it by hand with CONFIG SET min-replicas-to-write"
+        ))));
+    }
+    t.step(format!("a majority of the sentinels name {target} at a newer epoch"));
+
+    let vip_result = wait_vip(master, &old, &target, redis, deadline).await;
     match &vip_result {
         Ok(vip) => t.step(format!("VIP {vip} reaches {target}")),
         Err(e) => t.step(format!("the VIP did not reach {target}: {e:#}")),
     }
 
-    // The old master follows the new one; its paused writes then get READONLY, never an ack.
+    // The old master follows the new one; writes there then get READONLY, never an ack.
     let demoted = async {
-        local_redis::command(&old, redis, &local_redis::replicaof(&target), ASK).await?;
-        local_redis::command(&old, redis, &local_redis::unpause(), ASK).await?;
+        fence::run(&old, redis, &[Step::ReplicaOf(target.clone()), Step::Lift], false, ASK).await?;
         wait_role(&old, redis, Role::Replica, deadline).await
     }
     .await;
     match &demoted {
-        Ok(()) => t.step(format!("{old} is a replica of {target}; writes paused there were refused")),
-        Err(e) => {
-            let _ = local_redis::command(&old, redis, &local_redis::unpause(), ASK).await;
-            t.step(format!("{old} was not demoted: {e:#}"));
-        }
+        Ok(()) => t.step(format!("{old} is a replica of {target}; its fence is lifted")),
+        Err(e) => t.step(format!("{old} was not demoted: {e:#}")),
     }
     undo(&old, redis, &restore, false).await;
     if !restore.is_empty() {
@@ -217,10 +229,10 @@ async fn switchover(
     }
 }
 
-/// Lifts the pause (when `unpause`) and restores the replica priorities.
-async fn undo(old: &HostPort, redis: &Access, restore: &[(HostPort, i64)], unpause: bool) {
-    if unpause && let Err(e) = local_redis::command(old, redis, &local_redis::unpause(), ASK).await {
-        tracing::warn!("cannot lift the write pause on {old} ({e:#}); it runs out by itself");
+/// Lifts the fence (when `lift`) and restores the replica priorities.
+async fn undo(old: &HostPort, redis: &Access, restore: &[(HostPort, i64)], lift: bool) {
+    if lift && let Err(e) = fence::run(old, redis, &[Step::Lift], false, ASK).await {
+        tracing::warn!("cannot lift the write fence on {old} ({e:#}); lift it with CONFIG SET min-replicas-to-write");
     }
     for (addr, priority) in restore {
         if let Err(e) = set_priority(addr, redis, *priority).await {
@@ -236,30 +248,6 @@ async fn set_priority(addr: &HostPort, redis: &Access, priority: i64) -> anyhow:
     Ok(())
 }
 
-/// The replicas the sentinel knows for `name`.
-async fn list_replicas(sentinel: &HostPort, access: &Access, name: &str) -> anyhow::Result<Vec<Replica>> {
-    let mut c = redis::cmd("SENTINEL");
-    c.arg("REPLICAS").arg(name);
-    let reply = local_redis::command(sentinel, access, &c, ASK).await?;
-    let Value::Array(items) = reply else { bail!("sentinel {sentinel}: unexpected reply to SENTINEL REPLICAS") };
-    let mut out = Vec::new();
-    for item in items {
-        let Some(fields) = sentinel::fields(&item) else { continue };
-        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
-        let (Some(ip), Some(port)) = (get("ip"), get("port").and_then(|p| p.parse().ok())) else { continue };
-        let flags = get("flags").unwrap_or_default();
-        out.push(Replica {
-            addr: HostPort { host: ip, port },
-            priority: get("slave-priority").or(get("replica-priority")).and_then(|p| p.parse().ok()).unwrap_or(100),
-            offset: get("slave-repl-offset").and_then(|p| p.parse().ok()).unwrap_or(0),
-            ok: !flags.contains("down")
-                && !flags.contains("disconnected")
-                && get("master-link-status").as_deref() == Some("ok"),
-        });
-    }
-    Ok(out)
-}
-
 /// `--to`'s host and optional port: `HOST`, `HOST:PORT`, `[V6]:PORT`, or a bare IPv6 address
 /// (whose last group is no port).
 fn target_of(want: &str) -> (String, Option<u16>) {
@@ -269,7 +257,8 @@ fn target_of(want: &str) -> (String, Option<u16>) {
     }
 }
 
-/// The replica to promote: the one named, or the one Sentinel would pick.
+/// The replica to promote, among those a majority list: the one named, or the one Sentinel
+/// would pick.
 async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
     let usable: Vec<&Replica> = replicas.iter().filter(|r| r.ok).collect();
     match to {
@@ -284,7 +273,7 @@ async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
                 .map(|r| r.addr.clone())
                 .ok_or_else(|| {
                     Failure::permanent(anyhow!(
-                        "--to {want} is not a healthy replica of this master; the sentinels list: {}",
+                        "--to {want} is not a healthy replica that a majority of the sentinels list; they list: {}",
                         replicas.iter().map(|r| r.addr.to_string()).collect::<Vec<_>>().join(", ")
                     ))
                 })
@@ -294,51 +283,56 @@ async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
             .filter(|r| r.priority > 0)
             .min_by_key(|r| (r.priority, -r.offset))
             .map(|r| r.addr.clone())
-            .ok_or_else(|| Failure::transient(anyhow!("the master has no healthy replica to promote"))),
+            .ok_or_else(|| {
+                Failure::transient(anyhow!("the master has no healthy replica that a majority of the sentinels list"))
+            }),
     }
 }
 
-/// Sentinel reads priorities from its periodic INFO of each replica: wait until it has.
+/// Sentinel reads priorities from its periodic INFO of each replica: wait until a majority has.
 async fn wait_for_priorities(
-    sentinel: &HostPort,
+    master: &Master,
     access: &Access,
-    name: &str,
+    config: &Config,
     target: &HostPort,
-    start: Instant,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let replicas = list_replicas(sentinel, access, name).await?;
-        if replicas.iter().all(|r| r.addr == *target || r.priority == 0) {
+        if vouched::ask(master, access, config.sentinel_timeout).await.only(target) {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("the sentinels did not see the new replica priorities within 15 s");
+            bail!("a majority of the sentinels did not see the new replica priorities within 15 s");
         }
-        tracing::debug!("waiting for the sentinels to read the priorities ({} ms)", start.elapsed().as_millis());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Waits until `target` has replicated everything `old` has; returns the offset.
+/// Waits until `target` has every write `old` has, by `old`'s own account; returns the offset.
 async fn wait_caught_up(old: &HostPort, target: &HostPort, access: &Access, within: Duration) -> anyhow::Result<i64> {
-    let deadline = Instant::now() + within;
-    let want = match local_redis::command(old, access, &redis::cmd("ROLE"), ASK).await? {
-        Value::Array(items) if items.len() >= 2 => int(&items[1]).context("master offset in ROLE")?,
-        _ => bail!("{old} did not answer ROLE as a master"),
-    };
+    tokio::time::timeout(within + ASK, vouched::caught_up(old, target, access, within))
+        .await
+        .unwrap_or_else(|_| bail!("{old} did not answer about {target}'s offset within {} ms", within.as_millis()))
+}
+
+/// Waits until a majority of the sentinels name `target` at an epoch newer than `since`.
+async fn wait_majority(
+    master: &Master,
+    access: &Access,
+    config: &Config,
+    target: &HostPort,
+    since: u64,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     loop {
-        let got = match local_redis::command(target, access, &redis::cmd("ROLE"), ASK).await? {
-            Value::Array(items) if items.len() >= 5 => int(&items[4]).unwrap_or(-1),
-            _ => -1,
-        };
-        if got >= want {
-            return Ok(got);
+        let view: Vouched = vouched::ask(master, access, config.sentinel_timeout).await;
+        if view.master().is_some_and(|(m, e)| m == *target && e > since) {
+            return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{target} did not catch up with {old} within {} ms (offset {got} of {want})", within.as_millis());
+            bail!("a majority of the sentinels did not name {target} at a newer epoch in time");
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -355,23 +349,25 @@ async fn wait_role(addr: &HostPort, access: &Access, want: Role, deadline: Insta
     }
 }
 
-/// Waits until a VIP of the master reaches the new master (the Redis answering on it has the new
-/// master's run id); returns that VIP.
-async fn wait_vip(master: &Master, target: &HostPort, access: &Access, deadline: Instant) -> anyhow::Result<String> {
-    let run_id = |addr: HostPort| async move {
-        let reply = local_redis::command(&addr, access, redis::cmd("INFO").arg("server"), ASK).await?;
-        let text = match reply {
-            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-            Value::VerbatimString { text, .. } => text,
-            other => bail!("unexpected INFO reply {other:?}"),
-        };
-        text.lines().find_map(|l| l.strip_prefix("run_id:")).map(|s| s.trim().to_string()).context("no run_id in INFO")
-    };
-    let want = run_id(target.clone()).await?;
+/// Waits until a VIP of the master leads to the new master: the Redis answering on it has the
+/// new master's run id, which is not the old master's (a Redis that says anything it likes cannot
+/// pass for the old one). Returns that VIP.
+async fn wait_vip(
+    master: &Master,
+    old: &HostPort,
+    target: &HostPort,
+    access: &Access,
+    deadline: Instant,
+) -> anyhow::Result<String> {
+    let old_id = vouched::run_id(old, access, ASK).await?;
+    let want = vouched::run_id(target, access, ASK).await?;
+    if want == old_id {
+        bail!("{target} reports the old master's run id {old_id}");
+    }
     loop {
         for vip in &master.vips {
             let at = HostPort { host: vip.addr.to_string(), port: target.port };
-            if let Ok(id) = run_id(at).await
+            if let Ok(id) = vouched::run_id(&at, access, ASK).await
                 && id == want
             {
                 return Ok(vip.addr.to_string());
@@ -381,13 +377,6 @@ async fn wait_vip(master: &Master, target: &HostPort, access: &Access, deadline:
             bail!("no VIP of `{}` leads to {target}", master.name);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        other => text(other)?.parse().ok(),
     }
 }
 

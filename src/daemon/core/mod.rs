@@ -1,0 +1,544 @@
+//! The daemon's core: a pure state machine in the style of quinn-proto's `Connection`. It owns
+//! everything the daemon knows and remembers (each sentinel's latest answers and replica lists,
+//! this host's addresses, names, every master's memory, fences, early claims, hook waits), takes
+//! [`Input`]s with the time they arrive, and answers with [`Effect`]s for the I/O loop
+//! ([`crate::daemon`]) to carry out, and with the next moment it wants to be woken
+//! ([`Core::poll_timeout`]). It never does I/O and never reads a clock, so every sequence of
+//! events can be played through it in virtual time (`tests/`).
+//!
+//! What it decides with: [`crate::policy`] says where the VIPs belong; [`failover`] weighs what
+//! sentinels tell of a failover in progress, so that one sentinel's word is only ever a reason to
+//! ask again, and only evidence no sentinel can forge fences for long, yields, demotes or sends
+//! credentials anywhere.
+
+mod failover;
+mod hooks;
+mod master;
+mod status;
+mod views;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, HostPort, SentinelAddr};
+use crate::control::Reply;
+use crate::fence::Step;
+use crate::network::defend::Conflict;
+use crate::network::host::HostState;
+use crate::policy::{self, Act, Locality, Reason, RoleSeen, Weighed};
+use crate::record::{self, Record};
+use crate::resolve::{self, LookupError};
+use crate::sentinel::{Answer, MasterAddr, events};
+
+pub use failover::{FENCE_BOUND, SELECTION_WINDOW, single_voice_bound};
+use master::MasterState;
+use views::View;
+
+/// One decision for the applier to carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The master.
+    pub master: String,
+    /// Hold, Release or Announce.
+    pub act: Act,
+    /// Why.
+    pub reason: Reason,
+    /// What made the loop decide now.
+    pub trigger: String,
+    /// The sentinels' view it rests on.
+    pub sentinels: Option<String>,
+    /// A decision, or the answer to a conflict.
+    pub event: record::Event,
+    /// Extra detail for the record.
+    pub detail: Option<String>,
+}
+
+/// What became of a job.
+#[derive(Debug)]
+pub struct Applied {
+    /// The job.
+    pub job: Job,
+    /// Its record (already emitted).
+    pub record: Record,
+    /// It changed addresses.
+    pub changed: bool,
+}
+
+/// Something the core learns, with the time it arrives passed to [`Core::handle`].
+#[derive(Debug)]
+pub enum Input {
+    /// A sentinel answered about the masters it serves; `replicas` holds the lists it was asked for.
+    Answers {
+        /// The sentinel.
+        sentinel: SentinelAddr,
+        /// Its answer per master.
+        answers: Vec<(String, Answer)>,
+        /// Its replica list per master, for the masters asked about them this time.
+        replicas: Vec<(String, Vec<MasterAddr>)>,
+    },
+    /// A sentinel could not be asked (connection refused or lost, no answer in time).
+    Unreachable {
+        /// The sentinel.
+        sentinel: SentinelAddr,
+        /// Why.
+        why: String,
+    },
+    /// A sentinel published an event that may matter.
+    Event {
+        /// The sentinel.
+        sentinel: SentinelAddr,
+        /// The event.
+        event: events::Event,
+    },
+    /// An event subscription is up.
+    Following(SentinelAddr),
+    /// An event subscription went down.
+    EventsLost(SentinelAddr, String),
+    /// This host's addresses (or why they could not be read).
+    Host(Result<HostState, String>),
+    /// A name lookup finished.
+    Resolved {
+        /// The name.
+        name: String,
+        /// Its addresses, or why not.
+        result: Result<Vec<IpAddr>, LookupError>,
+    },
+    /// A Redis answered `ROLE` (or failed to): the local one, or a promoted replica re-checked.
+    Role {
+        /// The master it serves.
+        master: String,
+        /// What it said.
+        seen: RoleSeen,
+    },
+    /// A watched replica (chosen by the leader, listed by a majority) reports role:master.
+    Promoted {
+        /// The master.
+        master: String,
+        /// The replica.
+        replica: HostPort,
+        /// How many polls it took.
+        polls: u32,
+    },
+    /// A replica watch ended by its own bound without seeing role:master.
+    WatchEnded {
+        /// The master.
+        master: String,
+        /// The replica.
+        replica: HostPort,
+    },
+    /// A decision was carried out (or failed).
+    Applied(Box<Applied>),
+    /// Another host claimed one of our VIPs.
+    Conflict(Conflict),
+    /// A hook handed its call over the control socket (`token` names the reply).
+    Hook {
+        /// Names the reply, see [`Effect::Reply`].
+        token: u64,
+        /// The caller's uid (SO_PEERCRED).
+        uid: u32,
+        /// The master named in its arguments.
+        master: String,
+        /// Its seven arguments, for the record.
+        args: Vec<String>,
+    },
+    /// Steps on a Redis were carried out (or failed).
+    StepsDone {
+        /// The master.
+        master: String,
+        /// What happened, in words.
+        outcome: Result<String, String>,
+    },
+    /// The moment [`Core::poll_timeout`] named has come.
+    Timeout,
+}
+
+/// Something for the I/O loop to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Carry out a decision about a master's VIPs; answer with [`Input::Applied`].
+    Apply(Box<Job>),
+    /// Ask the Redis at `addr` for its role (and whether it is fenced); answer with [`Input::Role`].
+    AskRole {
+        /// The master.
+        master: String,
+        /// The Redis.
+        addr: HostPort,
+    },
+    /// Look `name` up; answer with [`Input::Resolved`].
+    Resolve(String),
+    /// Ask these sentinels again now (with their replica lists when `replicas`).
+    Nudge {
+        /// The sentinels.
+        sentinels: Vec<SentinelAddr>,
+        /// Ask for replica lists too.
+        replicas: bool,
+    },
+    /// Carry out steps on a Redis (fence, lift, demote); answer with [`Input::StepsDone`].
+    Redis {
+        /// The master.
+        master: String,
+        /// The Redis.
+        redis: HostPort,
+        /// Why, for the record.
+        reason: Reason,
+        /// In order, on one connection.
+        steps: Vec<Step>,
+        /// Leave a Redis that is not a master alone.
+        only_if_master: bool,
+    },
+    /// Poll this replica's `ROLE` until it reports master; answer with [`Input::Promoted`] or
+    /// [`Input::WatchEnded`]. The replica is one a majority of the master's sentinels list.
+    Watch {
+        /// The master.
+        master: String,
+        /// The replica.
+        replica: HostPort,
+    },
+    /// Stop the watch of this replica.
+    Unwatch {
+        /// The master.
+        master: String,
+        /// The replica.
+        replica: HostPort,
+    },
+    /// Keep a connection to the local master open and say at once when it refuses connections
+    /// ([`Input::Role`] with `Gone`).
+    WatchLocal {
+        /// The master.
+        master: String,
+        /// The local Redis.
+        redis: HostPort,
+    },
+    /// Stop watching the local master.
+    UnwatchLocal {
+        /// The master.
+        master: String,
+    },
+    /// Answer a hook (see [`Input::Hook`]).
+    Reply {
+        /// The request.
+        token: u64,
+        /// The answer.
+        reply: Reply,
+    },
+    /// Emit this record.
+    Record(Box<Record>),
+    /// Update a metric.
+    Metric(Metric),
+}
+
+/// A metric update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    /// Sentinels answering for a master.
+    Sentinels {
+        /// The master.
+        master: String,
+        /// Fresh answers.
+        answered: usize,
+        /// Configured.
+        configured: usize,
+    },
+    /// Another MAC claimed one of the master's held VIPs.
+    Conflict {
+        /// The master.
+        master: String,
+    },
+    /// Whether a VIP is bound here.
+    VipBound {
+        /// The master.
+        master: String,
+        /// The VIP.
+        vip: String,
+        /// Bound.
+        bound: bool,
+    },
+    /// A fence was placed on the local Redis.
+    Fence {
+        /// The master.
+        master: String,
+    },
+    /// The loop handled an address round (for /healthz).
+    Tick,
+}
+
+/// The settings the core decides with.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Those of the VIP rule.
+    pub policy: policy::Settings,
+    /// How old a sentinel's answer may be and still count.
+    pub fresh_for: Duration,
+    /// How long a delegated hook waits for fresh answers.
+    pub hook_wait: Duration,
+    /// `[watch] early_claim`.
+    pub early_claim: bool,
+    /// Decide and say, change nothing.
+    pub dry_run: bool,
+}
+
+/// How old a local `ROLE` answer may be and still count.
+pub const ROLE_FRESH_FOR: Duration = Duration::from_millis(250);
+/// A sentinel's event still explains a decision this long after it arrived.
+const EVENT_ECHO: Duration = Duration::from_secs(2);
+
+/// The daemon's state machine.
+pub struct Core {
+    config: Arc<Config>,
+    managed: Vec<IpAddr>,
+    settings: Settings,
+    started: Instant,
+    started_wall: SystemTime,
+    views: BTreeMap<SentinelAddr, View>,
+    masters: BTreeMap<String, MasterState>,
+    host: Option<Arc<HostState>>,
+    host_error: Option<String>,
+    names: resolve::Cache,
+    allowed_uids: BTreeSet<u32>,
+    effects: Vec<Effect>,
+}
+
+impl Core {
+    /// A core for `config`, started at `now`; `allowed_uids` may hand hooks over.
+    pub fn new(config: Arc<Config>, settings: Settings, allowed_uids: BTreeSet<u32>, now: Instant) -> Core {
+        let mut views = BTreeMap::new();
+        for m in config.masters.values() {
+            for s in &m.sentinels {
+                views.entry(s.clone()).or_insert_with(View::default);
+            }
+        }
+        Core {
+            managed: config.managed(),
+            masters: config.masters.keys().map(|k| (k.clone(), MasterState::default())).collect(),
+            config,
+            settings,
+            started: now,
+            started_wall: SystemTime::now(),
+            views,
+            host: None,
+            host_error: None,
+            names: resolve::Cache::default(),
+            allowed_uids,
+            effects: Vec::new(),
+        }
+    }
+
+    /// The effects produced so far, in order; the loop carries them out.
+    pub fn drain(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The earliest moment a timer of the core runs out, if any: call [`Core::handle`] with
+    /// [`Input::Timeout`] then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.masters.values().filter_map(|m| m.timers.next()).min()
+    }
+
+    /// Takes one input that arrived at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Answers { sentinel, answers, replicas } => {
+                let Some(view) = self.views.get_mut(&sentinel) else { return };
+                if let Some(why) = view.down.take() {
+                    tracing::info!("sentinel {sentinel} answers again (was: {why})");
+                }
+                view.answered(answers, replicas, now);
+                self.sentinel_reported(&sentinel, now);
+            }
+            Input::Unreachable { sentinel, why } => {
+                let Some(view) = self.views.get_mut(&sentinel) else { return };
+                if view.down.is_none() {
+                    tracing::warn!("sentinel {sentinel} unreachable: {why}");
+                }
+                view.down = Some(why);
+                self.sentinel_reported(&sentinel, now);
+            }
+            Input::Event { sentinel, event } => self.event(&sentinel, event, now),
+            Input::Following(s) => {
+                tracing::info!("following the events of sentinel {s}");
+                self.effects.push(Effect::Nudge { sentinels: vec![s], replicas: true });
+            }
+            Input::EventsLost(s, why) => tracing::warn!("lost the events of sentinel {s}: {why}; reconnecting"),
+            Input::Host(Ok(host)) => {
+                if self.host_error.take().is_some() {
+                    tracing::info!("reading this host's addresses works again");
+                }
+                self.host_seen(host);
+                self.effects.push(Effect::Metric(Metric::Tick));
+                self.decide_all("address round", now);
+            }
+            Input::Host(Err(e)) => {
+                if self.host_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("cannot read this host's addresses: {e}; retrying");
+                }
+                self.host_error = Some(e);
+            }
+            Input::Resolved { name, result } => {
+                if let Err(e) = &result {
+                    tracing::warn!("{e}");
+                }
+                self.names.put(&name, result, now);
+                let names: Vec<String> = self.masters.keys().cloned().collect();
+                for m in &names {
+                    self.retry_pending(m, now);
+                }
+                self.decide_all(&format!("name {name} resolved"), now);
+            }
+            Input::Role { master, seen } => self.role_seen(&master, seen, now),
+            Input::Promoted { master, replica, polls } => self.promoted(&master, replica, polls, now),
+            Input::WatchEnded { master, replica } => {
+                if let Some(st) = self.masters.get_mut(&master) {
+                    st.failover.watching.remove(&replica);
+                }
+            }
+            Input::Applied(a) => self.applied(*a, now),
+            Input::Conflict(c) => self.conflict(c, now),
+            Input::Hook { token, uid, master, args } => self.hook(token, uid, master, args, now),
+            Input::StepsDone { master, outcome } => {
+                if let Some(st) = self.masters.get_mut(&master) {
+                    st.fence_error = outcome.err();
+                }
+            }
+            Input::Timeout => self.timeout(now),
+        }
+    }
+
+    /// Release every master's VIPs (`release_on_exit`): the loop then waits for the jobs.
+    pub fn stopping(&mut self) {
+        let names: Vec<String> = self.masters.keys().cloned().collect();
+        for name in &names {
+            let st = self.masters.get_mut(name).expect("configured");
+            st.in_flight = None;
+            let d = policy::Decision { act: Act::Release, reason: Reason::Stopping };
+            self.dispatch(name, d, "SIGTERM", record::Event::Decision, None, None);
+        }
+    }
+
+    /// Whether any decision is still being carried out.
+    pub fn busy(&self) -> bool {
+        self.masters.values().any(|s| s.in_flight.is_some())
+    }
+
+    /// Timers that ran out: decide again for their masters.
+    fn timeout(&mut self, now: Instant) {
+        let due: Vec<(String, Vec<master::Timer>)> = self
+            .masters
+            .iter()
+            .map(|(n, st)| (n.clone(), st.timers.due(now)))
+            .filter(|(_, due)| !due.is_empty())
+            .collect();
+        for (name, timers) in due {
+            let st = self.masters.get_mut(&name).expect("configured");
+            for t in &timers {
+                st.timers.clear(*t);
+            }
+            let what = timers.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+            self.expire_failover(&name, now);
+            self.decide(&name, &format!("timer {what}"), now);
+            self.finish_hook_waits(&name, now);
+        }
+    }
+
+    /// A sentinel answered or failed: decide for the masters it serves, and let waiting hooks go.
+    fn sentinel_reported(&mut self, sentinel: &SentinelAddr, now: Instant) {
+        let names = self.served_by(sentinel);
+        for name in names {
+            self.retry_pending(&name, now);
+            let trigger = match &self.masters[&name].last_event {
+                Some((ev, at)) if now.saturating_duration_since(*at) < EVENT_ECHO => {
+                    format!("{ev}; answer from sentinel {sentinel}")
+                }
+                _ => format!("answer from sentinel {sentinel}"),
+            };
+            self.decide(&name, &trigger, now);
+            let st = self.masters.get_mut(&name).expect("configured");
+            for w in &mut st.hook_waits {
+                w.pending.remove(sentinel);
+            }
+            self.finish_hook_waits(&name, now);
+        }
+    }
+
+    /// The masters `sentinel` is configured for.
+    fn served_by(&self, sentinel: &SentinelAddr) -> Vec<String> {
+        self.config.masters.values().filter(|m| m.sentinels.contains(sentinel)).map(|m| m.name.clone()).collect()
+    }
+
+    fn decide_all(&mut self, trigger: &str, now: Instant) {
+        let names: Vec<String> = self.masters.keys().cloned().collect();
+        for name in &names {
+            self.decide(name, trigger, now);
+            self.finish_hook_waits(name, now);
+        }
+    }
+
+    /// Whether `host` names this host, from the name cache; asks for a lookup when one is due.
+    fn locality(&mut self, host: &str, now: Instant) -> Locality {
+        if self.names.start_lookup(host, now) {
+            self.effects.push(Effect::Resolve(host.to_string()));
+        }
+        let Some(state) = &self.host else { return Locality::Unknown("this host's addresses are not read yet".into()) };
+        match self.names.get(host) {
+            Some(Ok(ips)) => policy::locality(host, &ips, state, &self.managed),
+            Some(Err(e)) => Locality::Unknown(e.to_string()),
+            None => Locality::Unknown(format!("looking up {host}")),
+        }
+    }
+
+    fn host_seen(&mut self, host: HostState) {
+        for (name, st) in &mut self.masters {
+            let master = &self.config.masters[name];
+            st.holding = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
+            for vip in &master.vips {
+                let bound = host.bound(vip.addr).next().is_some();
+                self.effects.push(Effect::Metric(Metric::VipBound {
+                    master: name.clone(),
+                    vip: vip.to_string(),
+                    bound,
+                }));
+            }
+        }
+        self.host = Some(Arc::new(host));
+    }
+
+    /// This host's addresses as last read, if they have been.
+    pub fn host(&self) -> Option<&HostState> {
+        self.host.as_deref()
+    }
+}
+
+/// What a decision about one master rests on, as the core knows it at one moment.
+struct Now {
+    master: crate::config::Master,
+    weighed: Weighed,
+    locality: Locality,
+    host: Arc<HostState>,
+    at: Instant,
+}
+
+impl Now {
+    fn facts<'a>(
+        &'a self,
+        managed: &'a [IpAddr],
+        role: Option<&'a RoleSeen>,
+        settings: policy::Settings,
+        started: Instant,
+    ) -> policy::Facts<'a> {
+        policy::Facts {
+            master: &self.master,
+            weighed: &self.weighed,
+            locality: self.locality.clone(),
+            host: &self.host,
+            managed,
+            role,
+            settings,
+            started,
+            now: self.at,
+        }
+    }
+}

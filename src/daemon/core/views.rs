@@ -1,0 +1,70 @@
+//! What the core holds of each sentinel: its latest answer per master, the replicas it lists per
+//! master, when it last answered, and why it is unreachable now. A replica that a majority of a
+//! master's sentinels list is one no single sentinel made up ([`Core::vouched`]).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::Core;
+use crate::config::{HostPort, Master};
+use crate::sentinel::{Answer, MasterAddr, Report};
+
+/// One sentinel as the core knows it.
+#[derive(Debug, Default)]
+pub(super) struct View {
+    /// The latest answer per master it serves.
+    answers: HashMap<String, Answer>,
+    /// The replicas it listed per master, as last asked (lists are asked less often than masters).
+    replicas: HashMap<String, Vec<MasterAddr>>,
+    /// When it last answered.
+    at: Option<Instant>,
+    /// Why it is unreachable now.
+    pub down: Option<String>,
+}
+
+impl View {
+    /// Books an answer that arrived at `now`.
+    pub fn answered(&mut self, answers: Vec<(String, Answer)>, replicas: Vec<(String, Vec<MasterAddr>)>, now: Instant) {
+        for (m, a) in &answers {
+            if matches!(a, Answer::Unknown) {
+                self.replicas.remove(m);
+            }
+        }
+        self.answers = answers.into_iter().collect();
+        self.replicas.extend(replicas);
+        self.at = Some(now);
+    }
+
+    fn lists(&self, master: &str, replica: &HostPort) -> bool {
+        self.replicas.get(master).is_some_and(|l| l.contains(replica))
+    }
+}
+
+impl Core {
+    /// The latest answers about `master`, one per configured sentinel.
+    pub(super) fn reports(&self, master: &Master, now: Instant) -> Vec<Report> {
+        master
+            .sentinels
+            .iter()
+            .map(|s| {
+                let view = self.views.get(s);
+                Report {
+                    sentinel: s.clone(),
+                    last: view.and_then(|v| {
+                        let a = v.answers.get(&master.name)?;
+                        Some((a.clone(), now.saturating_duration_since(v.at?)))
+                    }),
+                    down: view.and_then(|v| v.down.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether more than half of `master`'s configured sentinels list `replica` among its replicas:
+    /// then no single sentinel made it up, and it may be polled, fenced toward, or sent credentials.
+    pub(super) fn vouched(&self, master: &Master, replica: &HostPort) -> bool {
+        let listing =
+            master.sentinels.iter().filter(|s| self.views.get(*s).is_some_and(|v| v.lists(&master.name, replica)));
+        listing.count() * 2 > master.sentinels.len()
+    }
+}
