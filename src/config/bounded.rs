@@ -70,3 +70,70 @@ impl<'de, S: Setting> Deserialize<'de> for Bounded<S> {
         Ok(Bounded(v, PhantomData))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use toml::Spanned;
+
+    use super::*;
+    use crate::config::error::Lines;
+
+    enum Pause {}
+    impl Setting for Pause {
+        const KEY: &'static str = "[t] pause_ms";
+        const MIN: u64 = 10;
+        const MAX: u64 = 1000;
+        const DEFAULT: u64 = 250;
+        const NOTE: &'static str = "0 would spin; ";
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        #[serde(default)]
+        pause_ms: Bounded<Pause>,
+        inherited_ms: Option<Spanned<Bounded<Pause>>>,
+    }
+
+    fn read(text: &str) -> Result<File, String> {
+        toml::from_str(text).map_err(|e| Lines { path: Path::new("t.toml"), text }.toml(&e).to_string())
+    }
+
+    #[test]
+    fn in_range_values_are_kept() {
+        let f = read("pause_ms = 10\ninherited_ms = 1000\n").unwrap();
+        assert_eq!(f.pause_ms.millis(), Duration::from_millis(10));
+        assert_eq!(f.inherited_ms.map(|s| s.into_inner().get()), Some(1000));
+    }
+
+    #[test]
+    fn an_absent_key_takes_the_default() {
+        let f = read("").unwrap();
+        assert_eq!(f.pause_ms.get(), 250);
+        assert!(f.inherited_ms.is_none());
+    }
+
+    #[test]
+    fn out_of_range_is_refused_at_its_line_with_range_and_default() {
+        let want = "config t.toml line 3: [t] pause_ms must be 10–1000 (0 would spin; default 250)";
+        assert_eq!(read("# pause\n\npause_ms = 9\n").unwrap_err(), want);
+        assert_eq!(read("\n\ninherited_ms = 1001\n").unwrap_err(), want);
+    }
+
+    #[test]
+    fn a_non_integer_keeps_serdes_message() {
+        let e = read("pause_ms = \"100\"\n").unwrap_err();
+        assert!(e.starts_with("config t.toml line 1: invalid type: string \"100\", expected u64; see README"), "{e}");
+    }
+
+    #[test]
+    fn real_settings_name_their_table() {
+        let e = crate::config::Config::parse(
+            Path::new("t.toml"),
+            "[masters.a]\nvips = [\"198.51.100.100/24\"]\n[watch]\n\nreconcile_interval_ms = 60001\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "config t.toml line 5: [watch] reconcile_interval_ms must be 50–60000 (default 500)");
+    }
+}
