@@ -17,6 +17,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The lying sentinel and the fake replica ([`Lab::rogue`], [`Lab::fake_replica`]).
+pub mod rogue;
+
 /// Labs run one at a time: two of them would fight over the two CPUs and blur every timing.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
@@ -117,9 +120,18 @@ pub fn vipctl_bin() -> PathBuf {
 
 /// The lab client built by `cargo test` from examples/lab_writer.rs.
 pub fn writer_bin() -> PathBuf {
+    example_bin("lab_writer")
+}
+
+/// The lying sentinel and fake replica built by `cargo test` from examples/rogue_sentinel.rs.
+pub fn rogue_bin() -> PathBuf {
+    example_bin("rogue_sentinel")
+}
+
+fn example_bin(name: &str) -> PathBuf {
     // Integration tests live in target/<profile>/deps; examples in target/<profile>/examples.
     let exe = std::env::current_exe().expect("test executable path");
-    let p = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join("lab_writer");
+    let p = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join(name);
     assert!(
         p.exists(),
         "{} is missing: `cargo test` builds it from examples/; run `cargo build --examples`",
@@ -460,6 +472,12 @@ fn lab_sh_down(name: &str, dir: &Path) {
     }
 }
 
+/// "IP:PORT" or "[IP]:PORT" -> ("IP", "PORT").
+pub fn split_addr(addr: &str) -> (&str, &str) {
+    let (ip, port) = addr.rsplit_once(':').unwrap_or_else(|| panic!("{addr:?} is not IP:PORT"));
+    (ip.trim_start_matches('[').trim_end_matches(']'), port)
+}
+
 /// "ADDR/PREFIX" -> "ADDR".
 fn address_of(cidr: &str) -> &str {
     cidr.split('/').next().unwrap_or(cidr)
@@ -603,6 +621,30 @@ impl Lab {
         };
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// Like [`Lab::config_with`], with the config's (top-level) `sentinels` list replaced by
+    /// `sentinels` ("IP:PORT"; the lab's masters have no list of their own): e.g. the three real
+    /// sentinels plus a rogue, or two real ones and a rogue. `extra` must be valid TOML here.
+    pub fn config_with_sentinels(&self, name: &str, sentinels: &[&str], extra: &str) -> PathBuf {
+        let mut extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("extra TOML for {name}: {e}"));
+        let list = sentinels.iter().map(|s| toml::Value::String(s.to_string())).collect();
+        extra.insert("sentinels".into(), toml::Value::Array(list));
+        self.config_with(name, &toml::to_string(&extra).unwrap())
+    }
+
+    /// The real sentinel of `host`, as "IP:PORT".
+    pub fn sentinel_addr(&self, host: &str) -> String {
+        format!("{}:{}", self.ip_of(host), self.facts.ports.sentinel)
+    }
+
+    /// `redis-cli` run in `from`'s namespace against `addr` ("IP:PORT", IPv6 as "[IP]:PORT"), its
+    /// output raw (one element a line), bounded by 5 s. An error reply is printed, not a failure.
+    pub fn redis_cli(&self, from: &str, addr: &str, args: &[&str]) -> Output {
+        let (ip, port) = split_addr(addr);
+        let mut full = vec!["5", "redis-cli", "-h", ip, "-p", port];
+        full.extend_from_slice(args);
+        self.exec(from, Path::new("/usr/bin/timeout"), &full, &[])
     }
 
     /// Starts `vipctl watch` on `host` with `config`; waits (bounded) until its socket answers.
