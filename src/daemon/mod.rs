@@ -88,6 +88,16 @@ struct Loop {
     local_watches: HashMap<String, AbortHandle>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
     next_token: u64,
+    /// Per master, the queue of Redis steps: a fence and its lift reach Redis in the order decided.
+    redis_queues: HashMap<String, mpsc::UnboundedSender<RedisJob>>,
+}
+
+/// Steps on a Redis for one master, with why.
+struct RedisJob {
+    redis: HostPort,
+    reason: Reason,
+    steps: Vec<Step>,
+    only_if_master: bool,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -216,6 +226,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         local_watches: HashMap::new(),
         replies: HashMap::new(),
         next_token: 0,
+        redis_queues: HashMap::new(),
     };
     let started = format!(
         "watch started: masters={} socket={} reconcile_ms={} minority_timeout_ms={} release_on_exit={}",
@@ -406,31 +417,22 @@ impl Loop {
         }
     }
 
-    /// Carries out `steps` on the Redis at `redis`, off the loop, and records the outcome. A Redis
-    /// that is gone (nothing listens) is left alone; with `only_if_master`, so is a replica.
-    fn redis_steps(&self, master: String, redis: HostPort, reason: Reason, steps: Vec<Step>, only_if_master: bool) {
+    /// Carries out `steps` on the Redis at `redis`, off the loop but in order per master, and
+    /// records the outcome. A Redis that is gone (nothing listens) is left alone; with
+    /// `only_if_master`, so is a replica.
+    fn redis_steps(&mut self, master: String, redis: HostPort, reason: Reason, steps: Vec<Step>, only_if_master: bool) {
         let (access, tx) = (self.redis_access.clone(), self.tx.clone());
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut record = Record::new(record::Event::Fence, Actor::Watch, &master, record::Change::None, &reason);
-            record.actions = steps.iter().map(ToString::to_string).collect();
-            let outcome = match fence::run(&redis, &access, &steps, only_if_master, ROLE_TIMEOUT * 3).await {
-                Ok(fence::Outcome::Done) => Ok(format!("{redis}: done")),
-                Ok(fence::Outcome::Skipped(role)) => {
-                    tracing::info!("master `{master}`: {redis} is {role}: nothing to do for \"{reason}\"");
-                    let _ = tx.send(Input::StepsDone { master, outcome: Ok(format!("{redis} is {role}")) }).await;
-                    return;
+        let queue = self.redis_queues.entry(master.clone()).or_insert_with(|| {
+            let (qtx, mut qrx) = mpsc::unbounded_channel::<RedisJob>();
+            let master = master.clone();
+            tokio::spawn(async move {
+                while let Some(job) = qrx.recv().await {
+                    run_redis_job(&master, job, &access, &tx).await;
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    record = record.failed(anyhow::Error::new(e));
-                    Err(text)
-                }
-            };
-            record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-            record.emit();
-            let _ = tx.send(Input::StepsDone { master, outcome }).await;
+            });
+            qtx
         });
+        let _ = queue.send(RedisJob { redis, reason, steps, only_if_master });
     }
 
     /// Releases every master's VIPs and waits (bounded) for the applier to finish.
@@ -454,6 +456,32 @@ impl Loop {
             }
         }
     }
+}
+
+/// One queued [`RedisJob`]: carried out, recorded, and reported to the core.
+async fn run_redis_job(master: &str, job: RedisJob, access: &Access, tx: &mpsc::Sender<Input>) {
+    let RedisJob { redis, reason, steps, only_if_master } = job;
+    let start = Instant::now();
+    let mut record = Record::new(record::Event::Fence, Actor::Watch, master, record::Change::None, &reason);
+    record.actions = steps.iter().map(ToString::to_string).collect();
+    let outcome = match fence::run(&redis, access, &steps, only_if_master, ROLE_TIMEOUT * 3).await {
+        Ok(fence::Outcome::Done) => Ok(format!("{redis}: done")),
+        Ok(fence::Outcome::Skipped(role)) => {
+            tracing::info!("master `{master}`: {redis} is {role}: nothing to do for \"{reason}\"");
+            let _ = tx
+                .send(Input::StepsDone { master: master.to_string(), outcome: Ok(format!("{redis} is {role}")) })
+                .await;
+            return;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            record = record.failed(anyhow::Error::new(e));
+            Err(text)
+        }
+    };
+    record.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    record.emit();
+    let _ = tx.send(Input::StepsDone { master: master.to_string(), outcome }).await;
 }
 
 /// Starts the task that asks Redis instances for their role (and fence), a few at a time (at start

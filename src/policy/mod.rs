@@ -24,6 +24,7 @@
 //!   master, the chosen replica reports role:master, or the local Redis is a replica or gone. A
 //!   timeout is no evidence (a Redis forking for BGSAVE answers late).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,16 @@ impl Weighed {
         self.majority_age.map_or(since_start, |age| age.min(since_start))
     }
 
+    /// False when the verdict rests on one sentinel's answer alone, others configured: a newer
+    /// epoch that only one sentinel reports may be Sentinel's newest decision (the leader of a
+    /// failover names the promoted replica first), or a lie. It moves nothing by itself.
+    pub fn corroborated(&self) -> bool {
+        match &self.verdict {
+            Verdict::Master { agreeing, .. } => *agreeing >= 2 || self.configured <= 1,
+            _ => true,
+        }
+    }
+
     /// True when more than half of the configured sentinels answered recently.
     pub fn majority(&self) -> bool {
         self.answered * 2 > self.configured
@@ -147,11 +158,15 @@ pub fn weigh(reports: &[Report], fresh_for: Duration) -> Weighed {
     let verdict = match masters.iter().map(|(_, e)| *e).max() {
         None => Verdict::NoMaster,
         Some(top) => {
+            // At the newest epoch the master most of them name wins; a tie trusts nobody. So one
+            // sentinel that repeats the newest epoch with another master cannot veto the others.
             let newest: Vec<&MasterAddr> = masters.iter().filter(|(_, e)| *e == top).map(|(a, _)| *a).collect();
-            if newest.iter().any(|a| *a != newest[0]) {
+            let count = |a: &MasterAddr| newest.iter().filter(|b| **b == a).count();
+            let best = newest.iter().copied().max_by_key(|a| count(a)).expect("at least one at the top epoch");
+            if newest.iter().any(|a| *a != best && count(a) == count(best)) {
                 Verdict::Conflict { epoch: top }
             } else {
-                Verdict::Master { addr: newest[0].clone(), epoch: top, agreeing: newest.len() }
+                Verdict::Master { addr: best.clone(), epoch: top, agreeing: count(best) }
             }
         }
     };
@@ -343,8 +358,10 @@ pub struct Facts<'a> {
     pub host: &'a HostState,
     /// Every configured VIP (never counted as this host's own address).
     pub managed: &'a [IpAddr],
-    /// The local Redis's role, when asked.
-    pub role: Option<&'a RoleSeen>,
+    /// What Redis instances said of their role when last asked, by address.
+    pub roles: &'a BTreeMap<HostPort, RoleSeen>,
+    /// The verdict's master is a replica that a majority of the sentinels list: it may be asked.
+    pub named_vouched: bool,
     /// Settings.
     pub settings: Settings,
     /// When the daemon started: the minority clock of a master that never had a majority.
@@ -366,8 +383,9 @@ impl Facts<'_> {
 
     /// The local Redis's role at `addr`, when asked recently enough to count.
     pub fn fresh_role(&self, addr: &HostPort) -> Option<&Role> {
-        self.role
-            .filter(|r| &r.addr == addr && self.now.saturating_duration_since(r.at) <= self.settings.role_fresh_for)
+        self.roles
+            .get(addr)
+            .filter(|r| self.now.saturating_duration_since(r.at) <= self.settings.role_fresh_for)
             .map(|r| &r.role)
     }
 }
@@ -403,7 +421,11 @@ pub fn daemon(f: &Facts<'_>, memory: &Memory) -> Decision {
         _ => None,
     };
     if let (Locality::Elsewhere, Some((addr, epoch))) = (&f.locality, verdict_master) {
-        return release(f, Reason::NamedElsewhere { master: addr.to_string(), epoch });
+        let reason = Reason::NamedElsewhere { master: addr.to_string(), epoch };
+        return match uncorroborated(f, addr) {
+            None => release(f, reason),
+            Some(d) => d,
+        };
     }
     // The replica the leader chose reports role:master itself: the failover happened, whatever the
     // sentinels still say. Let go at once (a router keeps the older route, so the outage ends with
@@ -435,6 +457,22 @@ pub fn daemon(f: &Facts<'_>, memory: &Memory) -> Decision {
             _ => Decision::new(Act::Nothing, Reason::NoMasterKnown { answered: w.answered, configured: w.configured }),
         },
         _ => minority(f),
+    }
+}
+
+/// A verdict naming another host that rests on one sentinel's answer: let go only once that
+/// master itself says it is one (asked when a majority list it as a replica, so that a liar cannot
+/// make vipctl send credentials anywhere). `None` when the verdict is corroborated, or when that
+/// master says it is one.
+fn uncorroborated(f: &Facts<'_>, addr: &MasterAddr) -> Option<Decision> {
+    if f.weighed.corroborated() || !f.holding() {
+        return None;
+    }
+    let reason = Reason::Uncorroborated { master: addr.to_string(), epoch: f.weighed.epoch() };
+    match f.fresh_role(addr) {
+        Some(Role::Master) => None,
+        None if f.named_vouched => Some(Decision::new(Act::AskRole(addr.clone()), reason)),
+        _ => Some(Decision::new(Act::Nothing, reason)),
     }
 }
 
@@ -521,6 +559,12 @@ pub fn conflict(f: &Facts<'_>, memory: &Memory, claimant: &str) -> Decision {
     if f.locality == Locality::Elsewhere
         && let Some(addr) = f.weighed.master()
     {
+        if let Some(d) = uncorroborated(f, addr) {
+            return match d.act {
+                Act::AskRole(_) => d,
+                _ => Decision::new(Act::Announce, Reason::Defend { claimant, role: d.reason.to_string() }),
+            };
+        }
         let evidence = format!("the sentinels name {addr} (epoch {})", f.weighed.epoch());
         return Decision::new(Act::Release, Reason::Yield { claimant, evidence });
     }

@@ -27,6 +27,14 @@ pub enum Reason {
         /// Its epoch.
         epoch: u64,
     },
+    /// The newest answer names another host, but only one sentinel gives it and that master has
+    /// not (yet) said it is one: nothing moves on one voice.
+    Uncorroborated {
+        /// The master as named.
+        master: String,
+        /// The epoch only one sentinel reports.
+        epoch: u64,
+    },
     /// A majority answered, but none knows a master by that name.
     NoMasterKnown {
         /// Sentinels that answered.
@@ -198,6 +206,7 @@ impl Reason {
         match self {
             Reason::NamedHere { .. } => "named_here",
             Reason::NamedElsewhere { .. } => "named_elsewhere",
+            Reason::Uncorroborated { .. } => "uncorroborated",
             Reason::NoMasterKnown { .. } => "no_master_known",
             Reason::SentinelsConflict { .. } => "sentinels_conflict",
             Reason::MinorityNotClaiming { .. } => "minority_not_claiming",
@@ -237,6 +246,10 @@ impl fmt::Display for Reason {
             Reason::NamedElsewhere { master, epoch } => {
                 write!(f, "the sentinels name another host ({master}, epoch {epoch})")
             }
+            Reason::Uncorroborated { master, epoch } => write!(
+                f,
+                "only one sentinel names {master} (at epoch {epoch}) and it has not said it is a master: not letting go on one voice"
+            ),
             Reason::NoMasterKnown { answered, configured } => write!(
                 f,
                 "the sentinels know no master by that name ({answered} of {configured} answered); changing nothing"

@@ -88,7 +88,7 @@ struct World {
     host: HostState,
     weighed: Weighed,
     locality: Locality,
-    role: Option<RoleSeen>,
+    roles: std::collections::BTreeMap<HostPort, RoleSeen>,
     settings: Settings,
     started: Instant,
     now: Instant,
@@ -108,7 +108,7 @@ impl World {
             host: host(holding),
             weighed,
             locality,
-            role: None,
+            roles: Default::default(),
             settings: settings(),
             started: now - Duration::from_secs(60),
             now,
@@ -122,7 +122,8 @@ impl World {
             locality: self.locality.clone(),
             host: &self.host,
             managed: &MANAGED,
-            role: self.role.as_ref(),
+            roles: &self.roles,
+            named_vouched: true,
             settings: self.settings,
             started: self.started,
             now: self.now,
@@ -134,7 +135,7 @@ impl World {
     }
 
     fn role(mut self, role: Role) -> World {
-        self.role = Some(RoleSeen { addr: here(), role, fenced: None, at: self.now });
+        self.roles.insert(here(), RoleSeen { addr: here(), role, fenced: None, at: self.now });
         self
     }
 }
@@ -209,7 +210,16 @@ fn holding_in_place_does_nothing_unless_a_refresh_is_due() {
 
 #[test]
 fn named_elsewhere_releases_whatever_the_count() {
-    let world = World::new(&[ok(12, m(&there(), 2), 0), down(11), down(13)], true);
+    let two = World::new(&[ok(12, m(&there(), 2), 0), ok(13, m(&there(), 2), 0), down(11)], true);
+    let d = two.decide(&Memory::default());
+    assert_eq!((d.act, d.reason.code()), (Act::Release, "named_elsewhere"));
+    // One sentinel alone: the named master must say it is one first (asked: a majority list it).
+    let mut world = World::new(&[ok(12, m(&there(), 2), 0), down(11), down(13)], true);
+    let d = world.decide(&Memory::default());
+    assert_eq!((d.act, d.reason.code()), (Act::AskRole(there()), "uncorroborated"));
+    world.roles.insert(there(), RoleSeen { addr: there(), role: Role::Replica, fenced: None, at: world.now });
+    assert_eq!(world.decide(&Memory::default()).act, Act::Nothing, "a replica named master by one voice");
+    world.roles.insert(there(), RoleSeen { addr: there(), role: Role::Master, fenced: None, at: world.now });
     let d = world.decide(&Memory::default());
     assert_eq!((d.act, d.reason.code()), (Act::Release, "named_elsewhere"));
     let not_holding = World::new(&[ok(12, m(&there(), 2), 0)], false);
@@ -370,7 +380,9 @@ proptest! {
         chosen in any::<bool>(),
     ) {
         let mut world = World::new(&reports, holding);
-        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        if let Some(r) = role.clone() {
+            world.roles.insert(here(), RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        }
         let mut memory = Memory { elsewhere: chosen.then(|| promoted_there(world.now)), ..Memory::default() };
         if early {
             memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
@@ -397,15 +409,17 @@ proptest! {
                     waited >= world.settings.minority_timeout(w)
                 };
                 // The replica the leader chose reporting role:master is proof, too.
-                prop_assert!(named_elsewhere || timed_out || chosen, "released for {:?}", d.reason);
+                prop_assert!((named_elsewhere && w.corroborated()) || timed_out || chosen, "released for {:?}", d.reason);
             }
+            Act::AskRole(addr) if *addr == here() => prop_assert!(role.is_none() && !holding),
             Act::AskRole(addr) => {
-                prop_assert_eq!(addr, &here());
-                prop_assert!(role.is_none() && !holding);
+                // The master one sentinel alone names elsewhere is asked before anything moves.
+                prop_assert_eq!(Some(addr), w.master());
+                prop_assert!(holding && !w.corroborated() && world.locality == Locality::Elsewhere);
             }
             Act::Announce => prop_assert!(false, "no refresh configured"),
             Act::Nothing => {
-                if world.locality == Locality::Elsewhere && holding && !early_active {
+                if world.locality == Locality::Elsewhere && holding && !early_active && w.corroborated() {
                     prop_assert!(false, "kept VIPs the sentinels give to another host");
                 }
             }
@@ -437,7 +451,9 @@ proptest! {
         early in any::<bool>(),
     ) {
         let mut world = World::new(&reports, true);
-        world.role = role.clone().map(|r| RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        if let Some(r) = role.clone() {
+            world.roles.insert(here(), RoleSeen { addr: here(), role: r, fenced: None, at: world.now });
+        }
         let mut memory = Memory { elsewhere: chosen.then(|| promoted_there(world.now)), ..Memory::default() };
         if early {
             memory.early = Early::Claimed { replica: here(), until: world.now + Duration::from_secs(1), epoch: 3 };
@@ -446,7 +462,7 @@ proptest! {
         let early_active = early && world.locality != Locality::Here && world.weighed.epoch() <= 3;
         let d = conflict(&world.facts(), &memory, "02:00:00:00:00:12");
         let evidence = chosen
-            || (world.locality == Locality::Elsewhere && !early_active)
+            || (world.locality == Locality::Elsewhere && !early_active && world.weighed.corroborated())
             || (world.locality == Locality::Here && matches!(role, Some(Role::Replica) | Some(Role::Gone(_))));
         if evidence {
             prop_assert_eq!(d.act, Act::Release, "did not yield: {:?}", d.reason);

@@ -115,7 +115,11 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn vipctl_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vipctl"))
+    // Another build to test (to see a new test fail against the code before its fix).
+    match std::env::var_os("VIPCTL_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_vipctl")),
+    }
 }
 
 /// The lab client built by `cargo test` from examples/lab_writer.rs.

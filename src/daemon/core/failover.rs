@@ -106,9 +106,7 @@ pub(super) struct State {
     pub watching: BTreeSet<HostPort>,
     /// Sentinels not believed for this master until then.
     pub distrusted: BTreeMap<SentinelAddr, Instant>,
-    /// The promoted replica's role, asked again while the sentinels still name this host.
-    pub recheck: Option<RoleSeen>,
-    /// When it is asked next.
+    /// When the promoted replica is asked again, while the sentinels still name this host.
     pub recheck_at: Option<Instant>,
     /// This host's Redis was asked for its role since the daemon started (a fence an earlier run
     /// left behind is lifted then).
@@ -243,11 +241,12 @@ impl Core {
                 let why = format!(
                     "sentinel {sentinel}, on whose word alone it rested, ended its failover without a promotion"
                 );
-                self.lift(name, why);
+                self.fence_loses(name, sentinel, why);
             }
         }
         let st = self.masters.get_mut(name).expect("configured");
-        if matches!(&st.memory.early, Early::Watching { replica } if *replica == sel.replica) {
+        let still_chosen = st.failover.selections.values().any(|s| s.replica == sel.replica);
+        if !still_chosen && matches!(&st.memory.early, Early::Watching { replica } if *replica == sel.replica) {
             st.memory.early = Early::Idle;
         }
         self.unwatch_unless_chosen(name, &sel.replica);
@@ -258,7 +257,11 @@ impl Core {
         let st = self.masters.get_mut(name).expect("configured");
         st.failover.pending.retain(|(s, _, _)| s != sentinel);
         let replica = st.failover.selections.get(sentinel).map(|s| s.replica.clone());
+        // Another sentinel choosing the same replica (the leader, whose events this one relays)
+        // keeps the failover on.
+        let others = |r: &HostPort| st.failover.selections.iter().any(|(s, sel)| s != sentinel && sel.replica == *r);
         if let Some(r) = &replica
+            && !others(r)
             && matches!(&st.memory.early, Early::Claimed { replica, .. } if replica == r)
         {
             // The failover is off: an early claim must not hold out any longer.
@@ -266,7 +269,7 @@ impl Core {
         }
         if st.failover.fence.as_ref().is_some_and(|f| f.by == *sentinel) {
             let why = format!("the failover aborted ({kind} from sentinel {sentinel}, which started it)");
-            self.lift(name, why);
+            self.fence_loses(name, sentinel, why);
         }
         self.end_selection(name, sentinel, now);
     }
@@ -308,13 +311,13 @@ impl Core {
                     return;
                 }
                 st.memory.early = Early::Claimed { replica: replica.clone(), until: now + policy::EARLY_GRACE, epoch };
-                st.role = Some(RoleSeen { addr: replica.clone(), role: Role::Master, fenced: None, at: now });
+                let seen = RoleSeen { addr: replica.clone(), role: Role::Master, fenced: None, at: now };
+                st.roles.insert(replica.clone(), seen);
                 self.decide(name, &format!("early claim: {replica} reports role:master after {polls} polls"), now);
             }
             Some(false) => {
                 let until = now + st.weighed.as_ref().map_or(DEFAULT_FAILOVER_TIMEOUT, failover_timeout);
                 st.memory.elsewhere = Some(Elsewhere { replica: replica.clone(), since: now, epoch, until });
-                st.failover.recheck = None;
                 st.failover.recheck_at = Some(now + RECHECK_EVERY);
                 tracing::info!(
                     "master `{name}`: {replica}, chosen by the leader, reports role:master after {polls} polls"
@@ -352,8 +355,8 @@ impl Core {
         let st = self.masters.get_mut(name).expect("configured");
         if let Some(e) = &st.memory.elsewhere {
             let newer = verdict.as_ref().is_some_and(|(_, epoch, agreed)| *agreed && *epoch > e.epoch);
-            let not_master =
-                st.failover.recheck.as_ref().is_some_and(|r| r.addr == e.replica && r.role != Role::Master);
+            // Asked since the promotion (a recheck), not the poll that saw it.
+            let not_master = st.roles.get(&e.replica).is_some_and(|r| r.at > e.since && r.role != Role::Master);
             let why = if now >= e.until {
                 Some("the failover timeout passed".to_string())
             } else if newer {
@@ -366,7 +369,6 @@ impl Core {
             if let Some(why) = why {
                 tracing::info!("master `{name}`: the failover toward {} is over: {why}", e.replica);
                 st.memory.elsewhere = None;
-                st.failover.recheck = None;
                 st.failover.recheck_at = None;
             } else if st.failover.recheck_at.is_some_and(|t| now >= t) {
                 st.failover.recheck_at = Some(now + RECHECK_EVERY);
@@ -378,7 +380,7 @@ impl Core {
         }
         let st = self.masters.get_mut(name).expect("configured");
         if matches!(st.memory.early, Early::Claimed { .. }) {
-            let facts = n.facts(&self.managed, st.role.as_ref(), self.settings.policy, self.started);
+            let facts = n.facts(&self.managed, &st.roles, self.settings.policy, self.started);
             if policy::early_claim_holds(&facts, &st.memory).is_none() {
                 st.memory.early = Early::Idle;
             }
@@ -492,6 +494,22 @@ impl Core {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// The sentinel whose selection placed the fence takes its word back: another sentinel's live
+    /// selection of a replica elsewhere (the same failover, seen through another sentinel) keeps
+    /// the fence; otherwise it is lifted. Never a lift and a new fence at once: their steps could
+    /// reach Redis in either order.
+    fn fence_loses(&mut self, name: &str, sentinel: &SentinelAddr, why: String) {
+        let st = self.masters.get_mut(name).expect("configured");
+        let other = st.failover.selections.iter().find(|(s, sel)| *s != sentinel && !sel.here).map(|(s, _)| s.clone());
+        match (other, st.failover.fence.as_mut()) {
+            (Some(other), Some(f)) => {
+                tracing::info!("master `{name}`: the fence stays on the word of sentinel {other} ({why})");
+                f.by = other;
+            }
+            _ => self.lift(name, why),
         }
     }
 

@@ -75,8 +75,8 @@ impl Timers {
 pub(super) struct MasterState {
     /// What the VIP rule reads.
     pub memory: policy::Memory,
-    /// The local Redis's role as last asked.
-    pub role: Option<RoleSeen>,
+    /// What Redis instances said of their role when last asked: the local one, a named master.
+    pub roles: BTreeMap<HostPort, RoleSeen>,
     /// Redis instances being asked for their role now.
     asking: BTreeSet<HostPort>,
     /// A conflict waiting for the local Redis's role.
@@ -125,7 +125,8 @@ impl Core {
             Some(addr) => self.locality(&addr.host.clone(), now),
             None => Locality::Unknown("no master named".into()),
         };
-        Some(Now { master, weighed, locality, host, at: now })
+        let named_vouched = weighed.master().is_some_and(|a| self.vouched(&master, a));
+        Some(Now { master, weighed, locality, named_vouched, host, at: now })
     }
 
     /// One decision for one master, on what is known now.
@@ -140,7 +141,7 @@ impl Core {
         self.update_failover(name, &n);
         self.local_watch(name, &n);
         let st = self.masters.get_mut(name).expect("configured");
-        let facts = n.facts(&self.managed, st.role.as_ref(), self.settings.policy, self.started);
+        let facts = n.facts(&self.managed, &st.roles, self.settings.policy, self.started);
         let decision = policy::daemon(&facts, &st.memory);
         // Log a change of belief, not every round of the same one.
         if st.belief.as_ref().map(Reason::code) != Some(decision.reason.code()) {
@@ -254,7 +255,7 @@ impl Core {
         st.asking.remove(&seen.addr);
         tracing::debug!("master `{name}`: the Redis at {} is {}", seen.addr, seen.role);
         if st.memory.elsewhere.as_ref().is_some_and(|e| e.replica == seen.addr) {
-            st.failover.recheck = Some(seen);
+            st.roles.insert(seen.addr.clone(), seen);
             self.decide(name, "the promoted replica answered ROLE", now);
             return;
         }
@@ -262,7 +263,7 @@ impl Core {
             self.stale_fence(name, seen.addr.clone());
         }
         let st = self.masters.get_mut(name).expect("configured");
-        st.role = Some(seen);
+        st.roles.insert(seen.addr.clone(), seen);
         let trigger = match st.role_trigger.take() {
             Some(t) => format!("{t}; then the local Redis answered ROLE"),
             None => "the local Redis answered ROLE".to_string(),
@@ -318,7 +319,7 @@ impl Core {
     fn answer_conflict(&mut self, name: &str, c: Conflict, now: Instant) {
         let Some(n) = self.now_for(name, now) else { return };
         let st = self.masters.get_mut(name).expect("configured");
-        let facts = n.facts(&self.managed, st.role.as_ref(), self.settings.policy, self.started);
+        let facts = n.facts(&self.managed, &st.roles, self.settings.policy, self.started);
         let claimant = defend::mac_string(&c.mac);
         let decision = policy::conflict(&facts, &st.memory, &claimant);
         let detail = Some(format!("{} claimed by {claimant} on {} (conflict #{})", c.vip, c.ifname, st.conflicts));

@@ -517,6 +517,8 @@ struct Now {
     master: crate::config::Master,
     weighed: Weighed,
     locality: Locality,
+    /// The verdict's master is a replica a majority of the sentinels list.
+    named_vouched: bool,
     host: Arc<HostState>,
     at: Instant,
 }
@@ -525,7 +527,7 @@ impl Now {
     fn facts<'a>(
         &'a self,
         managed: &'a [IpAddr],
-        role: Option<&'a RoleSeen>,
+        roles: &'a BTreeMap<HostPort, RoleSeen>,
         settings: policy::Settings,
         started: Instant,
     ) -> policy::Facts<'a> {
@@ -535,7 +537,8 @@ impl Now {
             locality: self.locality.clone(),
             host: &self.host,
             managed,
-            role,
+            roles,
+            named_vouched: self.named_vouched,
             settings,
             started,
             now: self.at,

@@ -78,6 +78,36 @@ fn a_forged_abort_does_not_lift_the_fence_of_an_honest_switchover() {
 }
 
 #[test]
+fn a_forged_abort_from_a_relay_of_the_leader_keeps_the_fence() {
+    // The rogue relays the leader's own events, so the fence may rest on the rogue's copy first.
+    let mut sim = with_rogue(1, false);
+    sim.replica_event(&rogue(), "+selected-slave", &redis(2));
+    sim.replica_event(&sentinel(2), "+selected-slave", &redis(2));
+    sim.run_for(Duration::from_millis(100));
+    sim.promote(&redis(2));
+    sim.run_for(Duration::from_millis(20));
+    sim.event(&rogue(), "-failover-abort-not-elected", &format!("master mymaster {} 6379", ip(1)));
+    sim.run_for(Duration::from_millis(500));
+    assert!(sim.redis[&redis(1)].fenced);
+    let steps: Vec<&str> = sim.redis_steps().iter().map(|s| s.0).collect();
+    assert_eq!(steps, ["fence_writes"], "lifted and fenced again, which may reach Redis in either order");
+}
+
+#[test]
+fn a_forged_abort_does_not_stop_the_early_claim_of_the_new_master() {
+    let mut sim = with_rogue(2, true);
+    sim.replica_event(&rogue(), "+selected-slave", &redis(2));
+    sim.replica_event(&sentinel(2), "+selected-slave", &redis(2));
+    sim.run_for(Duration::from_millis(50));
+    sim.event(&rogue(), "-failover-abort-not-elected", &format!("master mymaster {} 6379", ip(1)));
+    sim.run_for(Duration::from_millis(50));
+    sim.promote(&redis(2));
+    sim.run_for(Duration::from_millis(20));
+    assert!(sim.holding(), "{:?}", sim.decisions());
+    assert_eq!(sim.decisions()[0], (Act::Hold, "early_claim"));
+}
+
+#[test]
 fn credentials_go_only_to_replicas_a_majority_lists() {
     let mut sim = with_rogue(1, true);
     // A port an unprivileged local user listens on, named as the selected replica on this host.
@@ -130,6 +160,35 @@ fn a_lying_leader_alone_cannot_demote_the_master() {
     assert_eq!(sim.redis[&redis(1)].state, super::harness::Redis::Master);
     assert!(!sim.redis_steps().iter().any(|(code, _)| *code == "demote"));
     assert!(sim.fenced_for(&redis(1)) <= BOUND + Duration::from_millis(2));
+    assert!(sim.holding(), "let go on one sentinel's newer epoch: {:?}", sim.decisions());
+}
+
+#[test]
+fn one_sentinel_naming_another_master_at_a_huge_epoch_moves_no_vip() {
+    let lie = |sim: &mut Sim| {
+        let r = sim.sentinels.get_mut(&rogue()).unwrap();
+        r.master = redis(2);
+        r.epoch = 1_000_000;
+    };
+    // The holder asks the named master, which says it is a replica: it keeps the VIP.
+    let mut holder = with_rogue(1, false);
+    lie(&mut holder);
+    holder.run_for(Duration::from_secs(3));
+    assert!(holder.holding(), "{:?}", holder.decisions());
+    assert!(holder.contacted.iter().any(|(r, what)| *r == redis(2) && what == "ROLE"));
+    // The named host asks its own Redis, a replica: it claims nothing.
+    let mut named = with_rogue(2, true);
+    lie(&mut named);
+    named.run_for(Duration::from_secs(3));
+    assert!(!named.holding() && named.decisions().is_empty(), "{:?}", named.decisions());
+    // An address no majority lists is not even asked.
+    let mut trap = with_rogue(1, false);
+    let r = trap.sentinels.get_mut(&rogue()).unwrap();
+    r.master = HostPort { host: ip(3), port: 7777 };
+    r.epoch = 1_000_000;
+    trap.run_for(Duration::from_secs(3));
+    assert!(trap.holding());
+    assert!(!trap.contacted.iter().any(|(r, _)| r.port == 7777), "{:?}", trap.contacted);
 }
 
 #[test]
