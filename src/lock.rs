@@ -9,19 +9,20 @@
 //! waits without a bound.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Failure, Outcome};
 
 /// An exclusive lock held until dropped (the kernel releases flock locks when the file closes).
 #[derive(Debug)]
 pub struct MasterLock {
-    _file: File,
+    _lock: Flock<File>,
     /// Where the lock lives.
     pub path: PathBuf,
 }
@@ -38,9 +39,7 @@ pub fn default_dir() -> PathBuf {
 
 /// The users trusted to own lock folders and files: root, this process's user, and `vipctl`.
 fn trusted(uid: u32) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    uid == 0 || uid == me || crate::privilege::uid_of("vipctl") == Some(uid)
+    uid == 0 || uid == nix::unistd::geteuid().as_raw() || crate::privilege::uid_of("vipctl") == Some(uid)
 }
 
 /// Checks (and, for root, creates) the lock folder: a real directory, owned by a trusted user,
@@ -134,26 +133,21 @@ fn open(dir: &Path, path: &Path) -> Outcome<File> {
 
 /// A lock file root made belongs to the folder's owner (vipctl, under the package), mode 0600.
 fn share_with_dir_owner(f: &File, dir: &Path) {
-    use std::os::fd::AsRawFd;
+    use nix::unistd::{Gid, Uid};
     if let Ok(m) = std::fs::metadata(dir)
         && m.uid() != 0
     {
-        // SAFETY: fchown on a descriptor we own; failure leaves a root-owned file, which root and
-        // only root can open.
-        unsafe { libc::fchown(f.as_raw_fd(), m.uid(), m.gid()) };
+        // A failure leaves a root-owned file, which root and only root can open.
+        let _ = nix::unistd::fchown(f, Some(Uid::from_raw(m.uid())), Some(Gid::from_raw(m.gid())));
     }
 }
 
-/// Tries the flock once: `false` when another run holds it.
-fn try_flock(file: &File, path: &Path) -> Outcome<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
-        _ => Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display()))),
+/// Tries the flock once: the file back when another run holds it.
+fn try_flock(file: File, path: &Path) -> Outcome<Result<Flock<File>, File>> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err((file, Errno::EAGAIN | Errno::EINTR)) => Ok(Err(file)),
+        Err((_, e)) => Err(Failure::transient(anyhow!("cannot lock {}: {e}", path.display()))),
     }
 }
 
@@ -169,17 +163,18 @@ impl MasterLock {
     /// Takes the lock if it is free; `None` when another run holds it.
     pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
         let (file, path) = MasterLock::open_for(dir, master)?;
-        Ok(try_flock(&file, &path)?.then_some(MasterLock { _file: file, path }))
+        Ok(try_flock(file, &path)?.ok().map(|lock| MasterLock { _lock: lock, path }))
     }
 
     /// Takes the lock, waiting at most `timeout`; a timeout is transient (the holder will finish).
     /// The folder is checked and the file opened once; only the flock is retried.
     pub fn acquire(dir: &Path, master: &str, timeout: Duration) -> Outcome<MasterLock> {
         let start = Instant::now();
-        let (file, path) = MasterLock::open_for(dir, master)?;
+        let (mut file, path) = MasterLock::open_for(dir, master)?;
         loop {
-            if try_flock(&file, &path)? {
-                return Ok(MasterLock { _file: file, path });
+            match try_flock(file, &path)? {
+                Ok(lock) => return Ok(MasterLock { _lock: lock, path }),
+                Err(back) => file = back,
             }
             if start.elapsed() >= timeout {
                 return Err(Failure::transient(anyhow!(
@@ -213,9 +208,7 @@ mod tests {
     fn a_fifo_or_a_link_never_hangs_or_redirects() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(dir.path(), "fifo");
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
         // A blocking open of a FIFO would never return: give it far more time than it needs.
         let (tx, rx) = std::sync::mpsc::channel();
         let d = dir.path().to_path_buf();

@@ -69,8 +69,7 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     let result = tokio::time::timeout(master.notify.timeout, work).await;
     let kill_group = || {
         if let Some(pid) = pgid {
-            // SAFETY: kill(2) on the process group this command leads.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     };
     match result {

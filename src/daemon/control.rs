@@ -87,12 +87,10 @@ fn bind_with_private_umask(path: &Path) -> std::io::Result<std::os::unix::net::U
     std::thread::Builder::new()
         .name("vipctl-bind".into())
         .spawn(move || {
-            // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask from the others'.
-            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: umask of this thread's private fs_struct; the thread ends right after the bind.
-            unsafe { libc::umask(0o111) };
+            // Detaches only this thread's cwd, root and umask from the other threads'.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(std::io::Error::from)?;
+            // This thread's private umask; the thread ends right after the bind.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o111));
             std::os::unix::net::UnixListener::bind(&path)
         })?
         .join()
@@ -106,8 +104,7 @@ fn bind_then_chmod(path: &Path) -> std::io::Result<std::os::unix::net::UnixListe
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let meta = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() || !(meta.uid() == 0 || meta.uid() == me) || meta.mode() & 0o022 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
