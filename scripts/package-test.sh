@@ -31,7 +31,7 @@ readonly CONFFILE=/etc/vipctl/vipctl.toml
 readonly LIBEXEC_DIR=/usr/libexec/vipctl
 readonly HOOK=$LIBEXEC_DIR/vipctl
 readonly TMPFILES=/usr/lib/tmpfiles.d/vipctl.conf
-readonly LOCK_DIR=/run/lock/vipctl
+readonly LOCK_DIR=/run/vipctl-lock
 readonly SENTINEL_CONF=/etc/redis/sentinel.conf
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -246,7 +246,7 @@ else
 fi
 
 # The lock folder: made by postinst (systemd-tmpfiles, or install -d) as the tmpfiles.d entry says.
-if grep -qxE 'd /run/lock/vipctl 0755 vipctl vipctl -' "$TMPFILES"; then
+if grep -qxF "d $LOCK_DIR 0755 vipctl vipctl -" "$TMPFILES"; then
     ok "$TMPFILES: d $LOCK_DIR 0755 vipctl vipctl -"
 else
     fail "$TMPFILES does not say 'd $LOCK_DIR 0755 vipctl vipctl -': $(grep -vE '^\s*(#|$)' "$TMPFILES" | tr '\n' ' ')"
@@ -273,9 +273,9 @@ fi
 check "the shipped config is the example (packaging/vipctl.toml)" cmp "$CONFFILE" "$ROOT/packaging/vipctl.toml"
 
 # The daemon's unit: restarted whatever ends it, never given up on, watched, with its own small
-# descriptor limit, writing only the lock folder of /run/lock.
+# descriptor limit, writing only the lock folder of /run.
 want=(Type=notify NotifyAccess=main WatchdogSec=10s Restart=always RestartSec=1s StartLimitIntervalSec=0
-    LimitNOFILE=4096 ReadWritePaths=/run/lock/vipctl "ExecStartPre=+systemd-tmpfiles --create vipctl.conf")
+    LimitNOFILE=4096 "ReadWritePaths=$LOCK_DIR" "ExecStartPre=+systemd-tmpfiles --create vipctl.conf")
 missing=()
 for w in "${want[@]}"; do grep -qxF "$w" "$UNIT" || missing+=("$w"); done
 if ((${#missing[@]} == 0)); then
@@ -283,7 +283,7 @@ if ((${#missing[@]} == 0)); then
 else
     fail "vipctl-watch.service lacks: ${missing[*]}"
 fi
-if grep -qE '^\s*ReadWritePaths=.*/run/lock(\s|$)' "$UNIT"; then fail "vipctl-watch.service still makes all of /run/lock writable"; fi
+if grep -qE '^\s*ReadWritePaths=.*/run(/lock)?/?(\s|$)' "$UNIT"; then fail "vipctl-watch.service makes all of /run or /run/lock writable"; fi
 
 # --- binary, man page, completions --------------------------------------------------------------
 upstream=${VERSION%-*}
