@@ -300,9 +300,11 @@ fi
 check "the shipped config is the example (packaging/vipctl.toml)" cmp "$CONFFILE" "$ROOT/packaging/vipctl.toml"
 
 # The daemon's unit: restarted whatever ends it, never given up on, watched, with its own small
-# descriptor limit, writing only the lock folder of /run.
+# descriptor limit, writing only the lock folder of /run, allowed capset (to empty its inheritable
+# set before it starts a notify command).
 want=(Type=notify NotifyAccess=main WatchdogSec=10s Restart=always RestartSec=1s StartLimitIntervalSec=0
-    LimitNOFILE=4096 "ReadWritePaths=$LOCK_DIR" "ExecStartPre=+systemd-tmpfiles --create vipctl.conf")
+    LimitNOFILE=4096 "ReadWritePaths=$LOCK_DIR" "ExecStartPre=+systemd-tmpfiles --create vipctl.conf"
+    SystemCallFilter=capset)
 missing=()
 for w in "${want[@]}"; do grep -qxF "$w" "$UNIT" || missing+=("$w"); done
 if ((${#missing[@]} == 0)); then

@@ -90,6 +90,29 @@ pub fn clear_ambient_caps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Empties the calling thread's inheritable and ambient capability sets; its effective and
+/// permitted sets stay. Programs started afterwards from this thread, or from threads it creates
+/// afterwards, then inherit none of its capabilities: with an inheritable set, executing a file
+/// with inheritable file capabilities would hand them over, even under no_new_privs. Capability
+/// sets are per thread, so the daemon calls this once at start, before it starts any thread, and
+/// [`crate::notify::run`] before each command (the command is forked from the calling thread).
+/// Costs nothing when the sets are empty already; capset, which a seccomp filter may forbid, is
+/// called only when there is something to drop.
+pub fn drop_inheritable() -> Outcome<()> {
+    let fail = |what: &str, e: caps::errors::CapsError| {
+        Failure::permanent(anyhow!(
+            "cannot clear the {what} capability set ({e}); a program started now would inherit CAP_NET_ADMIN/CAP_NET_RAW: \
+             allow capset (vipctl-watch.service has `SystemCallFilter=capset`)"
+        ))
+    };
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
+    let inheritable = caps::read(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
+    if !inheritable.is_empty() {
+        caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
+    }
+    Ok(())
+}
+
 /// Resolves a user name (or a numeric uid) to its uid.
 pub fn uid_of(user: &str) -> Option<u32> {
     if let Ok(uid) = user.parse::<u32>() {
@@ -104,7 +127,7 @@ pub fn user_name(uid: u32) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -121,7 +144,7 @@ mod tests {
     }
 
     /// A `Cap…:` line of this thread's /proc status, as a mask.
-    fn thread_caps(line: &str) -> u64 {
+    pub(crate) fn thread_caps(line: &str) -> u64 {
         let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
         let hex = status.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("no {line} in {status}"));
         u64::from_str_radix(hex.trim(), 16).unwrap()
@@ -133,5 +156,33 @@ mod tests {
         let caps = Caps((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW));
         assert!(caps.has(CAP_NET_ADMIN) && caps.has(CAP_NET_RAW));
         assert!(!Caps(1 << CAP_NET_ADMIN).has(CAP_NET_RAW));
+    }
+
+    /// Gives the calling thread CAP_NET_ADMIN and CAP_NET_RAW in its inheritable and ambient sets,
+    /// as systemd's AmbientCapabilities= does for the daemon (needs them permitted: root).
+    pub(crate) fn raise_inheritable() {
+        for cap in [caps::Capability::CAP_NET_ADMIN, caps::Capability::CAP_NET_RAW] {
+            caps::raise(None, CapSet::Inheritable, cap).unwrap();
+            caps::raise(None, CapSet::Ambient, cap).unwrap();
+        }
+        assert_eq!(thread_caps("CapInh:"), 0x3000);
+        assert_eq!(thread_caps("CapAmb:"), 0x3000);
+    }
+
+    #[test]
+    #[ignore = "needs root: raises this thread's inheritable capabilities"]
+    fn dropping_the_inheritable_set_keeps_the_effective_one() {
+        // A thread of its own: capability sets are per thread, and this one ends with the test.
+        std::thread::spawn(|| {
+            raise_inheritable();
+            let effective = thread_caps("CapEff:");
+            drop_inheritable().unwrap();
+            assert_eq!(thread_caps("CapInh:"), 0, "inheritable set left");
+            assert_eq!(thread_caps("CapAmb:"), 0, "ambient set left");
+            assert_eq!(thread_caps("CapEff:"), effective, "the effective set changed");
+            drop_inheritable().unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }
