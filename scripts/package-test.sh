@@ -31,7 +31,7 @@ readonly CONFFILE=/etc/vipctl/vipctl.toml
 readonly LIBEXEC_DIR=/usr/libexec/vipctl
 readonly HOOK=$LIBEXEC_DIR/vipctl
 readonly TMPFILES=/usr/lib/tmpfiles.d/vipctl.conf
-readonly LOCK_DIR=/run/lock/vipctl
+readonly LOCK_DIR=/run/vipctl-lock
 readonly SENTINEL_CONF=/etc/redis/sentinel.conf
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -245,8 +245,8 @@ else
     fail "$LIBEXEC_DIR does not hold just vipctl: $in_libexec"
 fi
 
-# The lock folder: made by postinst (systemd-tmpfiles, or install -d) as the tmpfiles.d entry says.
-if grep -qxE 'd /run/lock/vipctl 0755 vipctl vipctl -' "$TMPFILES"; then
+# The lock folder: made by postinst (systemd-tmpfiles, or its fallback below) as the tmpfiles.d entry says.
+if grep -qxF "d $LOCK_DIR 0755 vipctl vipctl -" "$TMPFILES"; then
     ok "$TMPFILES: d $LOCK_DIR 0755 vipctl vipctl -"
 else
     fail "$TMPFILES does not say 'd $LOCK_DIR 0755 vipctl vipctl -': $(grep -vE '^\s*(#|$)' "$TMPFILES" | tr '\n' ' ')"
@@ -263,6 +263,33 @@ if command -v systemd-tmpfiles >/dev/null; then
         'systemd-tmpfiles --create vipctl.conf && [[ $(stat -c "%F %U:%G %a" "$1") == "directory vipctl:vipctl 755" ]]' \
         check-tmpfiles "$LOCK_DIR"
 fi
+# postinst without systemd-tmpfiles (a host without systemd): its fallback must make the folder
+# without ever following a symlink in the way, and fix a folder of root's (as a vipctl run as root
+# makes one when it is missing). PATH: every command of this host but systemd-tmpfiles.
+no_tmpfiles=$WORK/path-without-tmpfiles
+mkdir -p "$no_tmpfiles"
+for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    [[ -d $d && ! -L $d ]] || continue
+    for f in "$d"/*; do
+        n=${f##*/}
+        [[ $n == systemd-tmpfiles || -e $no_tmpfiles/$n ]] || ln -s "$f" "$no_tmpfiles/$n"
+    done
+done
+victim=$WORK/lock-victim
+mkdir -m 0700 "$victim"
+for case in symlink root-folder; do
+    rm -rf "$LOCK_DIR"
+    if [[ $case == symlink ]]; then ln -s "$victim" "$LOCK_DIR"; else mkdir -m 0700 "$LOCK_DIR"; fi
+    PATH=$no_tmpfiles timeout 60 /var/lib/dpkg/info/vipctl.postinst configure "$VERSION" >"$WORK/postinst-$case.log" 2>&1 || true
+    got=$(stat -c '%F %U:%G %a' "$LOCK_DIR" 2>/dev/null || echo missing)
+    kept=$(stat -c '%U:%G %a' "$victim")
+    if [[ ! -L $LOCK_DIR && $got == "directory vipctl:vipctl 755" && $kept == "root:root 700" ]]; then
+        ok "postinst without systemd-tmpfiles, $case at $LOCK_DIR: a real folder of vipctl's ($got); nothing else changed"
+    else
+        fail "postinst without systemd-tmpfiles, $case at $LOCK_DIR: it is '$got' (expected 'directory vipctl:vipctl 755'), $victim is '$kept' (expected 'root:root 700')"
+        sed 's/^/         | /' "$WORK/postinst-$case.log"
+    fi
+done
 
 conffiles=$(dpkg-query -W -f='${Conffiles}' vipctl)
 if grep -q "^ $CONFFILE [0-9a-f]\{32\}" <<<"$conffiles"; then
@@ -273,9 +300,11 @@ fi
 check "the shipped config is the example (packaging/vipctl.toml)" cmp "$CONFFILE" "$ROOT/packaging/vipctl.toml"
 
 # The daemon's unit: restarted whatever ends it, never given up on, watched, with its own small
-# descriptor limit, writing only the lock folder of /run/lock.
+# descriptor limit, writing only the lock folder of /run, allowed capset (to empty its inheritable
+# set before it starts a notify command).
 want=(Type=notify NotifyAccess=main WatchdogSec=10s Restart=always RestartSec=1s StartLimitIntervalSec=0
-    LimitNOFILE=4096 ReadWritePaths=/run/lock/vipctl "ExecStartPre=+systemd-tmpfiles --create vipctl.conf")
+    LimitNOFILE=4096 "ReadWritePaths=$LOCK_DIR" "ExecStartPre=+systemd-tmpfiles --create vipctl.conf"
+    SystemCallFilter=capset)
 missing=()
 for w in "${want[@]}"; do grep -qxF "$w" "$UNIT" || missing+=("$w"); done
 if ((${#missing[@]} == 0)); then
@@ -283,7 +312,7 @@ if ((${#missing[@]} == 0)); then
 else
     fail "vipctl-watch.service lacks: ${missing[*]}"
 fi
-if grep -qE '^\s*ReadWritePaths=.*/run/lock(\s|$)' "$UNIT"; then fail "vipctl-watch.service still makes all of /run/lock writable"; fi
+if grep -qE '^\s*ReadWritePaths=.*/run(/lock)?/?(\s|$)' "$UNIT"; then fail "vipctl-watch.service makes all of /run or /run/lock writable"; fi
 
 # --- binary, man page, completions --------------------------------------------------------------
 upstream=${VERSION%-*}

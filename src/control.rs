@@ -145,13 +145,32 @@ pub const MAX_REQUEST: usize = 8 << 10;
 /// Longest reply line a client reads (`status` of many masters).
 pub const MAX_REPLY: usize = 8 << 20;
 
-/// Sends `req` to the daemon at `socket` and waits at most `timeout` for its reply.
+/// Sends `req` to the daemon at `socket` and waits at most `timeout` for its reply. An error that
+/// comes after the connection was made (no reply, the connection closed or refused writes, no
+/// reply in time) is one a daemon that runs but is busy or stuck gives: [`NoReply::of`] tells it
+/// from "nothing listens".
 pub async fn ask(socket: &Path, req: &Request, timeout: Duration) -> io::Result<Reply> {
+    let start = tokio::time::Instant::now();
+    let in_time = |what: &str| unanswered(format!("{what} within {} ms; try again", timeout.as_millis()));
+    let mut stream = match tokio::time::timeout(timeout, UnixStream::connect(socket)).await {
+        Ok(Ok(s)) => s,
+        // A listener whose queue of connections not yet accepted is full.
+        Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(unanswered("the daemon accepts no more connections for now (its queue is full); try again"));
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(in_time("no connection")),
+    };
     let work = async {
-        let mut stream = UnixStream::connect(socket).await?;
         let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
         line.push(b'\n');
-        stream.write_all(&line).await?;
+        // A busy daemon answers and closes without reading the request: the write may then be
+        // refused, and its reply still waits to be read.
+        if let Err(e) = stream.write_all(&line).await
+            && !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+        {
+            return Err(e);
+        }
         let mut reader = BufReader::new(stream);
         let mut buf = String::new();
         let n = read_line_limited(&mut reader, &mut buf, MAX_REPLY).await?;
@@ -163,9 +182,51 @@ pub async fn ask(socket: &Path, req: &Request, timeout: Duration) -> io::Result<
         }
         serde_json::from_str::<Reply>(buf.trim_end()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no reply within {} s", timeout.as_secs())))?
+    match tokio::time::timeout(timeout.saturating_sub(start.elapsed()), work).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(unanswered(format!("{e}; try again"))),
+        Err(_) => Err(in_time("no reply")),
+    }
+}
+
+/// Why [`ask`] got no reply, in the terms `status` and `check` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReply {
+    /// Nothing listens: no socket file, or one nobody accepts on (left by a daemon that ended).
+    NotRunning,
+    /// A daemon listens but gave no reply: busy or stuck; asking again may work.
+    Busy,
+    /// The socket cannot be reached (permissions, a path that is not a folder, …).
+    Unreachable,
+}
+
+impl NoReply {
+    /// Classifies an error of [`ask`].
+    pub fn of(e: &io::Error) -> NoReply {
+        if e.get_ref().is_some_and(|inner| inner.is::<Unanswered>()) {
+            return NoReply::Busy;
+        }
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => NoReply::NotRunning,
+            _ => NoReply::Unreachable,
+        }
+    }
+}
+
+/// The mark of an error that came after the connection was made.
+#[derive(Debug)]
+struct Unanswered(String);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+fn unanswered(message: impl Into<String>) -> io::Error {
+    io::Error::other(Unanswered(message.into()))
 }
 
 /// Reads one line of at most `limit` bytes.
@@ -194,5 +255,57 @@ mod tests {
         let reply: Reply = serde_json::from_str(r#"{"status":1,"message":"x"}"#).unwrap();
         assert_eq!(reply.status, 1);
         assert!(reply.state.is_none());
+    }
+
+    /// A listener at `path` that handles one connection with `f` (in a thread of its own).
+    fn one_connection(path: &Path, f: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static) {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            f(stream);
+        });
+    }
+
+    #[tokio::test]
+    async fn not_running_only_when_nothing_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(2);
+        let missing = ask(&dir.path().join("none.sock"), &Request::Status, t).await.unwrap_err();
+        assert_eq!(NoReply::of(&missing), NoReply::NotRunning, "{missing}");
+        // Left by a daemon that ended: the file is there, nobody accepts.
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let refused = ask(&stale, &Request::Status, t).await.unwrap_err();
+        assert_eq!(NoReply::of(&refused), NoReply::NotRunning, "{refused}");
+
+        // A daemon that accepts and closes without a word (as one over its caps used to).
+        let silent = dir.path().join("silent.sock");
+        one_connection(&silent, drop);
+        let e = ask(&silent, &Request::Status, t).await.unwrap_err();
+        assert_eq!(NoReply::of(&e), NoReply::Busy, "{e}");
+        assert!(e.to_string().contains("try again"), "{e}");
+        // One that never answers.
+        let stuck = dir.path().join("stuck.sock");
+        one_connection(&stuck, |s| {
+            std::thread::sleep(Duration::from_millis(500));
+            drop(s);
+        });
+        let e = ask(&stuck, &Request::Status, Duration::from_millis(100)).await.unwrap_err();
+        assert_eq!(NoReply::of(&e), NoReply::Busy, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_reply_sent_before_the_request_was_read_is_still_read() {
+        // The daemon answers "busy" and closes without reading the request; a request larger than
+        // the socket's buffer makes the client's write fail (EPIPE) every time, not just by chance.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.sock");
+        one_connection(&path, |mut s| {
+            use std::io::Write;
+            s.write_all(b"{\"status\":1,\"message\":\"the daemon is busy; try again\"}\n").unwrap();
+        });
+        let big = Request::Hook { master: "m".into(), args: vec!["x".repeat(4 << 20)] };
+        let reply = ask(&path, &big, Duration::from_secs(5)).await.expect("the reply was lost");
+        assert_eq!(reply, Reply::new(1, "the daemon is busy; try again"));
     }
 }

@@ -1,33 +1,38 @@
 //! Serialises concurrent runs for one master on one host, so two hooks never interleave their
 //! changes and the second one acts on the state the first one left.
 //!
-//! Locks live in a folder that only root and vipctl can write (`/run/lock/vipctl`, made by the
-//! package's tmpfiles.d entry), never in a world-writable one, where any user could plant a FIFO, a
-//! symlink or a file of their own under the predictable name. Even so, a lock file is input: it is
-//! opened without blocking and without following links, must be a regular file owned by root or
-//! vipctl, is readable by its owner only (so nobody else can hold its flock), and taking it never
-//! waits without a bound.
+//! Locks live in a folder that only root and vipctl can write (`/run/vipctl-lock`, made by the
+//! package's tmpfiles.d entry), itself in a folder only root can write (`/run`), never in a
+//! world-writable one such as `/run/lock`, where any user could plant a FIFO, a symlink or a file
+//! of their own under the predictable name, or make the folder itself first. Even so, the folder
+//! and a lock file are input: the folder must be owned by root or vipctl and writable by nobody
+//! else; a lock file is opened without blocking and without following links, must be a regular
+//! file owned by root or vipctl, is readable by its owner only (so nobody else can hold its
+//! flock), and taking it never waits without a bound.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Failure, Outcome};
 
 /// An exclusive lock held until dropped (the kernel releases flock locks when the file closes).
 #[derive(Debug)]
 pub struct MasterLock {
-    _file: File,
+    _lock: Flock<File>,
     /// Where the lock lives.
     pub path: PathBuf,
 }
 
-/// The default lock folder.
-pub const DEFAULT_DIR: &str = "/run/lock/vipctl";
+/// The default lock folder. In `/run`, which only root can write, so that no other user can make
+/// it first; not `/run/vipctl`, the daemon's RuntimeDirectory=, which systemd empties whenever the
+/// daemon stops: a hook's lock file removed under it would let a second run take "the" lock.
+pub const DEFAULT_DIR: &str = "/run/vipctl-lock";
 /// How long a run waits for another run on the same master before giving up (transiently).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,13 +43,13 @@ pub fn default_dir() -> PathBuf {
 
 /// The users trusted to own lock folders and files: root, this process's user, and `vipctl`.
 fn trusted(uid: u32) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    uid == 0 || uid == me || crate::privilege::uid_of("vipctl") == Some(uid)
+    uid == 0 || uid == nix::unistd::geteuid().as_raw() || crate::privilege::uid_of("vipctl") == Some(uid)
 }
 
 /// Checks (and, for root, creates) the lock folder: a real directory, owned by a trusted user,
-/// writable by nobody else.
+/// writable by nobody else. A folder of another user is a transient failure (exit 1): someone made
+/// it first (possible only where others may write its parent), and once an administrator removes
+/// it a retry succeeds, so Sentinel should keep retrying the hook instead of giving up on it.
 pub fn check_dir(dir: &Path) -> Outcome<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let meta = match std::fs::symlink_metadata(dir) {
@@ -65,7 +70,21 @@ pub fn check_dir(dir: &Path) -> Outcome<()> {
     if !meta.file_type().is_dir() {
         return Err(Failure::permanent(anyhow!("lock folder {} is not a directory; fix `lock_dir`", dir.display())));
     }
-    if !trusted(meta.uid()) || meta.permissions().mode() & 0o022 != 0 {
+    if !trusted(meta.uid()) {
+        let owner = match crate::privilege::user_name(meta.uid()) {
+            Some(name) => format!("user {name} (uid {})", meta.uid()),
+            None => format!("uid {}, a user without a name here", meta.uid()),
+        };
+        return Err(Failure::transient(anyhow!(
+            "lock folder {dir} belongs to {owner}, not to root or vipctl: that user could block or redirect vipctl's \
+             locks, so none is taken there; as root, remove it (`rm -rf {dir}`) and make it again \
+             (`systemd-tmpfiles --create vipctl.conf`, or `install -d -m 0755 -o vipctl -g vipctl {dir}`), or set \
+             `lock_dir` to a folder whose parent only root can write, as {DEFAULT_DIR}; then retry (Sentinel retries a hook by \
+             itself)",
+            dir = dir.display(),
+        )));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
         return Err(Failure::permanent(anyhow!(
             "lock folder {} is writable by users other than root and vipctl (owner uid {}, mode {:o}): any of them could \
              block or redirect vipctl's locks; use a folder only root and vipctl can write, e.g. {DEFAULT_DIR}",
@@ -134,26 +153,21 @@ fn open(dir: &Path, path: &Path) -> Outcome<File> {
 
 /// A lock file root made belongs to the folder's owner (vipctl, under the package), mode 0600.
 fn share_with_dir_owner(f: &File, dir: &Path) {
-    use std::os::fd::AsRawFd;
+    use nix::unistd::{Gid, Uid};
     if let Ok(m) = std::fs::metadata(dir)
         && m.uid() != 0
     {
-        // SAFETY: fchown on a descriptor we own; failure leaves a root-owned file, which root and
-        // only root can open.
-        unsafe { libc::fchown(f.as_raw_fd(), m.uid(), m.gid()) };
+        // A failure leaves a root-owned file, which root and only root can open.
+        let _ = nix::unistd::fchown(f, Some(Uid::from_raw(m.uid())), Some(Gid::from_raw(m.gid())));
     }
 }
 
-/// Tries the flock once: `false` when another run holds it.
-fn try_flock(file: &File, path: &Path) -> Outcome<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
-        _ => Err(Failure::transient(anyhow!("cannot lock {}: {err}", path.display()))),
+/// Tries the flock once: the file back when another run holds it.
+fn try_flock(file: File, path: &Path) -> Outcome<Result<Flock<File>, File>> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err((file, Errno::EAGAIN | Errno::EINTR)) => Ok(Err(file)),
+        Err((_, e)) => Err(Failure::transient(anyhow!("cannot lock {}: {e}", path.display()))),
     }
 }
 
@@ -169,17 +183,18 @@ impl MasterLock {
     /// Takes the lock if it is free; `None` when another run holds it.
     pub fn try_acquire(dir: &Path, master: &str) -> Outcome<Option<MasterLock>> {
         let (file, path) = MasterLock::open_for(dir, master)?;
-        Ok(try_flock(&file, &path)?.then_some(MasterLock { _file: file, path }))
+        Ok(try_flock(file, &path)?.ok().map(|lock| MasterLock { _lock: lock, path }))
     }
 
     /// Takes the lock, waiting at most `timeout`; a timeout is transient (the holder will finish).
     /// The folder is checked and the file opened once; only the flock is retried.
     pub fn acquire(dir: &Path, master: &str, timeout: Duration) -> Outcome<MasterLock> {
         let start = Instant::now();
-        let (file, path) = MasterLock::open_for(dir, master)?;
+        let (mut file, path) = MasterLock::open_for(dir, master)?;
         loop {
-            if try_flock(&file, &path)? {
-                return Ok(MasterLock { _file: file, path });
+            match try_flock(file, &path)? {
+                Ok(lock) => return Ok(MasterLock { _lock: lock, path }),
+                Err(back) => file = back,
             }
             if start.elapsed() >= timeout {
                 return Err(Failure::transient(anyhow!(
@@ -213,9 +228,7 @@ mod tests {
     fn a_fifo_or_a_link_never_hangs_or_redirects() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(dir.path(), "fifo");
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
         // A blocking open of a FIFO would never return: give it far more time than it needs.
         let (tx, rx) = std::sync::mpsc::channel();
         let d = dir.path().to_path_buf();
@@ -227,10 +240,46 @@ mod tests {
         std::fs::set_permissions(wide.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
         let e = MasterLock::acquire(wide.path(), "m", Duration::from_millis(50)).unwrap_err();
         assert!(e.to_string().contains("writable by users other than root and vipctl"), "{e}");
+        assert_eq!(e.status(), 2, "a folder of ours that others may write is a configuration error");
 
         let target = dir.path().join("elsewhere");
         std::os::unix::fs::symlink(&target, path_for(dir.path(), "link")).unwrap();
         assert!(MasterLock::acquire(dir.path(), "link", Duration::from_millis(50)).is_err());
         assert!(!target.exists(), "the lock followed a symlink");
+    }
+
+    #[test]
+    #[ignore = "needs root: hands a folder to another user (chown)"]
+    fn a_folder_another_user_made_first_is_retried_and_its_owner_named() {
+        use std::os::unix::fs::PermissionsExt;
+        // As anyone could do in /run/lock (mode 1777) on a host without tmpfiles, after a reboot.
+        let parent = tempfile::tempdir().unwrap();
+        let squatted = parent.path().join("vipctl");
+        std::fs::create_dir(&squatted).unwrap();
+        std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&squatted, Some(65534), Some(65534)).unwrap();
+        let e = MasterLock::acquire(&squatted, "m", Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.status(), 1, "a squatted folder can be fixed, so Sentinel must retry: {e}");
+        let msg = e.to_string();
+        let owner = match crate::privilege::user_name(65534) {
+            Some(name) => format!("user {name} (uid 65534)"),
+            None => "uid 65534".to_string(),
+        };
+        assert!(msg.contains(&format!("lock folder {} belongs to {owner}", squatted.display())), "{msg}");
+        assert!(msg.contains(&format!("rm -rf {}", squatted.display())) && msg.contains("systemd-tmpfiles"), "{msg}");
+        assert_eq!(MasterLock::try_acquire(&squatted, "m").unwrap_err().status(), 1);
+        assert_eq!(std::fs::read_dir(&squatted).unwrap().count(), 0, "a lock file was made in it");
+    }
+
+    #[test]
+    fn the_default_folder_is_in_one_only_root_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(DEFAULT_DIR);
+        // Not /run/vipctl: the daemon's RuntimeDirectory=, emptied whenever the daemon stops.
+        assert_ne!(dir, Path::new("/run/vipctl"));
+        let parent = dir.parent().unwrap();
+        assert_eq!(parent, Path::new("/run"));
+        let meta = std::fs::metadata(parent).unwrap();
+        assert!(meta.uid() == 0 && meta.permissions().mode() & 0o022 == 0, "{parent:?}: {meta:?}");
     }
 }

@@ -1,8 +1,9 @@
 //! Notify commands (`on_claim`, `on_release`): what keepalived's notify_master/notify_backup do for
 //! alerting, cloud route updates where gratuitous ARP does not reach, or flushing conntrack.
 //!
-//! They run after the change, as argv (no shell), bounded by a timeout. A failure is logged and
-//! counted by the caller; it never undoes or delays the VIP move, which is already done.
+//! They run after the change, as argv (no shell), bounded by a timeout, with none of the daemon's
+//! capabilities (neither ambient nor inheritable). A failure is logged and counted by the caller;
+//! it never undoes or delays the VIP move, which is already done.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -53,6 +54,13 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     unsafe {
         cmd.pre_exec(crate::privilege::clear_ambient_caps);
     }
+    // The child is a copy of this thread: with its inheritable set emptied first, the command
+    // cannot take CAP_NET_ADMIN/CAP_NET_RAW over by executing a file with inheritable file
+    // capabilities. Done here rather than between fork and exec, where capset's wrappers may not
+    // run (they allocate on error). Fails closed: no command runs with the daemon's set.
+    if let Err(e) = crate::privilege::drop_inheritable() {
+        return Outcome::Failed(format!("{program} was not started: {e}"));
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("cannot start {program}: {e}")),
@@ -69,8 +77,7 @@ pub async fn run(master: &Master, want: Want, reason: &str) -> Outcome {
     let result = tokio::time::timeout(master.notify.timeout, work).await;
     let kill_group = || {
         if let Some(pid) = pgid {
-            // SAFETY: kill(2) on the process group this command leads.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     };
     match result {
@@ -189,5 +196,31 @@ mod tests {
         assert!(e.ends_with("last words"), "{e}");
         let m = master(&["/nonexistent/notify"], 100);
         assert!(matches!(run(&m, Want::Hold, "t").await, Outcome::Failed(_)));
+    }
+
+    #[test]
+    #[ignore = "needs root: raises this thread's inheritable capabilities"]
+    fn commands_inherit_no_capability_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("caps");
+        let script = format!("grep -E '^Cap(Inh|Amb):' /proc/self/status > {}", out.display());
+        let m = master(&["/bin/sh", "-c", &script], 5000);
+        // As under systemd's AmbientCapabilities=: CAP_NET_ADMIN and CAP_NET_RAW inheritable and
+        // ambient (CapInh=0x3000). Capability sets are per thread, and the command is forked from
+        // the thread that runs the current-thread runtime: this one, which ends with the test.
+        let outcome = std::thread::spawn(move || {
+            crate::privilege::tests::raise_inheritable();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(run(&m, Want::Hold, "t"))
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(outcome, Outcome::Ok { .. }), "{outcome}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        for line in seen.lines() {
+            let (name, mask) = line.split_once(':').unwrap();
+            assert_eq!(u64::from_str_radix(mask.trim(), 16).unwrap(), 0, "the command has {name} {}", mask.trim());
+        }
+        assert_eq!(seen.lines().count(), 2, "{seen}");
     }
 }

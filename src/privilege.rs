@@ -1,8 +1,9 @@
-//! Which of the two capabilities vipctl needs this process has, read from /proc/self/status; and
-//! whether this process runs with privileges raised by its file (file capabilities, setuid), in
-//! which case whoever started it may be less privileged than it is.
+//! Which of the two capabilities vipctl needs this process has; whether this process runs with
+//! privileges raised by its file (file capabilities, setuid), in which case whoever started it may
+//! be less privileged than it is; and what a program vipctl starts must not inherit from it.
 
 use anyhow::anyhow;
+use caps::CapSet;
 
 use crate::error::{Failure, Outcome};
 
@@ -16,15 +17,21 @@ pub const CAP_NET_RAW: u32 = 13;
 pub struct Caps(pub u64);
 
 impl Caps {
-    /// Reads CapEff of this process; an unreadable /proc counts as "none".
+    /// Reads the effective set (capget, of the calling thread: vipctl's runtime runs on the thread
+    /// that started it); an unreadable set counts as "none".
     pub fn current() -> Caps {
-        std::fs::read_to_string("/proc/self/status").ok().and_then(|s| parse_cap_eff(&s)).map(Caps).unwrap_or(Caps(0))
+        caps::read(None, CapSet::Effective).map(|set| Caps(mask(&set))).unwrap_or(Caps(0))
     }
 
     /// True when capability number `cap` is effective.
     pub fn has(&self, cap: u32) -> bool {
         self.0 & (1u64 << cap) != 0
     }
+}
+
+/// The kernel's bit mask of a set of capabilities.
+fn mask(set: &caps::CapsHashSet) -> u64 {
+    set.iter().fold(0, |m, c| m | c.bitmask())
 }
 
 /// True when the kernel marked this process as run with raised privileges (`AT_SECURE`): a binary
@@ -74,9 +81,34 @@ pub fn refuse_overrides(matches: &clap::ArgMatches) -> Outcome<()> {
 /// For `pre_exec`: drops the ambient capabilities a child would otherwise inherit (the daemon's
 /// CAP_NET_ADMIN/CAP_NET_RAW must never pass to a program it starts).
 pub fn clear_ambient_caps() -> std::io::Result<()> {
+    // Not caps::clear: between fork and exec only async-signal-safe calls are allowed, and its
+    // error path allocates.
     // SAFETY: prctl is async-signal-safe and has no memory effects here.
     if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Empties the calling thread's inheritable and ambient capability sets; its effective and
+/// permitted sets stay. Programs started afterwards from this thread, or from threads it creates
+/// afterwards, then inherit none of its capabilities: with an inheritable set, executing a file
+/// with inheritable file capabilities would hand them over, even under no_new_privs. Capability
+/// sets are per thread, so the daemon calls this once at start, before it starts any thread, and
+/// [`crate::notify::run`] before each command (the command is forked from the calling thread).
+/// Costs nothing when the sets are empty already; capset, which a seccomp filter may forbid, is
+/// called only when there is something to drop.
+pub fn drop_inheritable() -> Outcome<()> {
+    let fail = |what: &str, e: caps::errors::CapsError| {
+        Failure::permanent(anyhow!(
+            "cannot clear the {what} capability set ({e}); a program started now would inherit CAP_NET_ADMIN/CAP_NET_RAW: \
+             allow capset (vipctl-watch.service has `SystemCallFilter=capset`)"
+        ))
+    };
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
+    let inheritable = caps::read(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
+    if !inheritable.is_empty() {
+        caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
     }
     Ok(())
 }
@@ -86,23 +118,16 @@ pub fn uid_of(user: &str) -> Option<u32> {
     if let Ok(uid) = user.parse::<u32>() {
         return Some(uid);
     }
-    let name = std::ffi::CString::new(user).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame; getpwnam_r
-    // writes only within `buf` and `pwd`, and `result` is read only when it reports success.
-    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc == 0 && !result.is_null() { Some(pwd.pw_uid) } else { None }
+    nix::unistd::User::from_name(user).ok().flatten().map(|u| u.uid.as_raw())
 }
 
-/// Extracts the CapEff hex mask from the text of /proc/PID/status.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+/// The name of the user with `uid`, when there is one.
+pub fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -113,11 +138,51 @@ mod tests {
     }
 
     #[test]
-    fn parses_status() {
-        let s = "Name:\tvipctl\nCapInh:\t0000000000000000\nCapEff:\t0000000000003000\n";
-        let caps = Caps(parse_cap_eff(s).unwrap());
+    fn names_of_users() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(user_name(4_000_000_000), None);
+    }
+
+    /// A `Cap…:` line of this thread's /proc status, as a mask.
+    pub(crate) fn thread_caps(line: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let hex = status.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("no {line} in {status}"));
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn reads_the_effective_set_the_kernel_shows() {
+        assert_eq!(Caps::current().0, thread_caps("CapEff:"));
+        let caps = Caps((1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW));
         assert!(caps.has(CAP_NET_ADMIN) && caps.has(CAP_NET_RAW));
         assert!(!Caps(1 << CAP_NET_ADMIN).has(CAP_NET_RAW));
-        assert_eq!(parse_cap_eff("nothing"), None);
+    }
+
+    /// Gives the calling thread CAP_NET_ADMIN and CAP_NET_RAW in its inheritable and ambient sets,
+    /// as systemd's AmbientCapabilities= does for the daemon (needs them permitted: root).
+    pub(crate) fn raise_inheritable() {
+        for cap in [caps::Capability::CAP_NET_ADMIN, caps::Capability::CAP_NET_RAW] {
+            caps::raise(None, CapSet::Inheritable, cap).unwrap();
+            caps::raise(None, CapSet::Ambient, cap).unwrap();
+        }
+        assert_eq!(thread_caps("CapInh:"), 0x3000);
+        assert_eq!(thread_caps("CapAmb:"), 0x3000);
+    }
+
+    #[test]
+    #[ignore = "needs root: raises this thread's inheritable capabilities"]
+    fn dropping_the_inheritable_set_keeps_the_effective_one() {
+        // A thread of its own: capability sets are per thread, and this one ends with the test.
+        std::thread::spawn(|| {
+            raise_inheritable();
+            let effective = thread_caps("CapEff:");
+            drop_inheritable().unwrap();
+            assert_eq!(thread_caps("CapInh:"), 0, "inheritable set left");
+            assert_eq!(thread_caps("CapAmb:"), 0, "ambient set left");
+            assert_eq!(thread_caps("CapEff:"), effective, "the effective set changed");
+            drop_inheritable().unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }

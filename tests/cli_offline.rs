@@ -38,3 +38,33 @@ fn a_missing_config_is_one_clear_line_and_exit_2() {
     let line = stderr.lines().find(|l| l.starts_with("vipctl: error:")).expect("an error line");
     assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
 }
+
+#[test]
+fn status_says_not_running_only_when_nothing_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vipctl.sock");
+    let config = dir.path().join("vipctl.toml");
+    let body =
+        format!("[masters.mymaster]\nvips = [\"198.51.100.100/24\"]\n[watch]\nsocket = \"{}\"\n", socket.display());
+    std::fs::write(&config, body).unwrap();
+    let status = || Command::new(vipctl()).arg("--config").arg(&config).arg("status").output().unwrap();
+
+    let out = status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("daemon: not running ("), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+
+    // A daemon over its connection caps used to close without a word; `status` then said "not
+    // running (Broken pipe)". Something listens: it is busy or stuck, and worth asking again.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let out = status();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("daemon: busy or not answering (") && stdout.contains("try again)"), "{stdout}");
+    assert!(!stdout.contains("not running"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+}

@@ -70,12 +70,14 @@ fn lock_paths_another_user_can_reach_block_nothing() {
         }
     }
     let _cleanup = Remove(old.clone());
-    // Where the locks are now: nobody can create anything there, nor open a lock file to hold it.
+    // Where the locks are now (a folder in root's /run): nobody can create anything there, nor open
+    // a lock file to hold it.
     let t = Instant::now();
     let out = lab.vipctl("h1", &["claim"]);
     assert!(out.status.success() && t.elapsed() < Duration::from_secs(5), "{}", text(&out));
-    let lock = format!("/run/lock/vipctl/vipctl-mymaster-{ino}.lock");
-    let planted = as_nobody(&lab, "h1", "/usr/bin/mkfifo", &["/run/lock/vipctl/vipctl-other-1.lock"], &[]);
+    let dir = vipctl::lock::DEFAULT_DIR;
+    let lock = format!("{dir}/vipctl-mymaster-{ino}.lock");
+    let planted = as_nobody(&lab, "h1", "/usr/bin/mkfifo", &[&format!("{dir}/vipctl-other-1.lock")], &[]);
     assert!(!planted.status.success(), "nobody could create a file in the lock folder");
     let held = as_nobody(&lab, "h1", "/usr/bin/flock", &["-n", &lock, "true"], &[]);
     assert!(!held.status.success(), "nobody could open the lock file to hold its flock: {}", text(&held));

@@ -131,12 +131,30 @@ async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
     };
 
     let daemon = control::ask(&config.watch.socket, &Request::Status, Duration::from_secs(2)).await;
+    let socket = config.watch.socket.display();
+    let busy = |c: &mut Checks, why: &str| {
+        c.warn(
+            format!("the vipctl watch daemon on {socket} is busy or not answering: {why}"),
+            Some(format!(
+                "run `vipctl check` again; if it stays busy, see who holds its connections: `ss -xp | grep {socket}`"
+            )),
+        )
+    };
     match &daemon {
-        Ok(_) => c.ok(format!("the vipctl watch daemon answers on {}", config.watch.socket.display())),
-        Err(e) => c.fail(
-            format!("no vipctl watch daemon answers on {}: {e}", config.watch.socket.display()),
-            "start it: `systemctl enable --now vipctl-watch` (it heals split brain and serves sandboxed hooks)",
-        ),
+        Ok(reply) if reply.state.is_some() => c.ok(format!("the vipctl watch daemon answers on {socket}")),
+        Ok(reply) => busy(c, &reply.message),
+        Err(e) => match control::NoReply::of(e) {
+            control::NoReply::Busy => busy(c, &e.to_string()),
+            control::NoReply::NotRunning => c.fail(
+                format!("no vipctl watch daemon answers on {socket}: {e}"),
+                "start it: `systemctl enable --now vipctl-watch` (it heals split brain and serves sandboxed hooks)",
+            ),
+            control::NoReply::Unreachable => c.fail(
+                format!("cannot reach the vipctl watch daemon on {socket}: {e}"),
+                "let this user reach the socket (the package makes /run/vipctl 0755 and the socket 0666), or fix \
+                 `[watch] socket`",
+            ),
+        },
     }
 
     // Privileges of this process: what a hook run the same way would have.

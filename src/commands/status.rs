@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use anyhow::anyhow;
 use serde::Serialize;
 
 use super::{Ctx, all_of_them, ask_sentinels};
-use crate::control::{self, DaemonStatus, Request, SentinelStatus};
-use crate::error::Outcome;
+use crate::control::{self, DaemonStatus, NoReply, Request, SentinelStatus};
+use crate::error::{Failure, Outcome};
 use crate::network::netlink::Netlink;
 use crate::network::plan::interface_for;
 use crate::policy::{self, Locality};
@@ -52,11 +53,69 @@ struct MasterView {
     sentinel: Option<SentinelView>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum Daemon {
     Running(DaemonStatus),
-    NotRunning { running: bool, socket: String, error: String },
+    /// A daemon listens but gave no status (it said it is busy, closed the connection, or ran out
+    /// of time): worth asking again, so `status` exits 1.
+    Busy {
+        running: bool,
+        busy: bool,
+        socket: String,
+        error: String,
+    },
+    /// Nothing listens on the socket.
+    NotRunning {
+        running: bool,
+        socket: String,
+        error: String,
+    },
+    /// The socket cannot be reached (permissions, …): whether a daemon runs is unknown.
+    Unreachable {
+        running: Option<bool>,
+        socket: String,
+        error: String,
+    },
+}
+
+impl Daemon {
+    /// What the answer to a status request (or its absence) says about the daemon.
+    fn of(answer: std::io::Result<control::Reply>, socket: &std::path::Path) -> Daemon {
+        let socket = socket.display().to_string();
+        match answer {
+            Ok(control::Reply { state: Some(s), .. }) => Daemon::Running(s),
+            Ok(reply) => Daemon::Busy { running: true, busy: true, socket, error: reply.message },
+            Err(e) => {
+                let error = e.to_string();
+                match NoReply::of(&e) {
+                    NoReply::NotRunning => Daemon::NotRunning { running: false, socket, error },
+                    NoReply::Busy => Daemon::Busy { running: true, busy: true, socket, error },
+                    NoReply::Unreachable => Daemon::Unreachable { running: None, socket, error },
+                }
+            }
+        }
+    }
+
+    /// The closing line of the text output.
+    fn line(&self) -> String {
+        match self {
+            Daemon::Running(d) => format!("daemon: vipctl watch pid {}, up since {}", d.pid, d.started),
+            Daemon::Busy { socket, error, .. } => format!("daemon: busy or not answering ({socket}: {error})"),
+            Daemon::NotRunning { socket, error, .. } => format!("daemon: not running ({socket}: {error})"),
+            Daemon::Unreachable { socket, error, .. } => format!("daemon: cannot be asked ({socket}: {error})"),
+        }
+    }
+
+    /// Exit 1 (retry) when a daemon runs but did not say how it is.
+    fn outcome(&self) -> Outcome<()> {
+        match self {
+            Daemon::Busy { socket, .. } => Err(Failure::transient(anyhow!(
+                "the vipctl watch daemon at {socket} is busy or not answering; run `vipctl status` again in a moment"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Prints the status, as text or JSON. Reading needs no privilege.
@@ -118,21 +177,7 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
         }
     }));
     let (daemon, masters) = futures::join!(daemon, views);
-    let daemon = match daemon {
-        Ok(reply) => match reply.state {
-            Some(s) => Daemon::Running(s),
-            None => Daemon::NotRunning {
-                running: false,
-                socket: config.watch.socket.display().to_string(),
-                error: reply.message,
-            },
-        },
-        Err(e) => Daemon::NotRunning {
-            running: false,
-            socket: config.watch.socket.display().to_string(),
-            error: e.to_string(),
-        },
-    };
+    let daemon = Daemon::of(daemon, &config.watch.socket);
     if args.json {
         #[derive(Serialize)]
         struct All<'a> {
@@ -140,7 +185,7 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
             daemon: &'a Daemon,
         }
         println!("{}", serde_json::to_string_pretty(&All { masters: &masters, daemon: &daemon }).unwrap_or_default());
-        return Ok(());
+        return daemon.outcome();
     }
     for m in &masters {
         println!("master {}", m.name);
@@ -185,9 +230,36 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
             }
         }
     }
-    match &daemon {
-        Daemon::Running(d) => println!("daemon: vipctl watch pid {}, up since {}", d.pid, d.started),
-        Daemon::NotRunning { socket, error, .. } => println!("daemon: not running ({socket}: {error})"),
+    println!("{}", daemon.line());
+    daemon.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn not_running_is_said_only_when_nothing_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(2);
+        let missing = dir.path().join("none.sock");
+        let d = Daemon::of(control::ask(&missing, &Request::Status, t).await, &missing);
+        assert!(d.line().starts_with("daemon: not running ("), "{d:?}");
+        assert!(d.outcome().is_ok());
+
+        // Over its caps, the daemon answers "busy": a reply without state.
+        let d = Daemon::of(Ok(control::Reply::new(1, "the daemon is busy: …; try again")), &missing);
+        assert!(d.line().starts_with("daemon: busy or not answering (") && d.line().ends_with("try again)"), "{d:?}");
+        assert_eq!(d.outcome().unwrap_err().status(), 1);
+
+        // A daemon that closes the connection without a word is busy or stuck, not gone.
+        let silent = dir.path().join("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+        std::thread::spawn(move || drop(listener.accept()));
+        let d = Daemon::of(control::ask(&silent, &Request::Status, t).await, &silent);
+        assert!(d.line().starts_with("daemon: busy or not answering (") && d.line().ends_with("try again)"), "{d:?}");
+        assert_eq!(d.outcome().unwrap_err().status(), 1);
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!((json["running"].as_bool(), json["busy"].as_bool()), (Some(true), Some(true)), "{json}");
     }
-    Ok(())
 }

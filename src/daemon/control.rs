@@ -1,7 +1,9 @@
 //! The daemon's end of the control socket: accepts connections, reads one request line, hands it
 //! to the loop on a queue of its own, and writes the reply. Any local user may connect (who may do
 //! what is decided per request from SO_PEERCRED), so every step is bounded: connections at once,
-//! the size of a request, the time to send it and to read the reply, the queue to the loop.
+//! the size of a request, the time to send it and to read the reply, the queue to the loop. A
+//! connection over a cap is told "busy" and closed at once, never dropped without a word: its
+//! client must be able to tell a busy daemon from one that is not running.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -20,8 +22,9 @@ use crate::error::{Failure, Outcome};
 pub type ControlRequest = (Request, u32, oneshot::Sender<Reply>);
 
 /// Connections served at once for root, the daemon's user and `hook_users`, and for everyone else;
-/// more are closed at once, so that they cannot use up the daemon's files. Each user outside the
-/// trusted ones gets a few at a time, so that one user cannot crowd out the others either.
+/// more are answered "busy" and closed at once, so that they cannot use up the daemon's files.
+/// Each user outside the trusted ones gets a few at a time, so that one user cannot crowd out the
+/// others either.
 pub const TRUSTED_CONNECTIONS: usize = 16;
 const OTHER_CONNECTIONS: usize = 16;
 const PER_OTHER_USER: usize = 4;
@@ -87,12 +90,10 @@ fn bind_with_private_umask(path: &Path) -> std::io::Result<std::os::unix::net::U
     std::thread::Builder::new()
         .name("vipctl-bind".into())
         .spawn(move || {
-            // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask from the others'.
-            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: umask of this thread's private fs_struct; the thread ends right after the bind.
-            unsafe { libc::umask(0o111) };
+            // Detaches only this thread's cwd, root and umask from the other threads'.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(std::io::Error::from)?;
+            // This thread's private umask; the thread ends right after the bind.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o111));
             std::os::unix::net::UnixListener::bind(&path)
         })?
         .join()
@@ -106,8 +107,7 @@ fn bind_then_chmod(path: &Path) -> std::io::Result<std::os::unix::net::UnixListe
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let meta = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() || !(meta.uid() == 0 || meta.uid() == me) || meta.mode() & 0o022 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
@@ -147,14 +147,21 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<ControlRequest>, tru
         let (permit, user_slot) = if trusted.contains(&uid) {
             match trusted_slots.clone().try_acquire_owned() {
                 Ok(p) => (p, None),
-                Err(_) => continue,
+                Err(_) => {
+                    refuse(stream, TRUSTED_CONNECTIONS, "of root, the daemon's user and hook_users");
+                    continue;
+                }
             }
         } else {
-            let Ok(p) = other_slots.clone().try_acquire_owned() else { continue };
+            let Ok(p) = other_slots.clone().try_acquire_owned() else {
+                refuse(stream, OTHER_CONNECTIONS, "of users other than root, the daemon's and hook_users");
+                continue;
+            };
             let mut counts = per_user.lock().expect("not poisoned");
             let n = counts.entry(uid).or_default();
             if *n >= PER_OTHER_USER {
-                // Full: drop the connection at once (the client sees EOF and says so).
+                drop(counts);
+                refuse(stream, PER_OTHER_USER, "of this user");
                 continue;
             }
             *n += 1;
@@ -167,6 +174,18 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<ControlRequest>, tru
             }
             drop((permit, user_slot));
         });
+    }
+}
+
+/// Answers a connection over a cap "busy" (exit status 1: try again) and closes it. One
+/// non-blocking write, never a wait: a fresh connection's buffer takes the short line at once, and
+/// a client that cannot take it just sees the connection closed. Its request is never read: the
+/// client may find its write refused (EPIPE) and reads the reply anyway.
+fn refuse(stream: UnixStream, cap: usize, whose: &str) {
+    let reply = Reply::new(1, format!("the daemon is busy: {cap} connections {whose} are open already; try again"));
+    if let Ok(mut line) = serde_json::to_vec(&reply) {
+        line.push(b'\n');
+        let _ = stream.try_write(&line);
     }
 }
 
@@ -296,5 +315,84 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let seen = watcher.join().unwrap();
         assert_eq!(seen, std::collections::BTreeSet::from([before]), "another thread saw a different umask");
+    }
+
+    /// Runs `f` on a thread of its own whose effective uid is `uid`: what SO_PEERCRED reports for
+    /// the connections it makes. The raw system call changes only that thread (glibc's setresuid
+    /// would change every thread of the test process).
+    async fn as_user<T: Send + 'static>(uid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            // SAFETY: setresuid takes three integers and touches no memory of ours.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_setresuid, -1 as libc::c_long, uid as libc::c_long, -1 as libc::c_long)
+            };
+            assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+            let _ = tx.send(f());
+        });
+        rx.await.expect("the thread panicked")
+    }
+
+    /// `vipctl status` as user `uid`, over the real client.
+    async fn status_as(uid: u32, path: &Path) -> std::io::Result<Reply> {
+        let path = path.to_path_buf();
+        as_user(uid, move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(control::ask(&path, &Request::Status, Duration::from_secs(2)))
+        })
+        .await
+    }
+
+    /// `n` connections made as user `uid` that never send anything.
+    async fn idle_as(uid: u32, path: &Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+        let path = path.to_path_buf();
+        as_user(uid, move || (0..n).map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap()).collect()).await
+    }
+
+    #[tokio::test]
+    #[ignore = "needs root: connects as other users (setresuid of a thread)"]
+    async fn a_full_pool_answers_busy_and_trusted_users_are_still_served() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("vipctl.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel::<ControlRequest>(32);
+        tokio::spawn(serve(listener, tx, BTreeSet::from([0])));
+        // The loop's side: answers every status with the caller's uid.
+        tokio::spawn(async move {
+            while let Some((_, uid, reply)) = rx.recv().await {
+                let state = control::DaemonStatus { pid: 1, started: "now".into(), masters: vec![] };
+                let _ = reply.send(Reply { state: Some(state), ..Reply::new(0, format!("uid {uid}")) });
+            }
+        });
+        let settle = || tokio::time::sleep(Duration::from_millis(100));
+        let busy = |r: std::io::Result<Reply>, what: &str| {
+            let r =
+                r.unwrap_or_else(|e| panic!("{what}: no reply ({e}): `status` would say the daemon is not running"));
+            assert!(r.status == 1 && r.state.is_none() && r.message.contains("busy"), "{what}: {r:?}");
+            r.message
+        };
+
+        // One user's fifth connection.
+        let first = idle_as(60001, &path, PER_OTHER_USER).await;
+        settle().await;
+        let m = busy(status_as(60001, &path).await, "a fifth connection of one user");
+        assert!(m.contains("of this user"), "{m}");
+        // Four users with four each fill the pool of everyone but the trusted: a fifth user is told so.
+        let mut held = vec![first];
+        for uid in 60002..60005 {
+            held.push(idle_as(uid, &path, PER_OTHER_USER).await);
+        }
+        settle().await;
+        let m = busy(status_as(60005, &path).await, "a fifth user");
+        assert!(m.contains("of users other than root"), "{m}");
+        // Root is trusted here: served all the same.
+        let root = status_as(0, &path).await.unwrap();
+        assert!(root.state.is_some() && root.message == "uid 0", "{root:?}");
+        // Once the others let go, the fifth user is served (and seen as who it is).
+        drop(held);
+        settle().await;
+        let r = status_as(60005, &path).await.unwrap();
+        assert!(r.state.is_some() && r.message == "uid 60005", "{r:?}");
     }
 }
