@@ -88,7 +88,7 @@ The configuration (\fB\-\-config\fR, env \fBVIPCTL_CONFIG\fR). The same file ser
 \fI/run/vipctl/vipctl.sock\fR
 The daemon's control socket, where unprivileged hooks hand their events (env \fBVIPCTL_SOCKET\fR).
 .TP
-\fI/run/lock/vipctl/vipctl\-MASTER\-NETNS.lock\fR
+\fI/run/vipctl\-lock/vipctl\-MASTER\-NETNS.lock\fR
 Serialises runs for one master on one host; the folder is root's or vipctl's and writable by them only.
 .TP
 \fI/usr/libexec/vipctl/vipctl\fR

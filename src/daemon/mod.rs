@@ -129,6 +129,11 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
             }
         }
     }
+    // Before any thread starts (capability sets are per thread): nothing the daemon starts may
+    // inherit its two capabilities.
+    if let Err(f) = crate::privilege::drop_inheritable() {
+        tracing::warn!("{f}; notify commands are refused until it works");
+    }
     let config = Arc::new(config);
 
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
