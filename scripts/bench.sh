@@ -3,22 +3,51 @@
 # claim) against the classic Sentinel shell hook and keepalived with a Redis
 # role check, each in its own fresh namespace lab with real sentinels, over
 # three faults (kill -9, host cut off and healed, redis frozen and resumed)
-# and a planned switchover; and vipctl (hook + watch) with routed VIPs, in the
-# routed lab (LAB_ROUTED=1: a router, host routes on lo announced over BGP +
-# BFD by BIRD or FRR), over the same.
+# and a planned switchover; and vipctl (hook + watch, without and with early
+# claim) with routed VIPs, in the routed lab (LAB_ROUTED=1: a router, host
+# routes on lo announced over BGP + BFD by BIRD or FRR), over the same.
+# Optionally the same vipctl setups with an older vipctl binary (BENCH_BASELINE,
+# setups named SETUP@base), side by side with the current build's, and the write
+# fences' effect on Sentinel (scripts/bench/fence.sh).
 # Writes docs/BENCHMARKS.md and docs/failover-timeline.png.
 #
 # Usage (as root): scripts/bench.sh [N]      N failovers per setup and scenario (default 3)
 #
-# A full run with N=3 takes ~25 minutes for the seven L2 setups and ~3-4
-# more per routed setup (each failover ~12-30 s, because Sentinel allows the
-# next failover of a master only 2 x failover-timeout after the last, and
-# takes ~10 s to turn a restarted master into a replica).
+# A full run with N=3 takes ~25 minutes for the seven L2 setups, ~3-4 more
+# per routed setup (each failover ~12-30 s, because Sentinel allows the next
+# failover of a master only 2 x failover-timeout after the last, and takes
+# ~10 s to turn a restarted master into a replica), as much again per @base
+# setup as for its current-build counterpart, and ~2 minutes for the fences.
+#
+# Setups:
+#   hook              vipctl as every sentinel's client-reconfig-script
+#   watch             vipctl watch on every host, no hook
+#   both              hook + watch
+#   early             watch with [watch] early_claim = true, no hook
+#   switch            as early; the planned switchover by `vipctl switchover`
+#   classic           the classic shell hook (scripts/bench/classic-hook.sh)
+#   keepalived        keepalived with a Redis role check (scripts/bench/keepalived.sh)
+#   routed-bird       hook + watch in the routed lab, BIRD on the hosts
+#   routed-frr        hook + watch in the routed lab, FRR on the hosts
+#   routed-bird-early as routed-bird, the daemons with early_claim = true
+#   routed-frr-early  as routed-frr, the daemons with early_claim = true
+#   SETUP@base        any of the vipctl setups above (not classic, keepalived) run with
+#                     the BENCH_BASELINE binary instead of the fresh build (daemons, hook,
+#                     `vipctl claim` and `vipctl switchover` alike); the lab writer is the
+#                     current build's for every setup.  E.g. "early early@base".
 #
 # Environment:
 #   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived
-#                     routed-bird routed-frr)
+#                     routed-bird routed-frr routed-bird-early routed-frr-early)
 #   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze switchover)
+#   BENCH_BASELINE    an older vipctl binary for the SETUP@base setups (e.g. one built from
+#                     the previous release); required when BENCH_SETUPS has one.  Its path
+#                     and --version go into meta.txt and the report.
+#   BENCH_BASELINE_REV  the git revision BENCH_BASELINE was built from, for the report's
+#                     column names ("before (git SHA)"); default: they say "before (baseline)"
+#   BENCH_FENCE       1 (default): also run scripts/bench/fence.sh 3 (CLIENT PAUSE WRITE
+#                     against the min-replicas-to-write fence on a healthy master) into the
+#                     report's "Fences" section; 0: skip it
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
 #   BENCH_OUT         where the raw logs and rows go (default /tmp/vipctl-bench-PID; kept)
 #   BENCH_DOC         the report to write (default docs/BENCHMARKS.md)
@@ -54,11 +83,45 @@ say() {
 (($# <= 1)) || die "usage: $PROG [N]"
 N=${1:-3}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number of failovers (got '$N')"
-read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived routed-bird routed-frr}"
+read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived routed-bird routed-frr routed-bird-early routed-frr-early}"
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze switchover}"
 OUT=${BENCH_OUT:-/tmp/vipctl-bench-$$}
 VENV=${BENCH_VENV:-/tmp/vipctl-bench-venv}
 export BENCH_QUIET_S=${BENCH_QUIET_S:-30}
+FENCE=${BENCH_FENCE:-1}
+[[ $FENCE == 0 || $FENCE == 1 ]] || die "BENCH_FENCE must be 0 or 1 (got '$FENCE')"
+
+# Every setup checked before anything is installed or built; a SETUP@base
+# needs the baseline binary, checked here as well.
+((${#SETUPS[@]} > 0)) || die "BENCH_SETUPS names no setup"
+want_base=0
+for setup in "${SETUPS[@]}"; do
+    case ${setup%@base} in
+    hook | watch | both | early | switch | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
+    classic | keepalived) [[ $setup != *@base ]] || die "setup '$setup': ${setup%@base} runs no vipctl, so it has no @base" ;;
+    *) die "unknown setup '$setup' (see the list at the top of $PROG)" ;;
+    esac
+    [[ $setup != *@base ]] || want_base=1
+done
+BASELINE= BASELINE_VERSION= BASELINE_LABEL=
+if ((want_base)); then
+    [[ -n ${BENCH_BASELINE:-} ]] ||
+        die "BENCH_SETUPS has @base setups but BENCH_BASELINE is not set (the baseline vipctl binary, e.g. BENCH_BASELINE=/path/to/old/vipctl)"
+fi
+if [[ -n ${BENCH_BASELINE:-} ]]; then
+    BASELINE=$(realpath -e -- "$BENCH_BASELINE" 2>/dev/null) || die "BENCH_BASELINE '$BENCH_BASELINE' does not exist"
+    [[ -f $BASELINE && -x $BASELINE ]] || die "BENCH_BASELINE '$BENCH_BASELINE' is not an executable file"
+    # It becomes the sentinels' client-reconfig-script in the hook setups, which takes no quoting.
+    [[ $BASELINE =~ ^/[A-Za-z0-9._/+@=,-]+$ ]] || die "BENCH_BASELINE '$BASELINE' has characters a sentinel.conf cannot take unquoted"
+    BASELINE_VERSION=$("$BASELINE" --version 2>&1 | head -n 1) || die "BENCH_BASELINE '$BASELINE' --version failed: $BASELINE_VERSION"
+    [[ $BASELINE_VERSION == vipctl* ]] || die "BENCH_BASELINE '$BASELINE' is not vipctl (--version says '$BASELINE_VERSION')"
+    BASELINE_LABEL=baseline
+    if [[ -n ${BENCH_BASELINE_REV:-} ]]; then
+        BASELINE_LABEL="git $(git -C "$REPO" rev-parse --short "${BENCH_BASELINE_REV}^{commit}" 2>/dev/null || echo "$BENCH_BASELINE_REV")"
+    fi
+    ((want_base)) || warn "BENCH_BASELINE is set but no setup in BENCH_SETUPS ends in @base: the baseline is not run"
+    export BENCH_BASELINE=$BASELINE
+fi
 
 # --- cleanup -----------------------------------------------------------------------
 
@@ -76,7 +139,8 @@ cleanup() {
         timeout 30 tail --pid="$CHILD" -f /dev/null || warn "setup process $CHILD still running"
     fi
     if [[ -n $CHILD ]]; then
-        for lab in /tmp/vipctl-labs/bench-*-"$CHILD"; do
+        # run-setup.sh's lab, or fence.sh's (bench-fence-PID-KIND-RUN).
+        for lab in /tmp/vipctl-labs/bench-*-"$CHILD" /tmp/vipctl-labs/bench-fence-"$CHILD"-*; do
             [[ -d $lab ]] || continue
             "$LABSH" down "$lab" >/dev/null 2>&1 || warn "lab.sh down $lab failed; run: $LABSH down $lab"
         done
@@ -143,7 +207,15 @@ mkdir -p "$OUT"
     echo "keepalived: $(keepalived --version 2>&1 | head -n 1)"
     echo "bird: $(bird --version 2>&1 | head -n 1)"
     echo "frr: $(/usr/lib/frr/zebra --version 2>&1 | head -n 1)"
-    echo "vipctl: $("$VIPCTL" --version) (git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    # The build is of the work tree: say so when it differs from HEAD where the binaries come from.
+    dirty=
+    [[ -z $(git -C "$REPO" status --porcelain -- src examples Cargo.toml Cargo.lock build.rs 2>/dev/null) ]] ||
+        dirty=", with uncommitted changes"
+    echo "vipctl: $("$VIPCTL" --version) (git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty)"
+    if [[ -n $BASELINE ]]; then
+        echo "baseline: $BASELINE_VERSION ($BASELINE)"
+        echo "baseline label: $BASELINE_LABEL"
+    fi
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "other labs: $others other lab(s) running when this run started (they share the CPUs)"
     echo "scenarios: ${SCENARIOS[*]}; N=$N; setups: ${SETUPS[*]}"
@@ -163,6 +235,27 @@ for setup in "${SETUPS[@]}"; do
 done
 CHILD=
 
+# The fences, on a healthy master in labs of their own: fence.sh prints a Markdown table,
+# which the report takes as it is (OUT/fence.md).
+fence_failed=0
+if ((FENCE)); then
+    say "fences (scripts/bench/fence.sh 3)"
+    # LAB_WRITER (exported above): fence.sh uses this build's writer instead of building again.
+    "$REPO/scripts/bench/fence.sh" 3 >"$OUT/fence.md.tmp" 2>"$OUT/fence.err" &
+    CHILD=$!
+    if wait "$CHILD"; then
+        mv -f -- "$OUT/fence.md.tmp" "$OUT/fence.md"
+        echo "fence: scripts/bench/fence.sh 3" >>"$OUT/meta.txt"
+    else
+        warn "scripts/bench/fence.sh failed (its output is in $OUT/fence.md.tmp and $OUT/fence.err): $(tail -n 3 "$OUT/fence.err" | tr '\n' ' ')"
+        echo "fence: scripts/bench/fence.sh 3 failed (see fence.err with the raw logs)" >>"$OUT/meta.txt"
+        fence_failed=1
+    fi
+    CHILD=
+else
+    echo "fence: not run (BENCH_FENCE=0)" >>"$OUT/meta.txt"
+fi
+
 runtime=$((SECONDS - T0))
 echo "runtime: $((runtime / 60)) min $((runtime % 60)) s (N=$N)" >>"$OUT/meta.txt"
 ((${#failed[@]} == 0)) || echo "failed setups: ${failed[*]} (their tables hold what was measured before the failure)" >>"$OUT/meta.txt"
@@ -173,3 +266,4 @@ mkdir -p "$(dirname "$DOC")" "$(dirname "$PNG")"
 "$VENV/bin/python" "$REPO/scripts/bench/analyze.py" "$OUT" "$N" "$DOC" "$PNG"
 say "wrote $DOC and $PNG (raw logs in $OUT); total $((runtime / 60)) min $((runtime % 60)) s"
 ((${#failed[@]} == 0)) || die "setups failed: ${failed[*]}"
+((fence_failed == 0)) || die "scripts/bench/fence.sh failed (see $OUT/fence.err)"

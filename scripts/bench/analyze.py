@@ -6,7 +6,10 @@ usage: analyze.py OUT N MARKDOWN PNG
 OUT holds meta.txt (machine and versions, "key: value" lines) and one folder
 per setup (lab.json, rows.tsv, daemons.tsv, writer-SCENARIO-I.log, h1..h3/*.log;
 the routed setups also speakers.tsv, cuts.tsv and rt/routes.log, the router's
-"ip -ts -o monitor route").
+"ip -ts -o monitor route"), and fence.md when scripts/bench/fence.sh ran (its
+Markdown table, taken as it is).  A folder SETUP@base holds the same setup run
+with the baseline vipctl (meta.txt's "baseline" lines); its column sits next to
+SETUP's.
 The lab's facts (hosts, addresses, VIP, ports) come from that setup's lab.json,
 which scripts/lab.sh wrote and run-setup.sh kept with the logs; the routed lab's
 differ from the L2 lab's (other addresses, a host-route VIP).
@@ -32,6 +35,8 @@ SETUPS = [
     ("keepalived", "keepalived + role check"),
     ("routed-bird", "routed VIP, BIRD (hook + watch)"),
     ("routed-frr", "routed VIP, FRR (hook + watch)"),
+    ("routed-bird-early", "routed VIP, BIRD (hook + watch, early claim)"),
+    ("routed-frr-early", "routed VIP, FRR (hook + watch, early claim)"),
 ]
 SCENARIOS = [
     ("kill", "Master's redis killed (kill -9)"),
@@ -39,9 +44,24 @@ SCENARIOS = [
     ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
     ("switchover", "Planned switchover of a healthy master (`SENTINEL FAILOVER`; `vipctl switchover` in its column)"),
 ]
-ROUTED_SETUPS = {"routed-bird", "routed-frr"}
+ROUTED_SETUPS = {"routed-bird", "routed-frr", "routed-bird-early", "routed-frr-early"}
 HOOK_SETUPS = {"hook", "both", "classic"} | ROUTED_SETUPS
 DAEMON_SETUPS = {"watch", "both", "early", "switch", "keepalived"} | ROUTED_SETUPS
+# The daemons with [watch] early_claim = true.
+EARLY_SETUPS = {"early", "switch", "routed-bird-early", "routed-frr-early"}
+# SETUP@base: SETUP run with the baseline vipctl (BENCH_BASELINE); not for classic or keepalived.
+BASE = "@base"
+BASE_SETUPS = {s for s, _ in SETUPS} - {"classic", "keepalived"}
+
+
+def kind(setup):
+    """What runs in SETUP: the setup itself, without @base."""
+    return setup[: -len(BASE)] if setup.endswith(BASE) else setup
+
+
+def speaker(setup):
+    """The BGP speaker of a routed setup: routed-bird[-early] -> bird."""
+    return kind(setup).split("-")[1]
 
 
 class Facts:
@@ -256,6 +276,28 @@ def overlap_us(intervals_by_host, lo, hi):
     return total
 
 
+def overlap_longest_us(intervals_by_host, lo, hi):
+    """The longest stretch in [lo, hi) during which two or more hosts held the VIP at once."""
+    edges = []
+    for ivs in intervals_by_host.values():
+        for a, b in ivs:
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                edges.append((a, 1))
+                edges.append((b, -1))
+    # Ends before starts at one instant: a hand-over at the same µs is no overlap.
+    edges.sort(key=lambda e: (e[0], e[1]))
+    longest, count, since = 0, 0, None
+    for t, d in edges:
+        count += d
+        if count >= 2 and since is None:
+            since = t
+        elif count < 2 and since is not None:
+            longest = max(longest, t - since)
+            since = None
+    return longest
+
+
 def hold_intervals(changes, t_end):
     """[(from_us, to_us)] during which the VIP was present, from +1/-1 changes."""
     ivs, since = [], None
@@ -363,6 +405,7 @@ def analyse_setup(out, setup, facts):
         x["readonly"] = sum(1 for _, ok, v in w if not ok and "READONLY" in v)
         x["errors"] = sum(1 for _, ok, _ in w if not ok)
         x["dup"] = overlap_us(holds, fault, end) / 1e6
+        x["dup_longest"] = overlap_longest_us(holds, fault, end) / 1e6
         x["dup_heal"] = overlap_us(holds, heal, end) / 1e6 if heal else None
         x["final_ok"] = settled
 
@@ -383,7 +426,7 @@ def analyse_setup(out, setup, facts):
             x["cut_cmd"] = (c[1] - c[0]) / 1e6 if c else None
 
         # Hooks run during this failover.
-        if setup in ("hook", "both") or setup in ROUTED_SETUPS:
+        if kind(setup) in ("hook", "both") or kind(setup) in ROUTED_SETUPS:
             claims = [e for e in hooks_v[new] if fault <= e[0] <= end and e[1] == "claim" and e[2] is not None]
             others = [e for h in hosts for e in hooks_v[h] if fault <= e[0] <= end and e not in claims]
             x["hook_wall_claim"] = [e[2] / 1000 for e in claims]
@@ -393,7 +436,7 @@ def analyse_setup(out, setup, facts):
             adders = [e for e in claims if e[4]]
             x["hook_exec_bound"] = (
                 [(x["bound"] - (adders[0][0] - adders[0][2] * 1000)) / 1e6] if adders and x["bound"] else [])
-        elif setup == "classic":
+        elif kind(setup) == "classic":
             claims = [e for e in hooks_c[new] if fault <= e[0] <= end and e[2] == ip[new]]
             others = [e for h in hosts for e in hooks_c[h] if fault <= e[0] <= end and e not in claims]
             x["hook_wall_claim"] = [(e[1] - e[0]) / 1e6 for e in claims]
@@ -459,20 +502,34 @@ def main():
             k, v = line.split(": ", 1)
             meta[k] = v
     data, holds, sents, rholds, facts = {}, {}, {}, {}, {}
-    for s, _ in SETUPS:
+    # Each setup, and right after it the same setup with the baseline vipctl (SETUP@base).
+    order = [(s2, s, name) for s, name in SETUPS for s2 in (s, s + BASE) if s2 == s or s in BASE_SETUPS]
+    for s, _, _ in order:
         if os.path.isdir(os.path.join(out, s)):
             facts[s] = setup_facts(out, s)
             data[s], holds[s], sents[s], rholds[s] = analyse_setup(out, s, facts[s])
-    present = [(s, name) for s, name in SETUPS if s in data]
+    # Column names: a setup that has a @base column next to it says which build each is.
+    base_label = meta.get("baseline label", "baseline")
+    m = re.search(r"\(git (\S+?)(,|\))", meta.get("vipctl", ""))
+    now_label = f"git {m.group(1)}" + (", modified" if "uncommitted" in meta["vipctl"] else "") if m else "this build"
+    present = []
+    for s, k, name in order:
+        if s not in data:
+            continue
+        if s != k:
+            name += f" — before ({base_label})"
+        elif k + BASE in data:
+            name += f" — now ({now_label})"
+        present.append((s, name))
     # Every setup had a lab of its own, all built by the same lab.sh: the report names the facts
     # once per kind of lab (the L2 lab's, and the routed lab's with its own addresses and VIP).
     known = [f for f in facts.values() if f is not None]
     if not known:
         sys.exit(f"analyze.py: no setup in {out} has a lab.json (no lab came up?)")
     for s, f in facts.items():
-        if f is not None and (f.mode == "routed") != (s in ROUTED_SETUPS):
+        if f is not None and (f.mode == "routed") != (kind(s) in ROUTED_SETUPS):
             sys.exit(f"analyze.py: {out}/{s}/lab.json is a {f.mode} lab's, which setup {s} does not use")
-        if f is not None and s in ROUTED_SETUPS and f.speaker != s.split("-", 1)[1]:
+        if f is not None and kind(s) in ROUTED_SETUPS and f.speaker != speaker(s):
             sys.exit(f"analyze.py: {out}/{s}/lab.json names speaker {f.speaker!r}, not the setup's")
     l2 = next((f for f in known if f.mode != "routed"), None)
     rl = next((f for f in known if f.mode == "routed"), None)
@@ -507,8 +564,8 @@ def main():
     md.append(lab_text)
     md.append("![Timeline of one kill -9 failover per setup](failover-timeline.png)\n")
     md.append("## Machine and versions\n")
-    for k in ("nproc", "kernel", "redis", "keepalived", "bird", "frr", "vipctl", "date", "other labs", "scenarios",
-              "failed setups"):
+    for k in ("nproc", "kernel", "redis", "keepalived", "bird", "frr", "vipctl", "baseline", "date", "other labs",
+              "scenarios", "fence", "failed setups"):
         if k in meta:
             md.append(f"- {k}: {meta[k]}")
     md.append("")
@@ -532,6 +589,13 @@ def main():
         md.append("| routed VIP, FRR (hook + watch) | as *vipctl hook + watch*, in the routed lab, with FRR (zebra, bgpd, "
                   "bfdd) on each host (`packaging/examples/frr-host.conf`) announcing the VIPs bound on lo over "
                   "eBGP + BFD to the router's FRR |")
+        md.append("| routed VIP, BIRD / FRR (hook + watch, early claim) | as *routed VIP, BIRD* / *FRR*, the daemons "
+                  "with `[watch] early_claim = true` (as *vipctl watch, early claim*) |")
+    if any(s != kind(s) for s, _ in present):
+        md.append(f"| … — before ({base_label}) | the setup of that name with the baseline vipctl, "
+                  f"{meta.get('baseline', '?')}, in place of this build, as the daemons, the hook and for "
+                  "`vipctl claim` / `vipctl switchover` alike; the lab, the config and the client's `lab_writer` "
+                  "are the same as in the column next to it |")
     md.append("")
 
     def cell(setup, scen, key, **kw):
@@ -567,7 +631,7 @@ def main():
         def row(label, f, only=None):
             cells = []
             for s, _ in present:
-                cells.append(f(s) if only is None or s in only else "n/a")
+                cells.append(f(s) if only is None or kind(s) in only else "n/a")
             md.append(f"| {label} | " + " | ".join(cells) + " |")
 
         row("fault → first `+switch-master`", lambda s: cell(s, scen, "fault_switch"))
@@ -591,6 +655,11 @@ def main():
         if scen == "partition":
             row("duplicate VIP holders after the heal", lambda s: cell(s, scen, "dup_heal", digits=3))
         if any_routed:
+            # The addresses on lo: what the early claim must keep short (the router routes one path).
+            row("**VIP bound on `lo` of two hosts at once: total**",
+                lambda s: cell(s, scen, "dup", unit="ms", scale=1000, digits=1), ROUTED_SETUPS)
+            row("VIP bound on `lo` of two hosts at once: longest stretch",
+                lambda s: cell(s, scen, "dup_longest", unit="ms", scale=1000, digits=1), ROUTED_SETUPS)
             row("router: VIP routed to two hosts at once, total", lambda s: cell(s, scen, "route_dup", digits=3),
                 ROUTED_SETUPS)
             if scen == "partition":
@@ -616,6 +685,8 @@ def main():
                                                                    digits=2), {"hook", "both"})
         md.append("")
 
+    early_summary(md, data, present)
+
     md.append("## Daemons: resident memory and CPU\n")
     md.append("Per daemon (one per host; keepalived counted with its VRRP child). *Quiet*: right after "
               "the VIP settled on h1, nothing happening but the sentinels' chatter, for the interval "
@@ -629,12 +700,13 @@ def main():
                   "`zebra`, `bgpd` and `bfdd` summed per host), so that the routed design's whole cost on a Redis "
                   "host is vipctl's row plus the speaker's. The router's FRR is shown for scale; it is the "
                   "network's, not the Redis hosts'.\n")
-    md.append("| figure | " + " | ".join(name for s, name in present if s in DAEMON_SETUPS) + " |")
-    md.append("|---|" + "---|" * sum(1 for s, _ in present if s in DAEMON_SETUPS))
-    figs = {s: daemon_figures(out, s) for s, _ in present if s in DAEMON_SETUPS}
+    daemon_cols = [(s, name) for s, name in present if kind(s) in DAEMON_SETUPS]
+    md.append("| figure | " + " | ".join(name for s, name in daemon_cols) + " |")
+    md.append("|---|" + "---|" * len(daemon_cols))
+    figs = {s: daemon_figures(out, s) for s, _ in daemon_cols}
 
     def drow(label, f):
-        md.append(f"| {label} | " + " | ".join(f(figs[s]) for s, _ in present if s in DAEMON_SETUPS) + " |")
+        md.append(f"| {label} | " + " | ".join(f(figs[s]) for s, _ in daemon_cols) + " |")
 
     drow("quiet interval", lambda g: f"{g['quiet'][2]:.0f} s" if "quiet" in g else "n/a")
     drow("VmRSS after the quiet interval", lambda g: fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1)
@@ -648,12 +720,12 @@ def main():
          if "failovers" in g else "n/a")
     if any_routed:
         # The routed setups' BGP speakers, next to vipctl's own cost (n/a in the other columns).
-        sfigs = {s: speaker_figures(out, s) for s, _ in present if s in ROUTED_SETUPS}
-        rfigs = {s: speaker_figures(out, s, router=True) for s, _ in present if s in ROUTED_SETUPS}
+        sfigs = {s: speaker_figures(out, s) for s, _ in present if kind(s) in ROUTED_SETUPS}
+        rfigs = {s: speaker_figures(out, s, router=True) for s, _ in present if kind(s) in ROUTED_SETUPS}
 
         def srow(label, figs, f):
             md.append(f"| {label} | " + " | ".join(f(figs[s]) if s in figs else "n/a"
-                                                   for s, _ in present if s in DAEMON_SETUPS) + " |")
+                                                   for s, _ in daemon_cols) + " |")
 
         srow("BGP speaker per host (BIRD: bird; FRR: zebra+bgpd+bfdd): VmRSS after the quiet interval", sfigs,
              lambda g: fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1) if "quiet" in g else "n/a")
@@ -668,6 +740,8 @@ def main():
              lambda g: (fmt_stats([v / 1024 for v in g["quiet"][1]], unit="MiB", digits=1) + " / "
                         + fmt_stats(g["quiet"][0], unit="ms", digits=0)) if "quiet" in g else "n/a")
     md.append("")
+
+    fences(md, out, meta)
 
     md.append("## How each figure is measured\n")
     md.append(f"""All instants are CLOCK_REALTIME on one machine; every figure is the difference of two logged
@@ -695,7 +769,11 @@ timestamps, never this script's polling.
   with `READONLY` (a write that reached a replica).
 - **duplicate holders**: from the per-host add/delete timeline of the IPv4 VIP, the total time two or
   more hosts held it at once between the fault and the end of the failover's window (lab settled
-  again); for the partition, also the part after the heal (`link up`).
+  again); for the partition, also the part after the heal (`link up`). *Longest stretch*: the
+  longest single interval of that time.
+- **… — before (…)** columns: the setup of that name run with the baseline vipctl binary
+  (`BENCH_BASELINE`, *baseline* above) instead of this build, measured the same way; the
+  *— now (…)* column next to it is this build.
 - **hook wall time / exec → first frame**: vipctl records `elapsed_ms` and `first_frame_ms` in each hook
   decision record (DIR/hN/vipctl.log, JSON lines); exec → VIP bound = VIP bound − (record time − `elapsed_ms`).
   The classic hook is timed by `scripts/bench/classic-hook-timed.sh` (start/end `$EPOCHREALTIME`
@@ -747,6 +825,9 @@ IPv4 VIP to the new master alone (the manual fix, if needed, binds it on `lo`). 
   `lab.sh cut LAB OLD on`, to the end of the router's route to the old master (BFD's 3 × 100 ms detection,
   then bgpd and zebra). `lab.sh cut` needs some ms to pin six neighbour entries; *`lab.sh cut` in
   place* gives that (the stamp after the command minus the fault stamp) and is part of the figure.
+- **VIP bound on `lo` of two hosts at once**: *duplicate VIP holders* of the routed lab, in ms: from
+  each host's `ip monitor address` lines for the IPv4 VIP on `lo`, the total time in the window during
+  which two or more hosts had it bound, and the longest single stretch of it.
 - **router: VIP routed to two hosts at once**: the time during the window in which the router's
   routes for the VIP named two or more hosts (the routed counterpart of *duplicate VIP holders*; two hosts
   holding the address on `lo` is harmless as long as only one is routed to).
@@ -773,7 +854,7 @@ IPv4 VIP to the new master alone (the manual fix, if needed, binds it on `lo`). 
                   "old route gone | routed to two | after heal: old or two | outage |")
         md.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for s, name in present:
-            if s not in ROUTED_SETUPS:
+            if kind(s) not in ROUTED_SETUPS:
                 continue
             for x in data[s]:
                 lag = "n/a" if x.get("route_lag") is None else f"{x['route_lag'] * 1000:.0f}"
@@ -785,6 +866,116 @@ IPv4 VIP to the new master alone (the manual fix, if needed, binds it on `lo`). 
         f.write("\n".join(md))
 
     plot(data, holds, rholds, present, png_path, lab.hosts)
+
+
+# Early claim in the routed lab: the target the routed early-claim setups were added for.
+EARLY_OUTAGE_WITHIN_S = 0.1
+EARLY_DUP_MAX_S = 0.020
+
+
+def early_summary(md, data, present):
+    """The early-claim setups side by side after kill -9: the routed ones' client outage against the L2
+    early claim's (same build), and how long the VIP was bound on two hosts at once."""
+    cols = [(s, name) for s, name in present if kind(s) in EARLY_SETUPS - {"switch"}]
+    if not any(kind(s) != "early" for s, _ in cols):
+        return
+
+    def rows(s, scen=None):
+        return [x for x in data.get(s, []) if scen is None or x["scen"] == scen]
+
+    def ref(s):
+        """The L2 early-claim column a routed column is held against: the same build's."""
+        r = "early" + (BASE if s != kind(s) else "")
+        return r if rows(r, "kill") else None
+
+    def med(s, key, scen="kill"):
+        v = [x[key] for x in rows(s, scen) if x.get(key) is not None]
+        return median(v) if v else None
+
+    def worst(s, key):
+        v = [(x[key], x["scen"]) for x in rows(s) if x.get(key) is not None]
+        return max(v) if v else None
+
+    md.append("## Early claim: routed against L2\n")
+    md.append(f"The target of the routed early-claim setups: after a kill -9, a client outage within "
+              f"{EARLY_OUTAGE_WITHIN_S:.1f} s of the L2 early claim's (the column of the same build), and the VIP "
+              f"never bound on two hosts at once for more than {EARLY_DUP_MAX_S * 1000:.0f} ms (judged on the "
+              "total per failover over every scenario run, the stricter reading; the longest single stretch is "
+              "shown too). Figures as in the tables above: median [min–max] over the failovers.\n")
+    md.append("| figure | " + " | ".join(name for _, name in cols) + " |")
+    md.append("|---|" + "---|" * len(cols))
+
+    def line(label, f):
+        md.append(f"| {label} | " + " | ".join(f(s) for s, _ in cols) + " |")
+
+    def vals(s, key, scen="kill", scale=1.0):
+        return [x[key] * scale for x in rows(s, scen) if x.get(key) is not None]
+
+    line("**client outage after kill -9**", lambda s: fmt_stats(vals(s, "outage")) if rows(s, "kill") else "not run")
+
+    def diff(s):
+        if kind(s) == "early":
+            return "(reference)"
+        r, a = ref(s), med(s, "outage")
+        if r is None or a is None or med(r, "outage") is None:
+            return "n/a"
+        return f"{a - med(r, 'outage'):+.3f} s"
+
+    line("outage − the L2 early claim's (medians)", diff)
+    line("fault → VIP bound on the new master, kill -9",
+         lambda s: fmt_stats(vals(s, "fault_bound")) if rows(s, "kill") else "not run")
+    line("route lag: VIP bound → router's route to it, kill -9",
+         lambda s: fmt_stats(vals(s, "route_lag"), unit="ms", scale=1000, digits=0) if kind(s) in ROUTED_SETUPS
+         else "n/a")
+    line("VIP on two hosts at once, kill -9: total per failover",
+         lambda s: fmt_stats(vals(s, "dup"), unit="ms", scale=1000, digits=1) if rows(s, "kill") else "not run")
+
+    def worst_cell(s, key):
+        w = worst(s, key)
+        if w is None:
+            return "n/a"
+        return f"{w[0] * 1000:.1f} ms" + (f" ({w[1]})" if w[0] > 0 else "")
+
+    line("VIP on two hosts at once, any scenario: largest total per failover", lambda s: worst_cell(s, "dup"))
+    line("VIP on two hosts at once, any scenario: longest stretch", lambda s: worst_cell(s, "dup_longest"))
+
+    def met(s):
+        if kind(s) == "early":
+            return "(reference)"
+        r, a, w = ref(s), med(s, "outage"), worst(s, "dup")
+        if r is None or a is None or w is None or med(r, "outage") is None:
+            return "n/a (needs kill -9 in this column and in the L2 early claim's)"
+        why = []
+        if abs(a - med(r, "outage")) > EARLY_OUTAGE_WITHIN_S:
+            why.append(f"outage {a - med(r, 'outage'):+.2f} s off")
+        if w[0] > EARLY_DUP_MAX_S:
+            why.append(f"two holders {w[0] * 1000:.0f} ms ({w[1]})")
+        return "**yes**" if not why else "**no**: " + ", ".join(why)
+
+    line("target met", met)
+    md.append("")
+
+
+def fences(md, out, meta):
+    """The table of scripts/bench/fence.sh, as it printed it (OUT/fence.md)."""
+    md.append("## Fences\n")
+    md.append("What each write fence vipctl has used does to Sentinel and to a client, measured by "
+              "`scripts/bench/fence.sh` on a healthy master (a fresh L2 lab per run, `down-after-milliseconds 1000`, "
+              "quorum 2, no failover asked for): the fence is held for the time given under the table while "
+              "`lab_writer` sends `INCR` every 10 ms straight to the master, and the sentinels' logs are read for "
+              "whether they called the master subjectively down (`+sdown`) or even failed it over (`+switch-master`). "
+              "*pause* is `CLIENT PAUSE <hold> WRITE` (vipctl 0.1.0's fence, which also holds the `PUBLISH` of "
+              "Sentinel's hello messages); *refuse* is `CONFIG SET min-replicas-to-write` above the replica count "
+              "(the fence now, `src/fence.rs`), set back to 0 after the hold. *writes ok*: the client's successful "
+              "writes; *refused*: replies `NOREPLICAS`; *stalled*: attempts that timed out (200 ms bound); "
+              "*longest gap*: the longest time without a successful write.\n")
+    table = read(os.path.join(out, "fence.md"))
+    if table:
+        md.extend(table)
+    else:
+        why = meta.get("fence", "not run (no fence.md with the raw logs)")
+        md.append(why[:1].upper() + why[1:] + ".")
+    md.append("")
 
 
 def plot(data, holds, rholds, present, png_path, hosts):

@@ -12,7 +12,9 @@
 #
 #   scripts/bench/fence.sh [RUNS]       (default 3; HOLD_MS=3000 sets the hold)
 #
-# Run as root. Builds nothing but the lab writer; cleans its labs up on every exit path.
+# Run as root. Builds nothing but the lab writer (nothing at all when LAB_WRITER names a built
+# one, as scripts/bench.sh does); cleans its labs up on every exit path.  Prints the Markdown
+# table on stdout (scripts/bench.sh puts it in the report), everything else on stderr.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$PWD
@@ -23,17 +25,31 @@ hold_ms=${HOLD_MS:-3000}
 
 scripts/install-deps.sh >/dev/null
 scripts/lab.sh sweep >/dev/null
-cargo build --quiet --release --locked --example lab_writer
-writer=$(realpath -- "${CARGO_TARGET_DIR:-$repo/target}")/release/examples/lab_writer
+if [[ -n ${LAB_WRITER:-} ]]; then
+    [[ -x $LAB_WRITER ]] || { echo "fence.sh: LAB_WRITER '$LAB_WRITER' is not an executable" >&2; exit 2; }
+    writer=$LAB_WRITER
+else
+    cargo build --quiet --release --locked --example lab_writer
+    writer=$(realpath -- "${CARGO_TARGET_DIR:-$repo/target}")/release/examples/lab_writer
+fi
 
 lab=
 cleanup() { [[ -z $lab ]] || scripts/lab.sh down "$lab" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 ns() { scripts/lab.sh ns "$lab" "$1"; }
-cli() { ip netns exec "$(ns cl)" redis-cli -h 198.51.100.11 -p 6379 "$@"; }
+# The master's address and Redis port, from the lab's facts (lab.json, written by lab.sh up).
+master_addr() {
+    python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(next(n["ipv4"] for n in j["nodes"].values() if n["role"] == "master"), j["ports"]["redis"])
+' "$lab/lab.json"
+}
+cli() { timeout --foreground -k 1 5 ip netns exec "$(ns cl)" redis-cli -h "$mip" -p "$mport" "$@"; }
 
 # sentinel_lines PATTERN: lines matching PATTERN in the three sentinels' logs.
 sentinel_lines() { cat "$lab"/h{1,2,3}/sentinel.log | grep -c -- "$1" || true; }
@@ -44,8 +60,9 @@ for kind in pause refuse; do
     for ((r = 1; r <= runs; r++)); do
         lab=/tmp/vipctl-labs/bench-fence-$$-$kind-$r
         LAB_OWNER_PID=$$ scripts/lab.sh up "$lab" >/dev/null
+        read -r mip mport < <(master_addr)
         out=$lab/writer.log
-        ip netns exec "$(ns cl)" "$writer" 198.51.100.11 6379 --interval-ms 10 --duration-ms $((hold_ms + 6000)) >"$out" 2>/dev/null &
+        ip netns exec "$(ns cl)" "$writer" "$mip" "$mport" --interval-ms 10 --duration-ms $((hold_ms + 6000)) >"$out" 2>/dev/null &
         wpid=$!
         sleep 1
         sdown0=$(sentinel_lines '+sdown master')
@@ -62,11 +79,16 @@ for kind in pause refuse; do
         sdown=$(($(sentinel_lines '+sdown master') - sdown0))
         switched=$(($(sentinel_lines '+switch-master') - switch0))
         # The writer's lines: "<unix ms> ok <value>" or "<unix ms> err <why>" (examples/lab_writer.rs).
+        # The gap also counts failures at either end: from the first attempt to the first success,
+        # and from the last success to the last attempt.
         read -r ok refused stalled gap < <(awk '
-            $2 == "ok" { ok++; if (last) { g = $1 - last; if (g > gap) gap = g }; last = $1 }
+            $1 !~ /^[0-9]+$/ { next }
+            !first { first = $1 }
+            { t = $1 }
+            $2 == "ok" { ok++; g = $1 - (last ? last : first); if (g > gap) gap = g; last = $1 }
             $2 == "err" && /NOREPLICAS/ { refused++ }
             $2 == "err" && /timed out|timeout|WouldBlock|Resource temporarily/ { stalled++ }
-            END { printf "%d %d %d %d\n", ok, refused, stalled, gap }' "$out")
+            END { g = t - (last ? last : first); if (g > gap) gap = g; printf "%d %d %d %d\n", ok, refused, stalled, gap }' "$out")
         printf '| %s | %d | %d | %s | %d | %d | %d | %d ms |\n' "$kind" "$r" "$sdown" \
             "$([[ $switched -gt 0 ]] && echo "yes ($switched lines)" || echo no)" "$ok" "$refused" "$stalled" "$gap"
         scripts/lab.sh down "$lab" >/dev/null

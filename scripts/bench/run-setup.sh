@@ -6,17 +6,26 @@
 # this script's polling never blurs a measurement.
 #
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
-#   SETUP     hook | watch | both | early | switch | classic | keepalived |
-#             routed-bird | routed-frr
+#   SETUP     KIND or, for a vipctl KIND, KIND@base
+#   KIND      hook | watch | both | early | switch | classic | keepalived |
+#             routed-bird | routed-frr | routed-bird-early | routed-frr-early
 #             (switch: the daemons with early claim, and the planned switchover done by
 #             `vipctl switchover` instead of SENTINEL FAILOVER;
-#             routed-*: as `both` (hook and daemons) in the routed lab, LAB_ROUTED=1, with
-#             BIRD or FRR as the hosts' BGP speaker: the VIPs are host routes bound on lo)
+#             routed-bird, routed-frr: as `both` (hook and daemons) in the routed lab,
+#             LAB_ROUTED=1, with BIRD or FRR as the hosts' BGP speaker: the VIPs are host
+#             routes bound on lo;
+#             routed-*-early: as routed-bird / routed-frr, the daemons with
+#             `[watch] early_claim = true`, as in `early`)
+#   @base     the same KIND with the baseline vipctl (BENCH_BASELINE) instead of VIPCTL:
+#             as the daemons, the hook, and for `vipctl claim` / `vipctl switchover`; the
+#             lab writer stays LAB_WRITER.  Not for classic or keepalived.
 #   SCENARIO  kill | partition | freeze | switchover
 #   OUT       results folder; this writes OUT/SETUP/ (lab.json, rows.tsv,
-#             daemons.tsv, the writer's output per failover, and every host's logs;
+#             daemons.tsv, vipctl.txt (the binary under test and its --version),
+#             the writer's output per failover, and every host's logs;
 #             routed: also speakers.tsv, cuts.tsv, rt/routes.log and the speakers' logs)
 # Environment (set by scripts/bench.sh): VIPCTL, LAB_WRITER (absolute paths),
+# BENCH_BASELINE (absolute path of the baseline vipctl; needed for KIND@base only),
 # BENCH_QUIET_S (quiet interval for the daemons' CPU/RSS, default 30).
 #
 # Timestamps, all CLOCK_REALTIME:
@@ -66,18 +75,35 @@ now_us() {
 SETUP=$1 N=$2 OUT=$3
 shift 3
 SCENARIOS=("$@")
-case $SETUP in hook | watch | both | early | switch | classic | keepalived | routed-bird | routed-frr) ;; *) die "unknown setup '$SETUP'" ;; esac
+# KIND says what runs; SETUP (KIND or KIND@base) names the results and the lab.
+KIND=${SETUP%@base}
+BASE=0
+[[ $KIND == "$SETUP" ]] || BASE=1
+case $KIND in
+hook | watch | both | early | switch | classic | keepalived | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
+*) die "unknown setup '$SETUP'" ;;
+esac
 # Routed setups: the routed lab (a router, a subnet per host, the VIPs as host
 # routes on lo announced over BGP + BFD) with SPEAKER on the hosts.
 ROUTED=0 SPEAKER=
-case $SETUP in routed-*) ROUTED=1 SPEAKER=${SETUP#routed-} ;; esac
+case $KIND in routed-*) ROUTED=1 SPEAKER=${KIND#routed-} SPEAKER=${SPEAKER%-early} ;; esac
+# The daemons with [watch] early_claim = true.
+EARLY=0
+case $KIND in early | switch | routed-*-early) EARLY=1 ;; esac
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number (got '$N')"
 [[ -x ${VIPCTL:-} && -x ${LAB_WRITER:-} ]] || die "VIPCTL and LAB_WRITER must name the built binaries"
+if ((BASE)); then
+    case $KIND in classic | keepalived) die "setup '$SETUP': $KIND runs no vipctl, so it has no @base" ;; esac
+    [[ ${BENCH_BASELINE:-} == /* && -f $BENCH_BASELINE && -x $BENCH_BASELINE ]] ||
+        die "setup '$SETUP' needs BENCH_BASELINE, the absolute path of the baseline vipctl (got '${BENCH_BASELINE:-}')"
+    # The binary under test, everywhere this script or the lab runs vipctl.
+    VIPCTL=$BENCH_BASELINE
+fi
 QUIET_S=${BENCH_QUIET_S:-30}
 [[ $QUIET_S =~ ^[0-9]+$ ]] || die "BENCH_QUIET_S must be a number of seconds"
 RES=$OUT/$SETUP
 mkdir -p "$RES"
-LAB=/tmp/vipctl-labs/bench-$SETUP-$$
+LAB=/tmp/vipctl-labs/bench-${SETUP/@/-}-$$
 
 # load_facts: the lab's hosts, namespaces, addresses, VIP and ports from
 # LAB/lab.json, which scripts/lab.sh (the one place that defines them) wrote.
@@ -413,7 +439,8 @@ say "$SETUP: building the lab $LAB"
 rm -rf -- "$RES"
 mkdir -p "$RES"
 : >"$RES/rows.tsv"
-case $SETUP in
+printf '%s\t%s\n' "$VIPCTL" "$("$VIPCTL" --version 2>&1 | head -n 1)" >"$RES/vipctl.txt"
+case $KIND in
 hook | both | routed-*) export LAB_HOOK=$VIPCTL ;;
 classic) export LAB_HOOK=$HERE/classic-hook-timed.sh ;;
 *) unset LAB_HOOK ;;
@@ -437,7 +464,7 @@ fi
 sleep 0.3
 
 CONF=$LAB/vipctl.toml
-if [[ $SETUP == early || $SETUP == switch ]]; then
+if ((EARLY)); then
     # The lab config already has a [watch] table: add the key under it
     # (a second [watch] table would be refused).
     CONF=$LAB/vipctl-early.toml
@@ -445,7 +472,7 @@ if [[ $SETUP == early || $SETUP == switch ]]; then
     grep -q '^early_claim = true' "$CONF" || die "could not add early_claim to $CONF"
 fi
 
-case $SETUP in
+case $KIND in
 hook)
     # Only the hook: nothing binds the VIP until the first failover, so the
     # operator's initial claim.
@@ -538,7 +565,7 @@ failover() {
     switchover)
         # A planned switchover, asked of another host's sentinel: with vipctl switchover in its
         # setup, SENTINEL FAILOVER otherwise (in the background: it returns at once anyway).
-        if [[ $SETUP == switch ]]; then
+        if [[ $KIND == switch ]]; then
             spawn "$RES/switchover-$i.out" env VIPCTL_LOG_FILE="$LAB/${others[0]}/vipctl.log" \
                 ip netns exec "$(lab_ns "${others[0]}")" "$VIPCTL" --config "$CONF" switchover
         else
@@ -631,7 +658,7 @@ master=h1
 for scen in "${SCENARIOS[@]}"; do
     case $scen in kill | partition | freeze | switchover) ;; *) die "unknown scenario '$scen'" ;; esac
     # The switchover setup is about the planned switchover only.
-    [[ $SETUP != switch || $scen == switchover ]] || continue
+    [[ $KIND != switch || $scen == switchover ]] || continue
     for ((i = 1; i <= N; i++)); do
         failover "$scen" "$i" "$master"
         master=$NEW
