@@ -27,6 +27,9 @@ pub struct Watch {
     pub hook_users: Vec<String>,
     /// How often the daemon re-checks everything even without events.
     pub reconcile_interval: Duration,
+    /// While this host holds VIPs, how often each sentinel gets a PING; one that has not answered
+    /// for three of them counts as unreachable at once. Zero: no fast heartbeats.
+    pub heartbeat: Duration,
     /// How long a VIP holder may go without reaching a majority of sentinels before it lets go;
     /// `None`: the master's `down-after-milliseconds` as its sentinels report it.
     pub minority_timeout: Option<Duration>,
@@ -48,6 +51,7 @@ impl Default for Watch {
             socket: PathBuf::from(DEFAULT_SOCKET),
             hook_users: Vec::new(),
             reconcile_interval: Bounded::<ReconcileIntervalMs>::default().millis(),
+            heartbeat: Bounded::<HeartbeatMs>::default().millis(),
             minority_timeout: None,
             announce_refresh: Bounded::<AnnounceRefreshMs>::default().millis(),
             release_on_exit: false,
@@ -65,6 +69,16 @@ impl Setting for ReconcileIntervalMs {
     const MIN: u64 = 50;
     const MAX: u64 = 60_000;
     const DEFAULT: u64 = 500;
+}
+
+/// `heartbeat_ms`.
+pub(super) enum HeartbeatMs {}
+impl Setting for HeartbeatMs {
+    const KEY: &'static str = "[watch] heartbeat_ms";
+    const MIN: u64 = 0;
+    const MAX: u64 = 1000;
+    const DEFAULT: u64 = 20;
+    const NOTE: &'static str = "0 turns fast heartbeats off; ";
 }
 
 /// `minority_timeout_ms`; when absent the sentinels' `down-after-milliseconds` applies, and the
@@ -108,6 +122,8 @@ pub(super) struct RawWatch {
     hook_users: Vec<String>,
     #[serde(default)]
     reconcile_interval_ms: Bounded<ReconcileIntervalMs>,
+    #[serde(default)]
+    heartbeat_ms: Bounded<HeartbeatMs>,
     minority_timeout_ms: Option<Bounded<MinorityTimeoutMs>>,
     #[serde(default)]
     announce_refresh_ms: Bounded<AnnounceRefreshMs>,
@@ -132,6 +148,7 @@ impl RawWatch {
             socket,
             hook_users: self.hook_users,
             reconcile_interval: self.reconcile_interval_ms.millis(),
+            heartbeat: self.heartbeat_ms.millis(),
             minority_timeout: self.minority_timeout_ms.map(|m| m.millis()),
             announce_refresh: self.announce_refresh_ms.millis(),
             release_on_exit: self.release_on_exit.unwrap_or(default.release_on_exit),

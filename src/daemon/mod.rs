@@ -84,6 +84,7 @@ struct Loop {
     metrics: Arc<Metrics>,
     held: Arc<Mutex<Vec<Held>>>,
     config: Arc<Config>,
+    fast: sentinels::Fast,
     watches: HashMap<(String, HostPort), AbortHandle>,
     local_watches: HashMap<String, AbortHandle>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
@@ -173,7 +174,12 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
 
     let access = Access::sentinels(&config)?;
     let redis_access = Access::redis(&config)?;
-    let timing = sentinels::Timing { probe: config.watch.reconcile_interval, timeout: config.sentinel_timeout };
+    let timing = sentinels::Timing {
+        probe: config.watch.reconcile_interval,
+        timeout: config.sentinel_timeout,
+        heartbeat: config.watch.heartbeat,
+    };
+    let fast: sentinels::Fast = Arc::default();
     let mut served: BTreeMap<SentinelAddr, Vec<String>> = BTreeMap::new();
     for m in config.masters.values() {
         for s in &m.sentinels {
@@ -183,7 +189,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
     let handles = served
         .into_iter()
         .map(|(s, masters)| {
-            let handle = sentinels::spawn(s.clone(), masters, access.clone(), timing, tx.clone());
+            let handle = sentinels::spawn(s.clone(), masters, access.clone(), timing, tx.clone(), fast.clone());
             (s, handle)
         })
         .collect();
@@ -227,6 +233,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         metrics,
         held,
         config: config.clone(),
+        fast,
         watches: HashMap::new(),
         local_watches: HashMap::new(),
         replies: HashMap::new(),
@@ -380,6 +387,7 @@ impl Loop {
                 }
                 Effect::Record(r) => r.emit(),
                 Effect::Metric(m) => self.metric(m),
+                Effect::Holding(h) => self.fast.store(h, std::sync::atomic::Ordering::Relaxed),
             }
         }
     }

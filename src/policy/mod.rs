@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{HostPort, Master, Mode};
+use crate::config::{HostPort, Master};
 use crate::local_redis::Role;
 use crate::network::host::HostState;
 pub use crate::network::plan::Want;
@@ -439,12 +439,10 @@ pub fn daemon(f: &Facts<'_>, memory: &Memory) -> Decision {
         };
     }
     match (&f.locality, verdict_master) {
+        // A dead Redis behind a held VIP keeps it (routed too) until the promotion, just above: its
+        // host refuses connections at once, while an address that leads nowhere leaves clients to
+        // time out (a router rate-limits its unreachables), which costs more than the wait.
         (Locality::Here, Some((addr, epoch))) if w.majority() => {
-            // A route to a Redis that refuses connections serves nobody, and a router prefers the
-            // older of two routes: withdraw it now, so that the promoted replica's route wins.
-            if f.master.mode == Mode::Routed && f.holding() && f.fresh_role(addr).is_some_and(Role::is_gone) {
-                return Decision::new(Act::Release, Reason::LocalRedisGone { redis: addr.to_string() });
-            }
             let reason =
                 Reason::NamedHere { master: addr.to_string(), epoch, answered: w.answered, configured: w.configured };
             hold(f, memory, reason, Some(addr))

@@ -164,6 +164,16 @@ pub enum Reason {
         /// What it rests on (one sentinel's word, or evidence none can forge).
         evidence: String,
     },
+    /// This host holds the VIPs for its Redis and cannot see a majority of the sentinels: its
+    /// Redis refuses writes until a majority answers again.
+    FenceOnDoubt {
+        /// The Redis fenced.
+        redis: String,
+        /// Sentinels that answered.
+        answered: usize,
+        /// Sentinels configured.
+        configured: usize,
+    },
     /// A fence that rested on one sentinel's word is confirmed by evidence no sentinel can forge.
     FenceConfirmed {
         /// The Redis fenced.
@@ -179,11 +189,7 @@ pub enum Reason {
         /// The promoted replica.
         replica: String,
     },
-    /// Routed VIPs: the Redis here refuses connections, so the route to it is withdrawn at once.
-    LocalRedisGone {
-        /// The Redis asked.
-        redis: String,
-    },
+
     /// A majority of the sentinels name the new master: the fenced Redis becomes its replica.
     Demote {
         /// The local Redis.
@@ -231,8 +237,8 @@ impl Reason {
             Reason::Demote { .. } => "demote",
             Reason::LiftFence { .. } => "lift_fence",
             Reason::FenceConfirmed { .. } => "fence_confirmed",
+            Reason::FenceOnDoubt { .. } => "fence_on_doubt",
             Reason::PromotedElsewhere { .. } => "promoted_elsewhere",
-            Reason::LocalRedisGone { .. } => "local_redis_gone",
         }
     }
 }
@@ -308,14 +314,16 @@ impl fmt::Display for Reason {
                 "the leader chose {toward}, a replica on another host ({evidence}): {redis} refuses writes for at most \
                  {bound_ms} ms, so that it acknowledges none that the failover would lose"
             ),
+            Reason::FenceOnDoubt { redis, answered, configured } => write!(
+                f,
+                "only {answered} of {configured} sentinels answer: the majority may be failing this master over, so {redis} \
+                 refuses writes until a majority answers again"
+            ),
             Reason::FenceConfirmed { redis, evidence, bound_ms } => {
                 write!(f, "the fence on {redis} is confirmed ({evidence}): it lasts up to {bound_ms} ms")
             }
             Reason::PromotedElsewhere { replica } => {
                 write!(f, "{replica}, the replica the leader chose, reports role:master itself: letting go at once")
-            }
-            Reason::LocalRedisGone { redis } => {
-                write!(f, "the Redis here at {redis} refuses connections: withdrawing the route at once")
             }
             Reason::Demote { redis, to } => write!(
                 f,

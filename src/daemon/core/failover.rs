@@ -1,21 +1,14 @@
 //! What sentinels tell of a failover in progress, weighed so that no single voice steers vipctl.
 //!
-//! The evidence rules, each with its typed reason:
+//! The evidence rules, each with its typed reason (the fence's own are in [`super::fencing`]):
 //! - An event counts only from a sentinel configured for its master, and only when it names a
 //!   replica (host and port) that a majority of the master's sentinels list ([`Core::vouched`]).
 //!   An event naming an unlisted replica waits briefly for fresh replica lists, then is dropped.
 //!   Every event is a reason to ask all sentinels again.
 //! - One sentinel's selection of another host's replica ([`Selection`]) fences this host's Redis
-//!   while the majority still names it master: a lossless switchover needs that. Resting on one
-//!   voice, the fence lasts [`single_voice_bound`] at most, well below `down-after-milliseconds`;
-//!   the fence refuses writes and stalls nothing ([`crate::fence`]), so Sentinel never sees a
-//!   healthy master as down. Evidence no sentinel can forge confirms it for [`FENCE_BOUND`]: the
-//!   chosen replica itself reporting role:master (polled here), or a majority naming a newer epoch.
-//!   It is lifted by the sentinel that started the failover (its abort), by a majority naming this
-//!   host at a newer epoch, or by its bound; it turns into a demotion when a majority names the new
-//!   master at a newer epoch.
-//! - The chosen replica reporting role:master is also what makes the holder let go at once and stay
-//!   out ([`policy::Elsewhere`]), until a majority names another master or this host at a newer
+//!   briefly; the chosen replica itself reporting role:master (polled here) confirms it.
+//! - That promotion is also what makes the holder let go at once and stay out
+//!   ([`policy::Elsewhere`]), until a majority names another master or this host at a newer
 //!   epoch, the promoted replica is seen to be no master any more, or the failover timeout passes.
 //! - Early claim polls only a vouched replica, and credentials go nowhere else.
 //! - A sentinel whose selection ends without any proof (expired, aborted, replaced by another) is
@@ -25,18 +18,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::{Core, Effect, Metric, Now};
+use super::fencing::Fence;
+use super::{Core, Effect, Now};
 use crate::config::{HostPort, SentinelAddr};
-use crate::fence::Step;
 use crate::local_redis::Role;
-use crate::policy::{self, Early, Elsewhere, Locality, Reason, RoleSeen, Verdict, Weighed};
-use crate::record::{self, Actor, Change, Record};
+use crate::policy::{self, Early, Elsewhere, Locality, RoleSeen, Verdict, Weighed};
 use crate::sentinel::events;
 
-/// How long a fence lasts once evidence no sentinel can forge confirms the failover: long enough
-/// for the sentinels to agree on the new master (a hello period or two), short enough that a
-/// failover vipctl lost track of costs seconds of refused writes, not minutes.
-pub const FENCE_BOUND: Duration = Duration::from_secs(10);
 /// How long a selection is watched for its promotion.
 pub const SELECTION_WINDOW: Duration = Duration::from_secs(15);
 /// How long an event naming a replica that the sentinels do not (yet) list waits for their lists.
@@ -44,18 +32,9 @@ const PENDING_WINDOW: Duration = Duration::from_secs(1);
 /// How often a promoted replica is asked again while the sentinels still name this host.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// Sentinel's default `failover-timeout`, when no sentinel reported one.
-const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
+pub(super) const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// How long a fence may last on one sentinel's word: a quarter of the smallest
-/// `down-after-milliseconds` the sentinels report, between 100 ms and 1 s (250 ms when none did).
-/// The leader sends `SLAVEOF NO ONE` one timer tick (≤ ~200 ms) after `+selected-slave`, and the
-/// chosen replica's own role:master then confirms the fence in a millisecond.
-pub fn single_voice_bound(w: &Weighed) -> Duration {
-    w.down_after
-        .map_or(Duration::from_millis(250), |d| (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)))
-}
-
-fn failover_timeout(w: &Weighed) -> Duration {
+pub(super) fn failover_timeout(w: &Weighed) -> Duration {
     w.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT)
 }
 
@@ -74,25 +53,6 @@ pub(super) struct Selection {
     pub promoted: bool,
 }
 
-/// The write fence on this host's Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Fence {
-    /// The Redis fenced.
-    pub redis: HostPort,
-    /// The replica the failover goes to.
-    pub toward: HostPort,
-    /// The sentinel whose selection placed it.
-    pub by: SentinelAddr,
-    /// When it was placed.
-    pub since: Instant,
-    /// The newest epoch the sentinels reported then.
-    pub epoch: u64,
-    /// When it ends unless confirmed, lifted or turned into a demotion.
-    pub until: Instant,
-    /// Evidence no sentinel can forge backs it.
-    pub confirmed: bool,
-}
-
 /// What the core follows of failovers of one master.
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -102,6 +62,11 @@ pub(super) struct State {
     pub pending: Vec<(SentinelAddr, HostPort, Instant)>,
     /// The fence on this host's Redis, when one is placed.
     pub fence: Option<Fence>,
+    /// This host's Redis, as a majority last named it master while this host held the VIPs: the
+    /// one to fence when the majority goes out of sight.
+    pub local_master: Option<HostPort>,
+    /// A fence mark a `ROLE` probe found on this Redis while this run held no fence.
+    pub stale_mark: Option<HostPort>,
     /// Replicas being polled for role:master.
     pub watching: BTreeSet<HostPort>,
     /// Sentinels not believed for this master until then.
@@ -237,7 +202,7 @@ impl Core {
         if !sel.promoted {
             let w = st.weighed.as_ref().map_or(DEFAULT_FAILOVER_TIMEOUT, failover_timeout);
             st.failover.distrusted.insert(sentinel.clone(), now + w * 2);
-            if st.failover.fence.as_ref().is_some_and(|f| f.by == *sentinel && !f.confirmed) {
+            if st.failover.fence.as_ref().is_some_and(|f| !f.confirmed) {
                 let why = format!(
                     "sentinel {sentinel}, on whose word alone it rested, ended its failover without a promotion"
                 );
@@ -267,7 +232,7 @@ impl Core {
             // The failover is off: an early claim must not hold out any longer.
             st.memory.early = Early::Idle;
         }
-        if st.failover.fence.as_ref().is_some_and(|f| f.by == *sentinel) {
+        if st.failover.fence.is_some() {
             let why = format!("the failover aborted ({kind} from sentinel {sentinel}, which started it)");
             self.fence_loses(name, sentinel, why);
         }
@@ -409,144 +374,12 @@ impl Core {
         }
     }
 
-    fn fence_rules(&mut self, name: &str, n: &Now, verdict: Option<&(HostPort, u64, bool)>) {
-        let now = n.at;
-        let w = &n.weighed;
-        let st = self.masters.get_mut(name).expect("configured");
-        let proven = st.memory.elsewhere.is_some();
-        match st.failover.fence.clone() {
-            None => {
-                let Some((redis, _, _)) = verdict.filter(|_| n.locality == Locality::Here && w.majority()) else {
-                    return;
-                };
-                let Some((by, sel)) = st.failover.selections.iter_mut().find(|(_, s)| !s.here && (proven || !s.fenced))
-                else {
-                    return;
-                };
-                sel.fenced = true;
-                let bound = if proven { FENCE_BOUND } else { single_voice_bound(w) };
-                let evidence = if proven {
-                    format!("{} reports role:master", sel.replica)
-                } else {
-                    format!("the word of sentinel {by} alone")
-                };
-                let fence = Fence {
-                    redis: redis.clone(),
-                    toward: sel.replica.clone(),
-                    by: by.clone(),
-                    since: now,
-                    epoch: w.epoch(),
-                    until: now + bound,
-                    confirmed: proven,
-                };
-                let reason = Reason::FenceWrites {
-                    redis: redis.to_string(),
-                    toward: fence.toward.to_string(),
-                    bound_ms: bound.as_millis() as u64,
-                    evidence,
-                };
-                st.failover.fence = Some(fence);
-                self.effects.push(Effect::Metric(Metric::Fence { master: name.to_string() }));
-                self.redis(name, redis.clone(), reason, vec![Step::Fence], true);
-            }
-            Some(f) => {
-                match verdict {
-                    Some((to, epoch, true)) if n.locality == Locality::Elsewhere && *epoch > f.epoch => {
-                        // Replica first, then writes again: they then meet READONLY, never an ack.
-                        st.failover.fence = None;
-                        let reason = Reason::Demote { redis: f.redis.to_string(), to: to.to_string() };
-                        self.redis(name, f.redis, reason, vec![Step::ReplicaOf(to.clone()), Step::Lift], false);
-                    }
-                    Some((_, epoch, _)) if n.locality == Locality::Here && w.majority() && *epoch > f.epoch => {
-                        self.lift(name, format!("the sentinels name this host at a newer epoch ({epoch})"));
-                    }
-                    _ if now >= f.until => {
-                        let why = if f.confirmed {
-                            tracing::warn!(
-                                "master `{name}`: the write fence ran out before a majority of the sentinels named a new master"
-                            );
-                            format!("it ran out ({} ms) before a majority named a new master", FENCE_BOUND.as_millis())
-                        } else {
-                            format!(
-                                "it rested on the word of sentinel {} alone, and nothing confirmed it within {} ms",
-                                f.by,
-                                f.until.saturating_duration_since(f.since).as_millis()
-                            )
-                        };
-                        self.lift(name, why);
-                    }
-                    _ if !f.confirmed && proven => {
-                        let fence = st.failover.fence.as_mut().expect("matched");
-                        fence.confirmed = true;
-                        fence.until = fence.since + FENCE_BOUND;
-                        let evidence =
-                            format!("{} reports role:master", st.memory.elsewhere.as_ref().expect("proven").replica);
-                        let reason = Reason::FenceConfirmed {
-                            redis: f.redis.to_string(),
-                            evidence,
-                            bound_ms: FENCE_BOUND.as_millis() as u64,
-                        };
-                        let mut r = Record::new(record::Event::Fence, Actor::Watch, name, Change::None, &reason);
-                        r.detail =
-                            Some(format!("placed {} ms before", now.saturating_duration_since(f.since).as_millis()));
-                        self.effects.push(Effect::Record(Box::new(r)));
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    /// The sentinel whose selection placed the fence takes its word back: another sentinel's live
-    /// selection of a replica elsewhere (the same failover, seen through another sentinel) keeps
-    /// the fence; otherwise it is lifted. Never a lift and a new fence at once: their steps could
-    /// reach Redis in either order.
-    fn fence_loses(&mut self, name: &str, sentinel: &SentinelAddr, why: String) {
-        let st = self.masters.get_mut(name).expect("configured");
-        let other = st.failover.selections.iter().find(|(s, sel)| *s != sentinel && !sel.here).map(|(s, _)| s.clone());
-        match (other, st.failover.fence.as_mut()) {
-            (Some(other), Some(f)) => {
-                tracing::info!("master `{name}`: the fence stays on the word of sentinel {other} ({why})");
-                f.by = other;
-            }
-            _ => self.lift(name, why),
-        }
-    }
-
-    /// Lifts the fence on this host's Redis, if one is placed.
-    fn lift(&mut self, name: &str, why: String) {
-        let st = self.masters.get_mut(name).expect("configured");
-        let Some(f) = st.failover.fence.take() else { return };
-        let reason = Reason::LiftFence { redis: f.redis.to_string(), why };
-        self.redis(name, f.redis, reason, vec![Step::Lift], false);
-    }
-
-    /// A fence mark found on this host's Redis while this run holds none and no failover is under
-    /// way: left by an earlier run (a crash) or written into redis.conf by Sentinel's CONFIG REWRITE.
-    pub(super) fn stale_fence(&mut self, name: &str, redis: HostPort) {
-        let st = self.masters.get_mut(name).expect("configured");
-        if st.failover.fence.is_some() || !st.failover.selections.is_empty() {
-            return;
-        }
-        let why = "a fence left behind by an earlier run, and no failover is under way".to_string();
-        let reason = Reason::LiftFence { redis: redis.to_string(), why };
-        self.redis(name, redis, reason, vec![Step::Lift], false);
-    }
-
-    fn redis(&mut self, name: &str, redis: HostPort, reason: Reason, steps: Vec<Step>, only_if_master: bool) {
-        if self.settings.dry_run {
-            tracing::info!("dry run: would {} on {redis} for `{name}`: {reason}", steps_text(&steps));
-            return;
-        }
-        self.effects.push(Effect::Redis { master: name.to_string(), redis, reason, steps, only_if_master });
-    }
-
     /// When the failover state wants to be looked at again.
     pub(super) fn failover_deadline(&self, name: &str) -> Option<Instant> {
         let st = &self.masters[name];
         let f = &st.failover;
         [
-            f.fence.as_ref().map(|f| f.until),
+            f.fence.as_ref().and_then(|f| f.until),
             f.selections.values().map(|s| s.at + SELECTION_WINDOW).min(),
             f.pending.iter().map(|(_, _, at)| *at + PENDING_WINDOW).min(),
             st.memory.elsewhere.as_ref().map(|e| e.until),
@@ -556,8 +389,4 @@ impl Core {
         .flatten()
         .min()
     }
-}
-
-fn steps_text(steps: &[Step]) -> String {
-    steps.iter().map(ToString::to_string).collect::<Vec<_>>().join(", then ")
 }

@@ -259,10 +259,11 @@ impl Core {
             self.decide(name, "the promoted replica answered ROLE", now);
             return;
         }
-        if seen.fenced == Some(true) && seen.role == crate::local_redis::Role::Master {
-            self.stale_fence(name, seen.addr.clone());
-        }
         let st = self.masters.get_mut(name).expect("configured");
+        if seen.fenced == Some(true) && seen.role == crate::local_redis::Role::Master && st.failover.fence.is_none() {
+            // Lifted at the next decision, if a majority names this host and no failover runs.
+            st.failover.stale_mark = Some(seen.addr.clone());
+        }
         st.roles.insert(seen.addr.clone(), seen);
         let trigger = match st.role_trigger.take() {
             Some(t) => format!("{t}; then the local Redis answered ROLE"),

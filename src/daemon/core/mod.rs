@@ -12,6 +12,7 @@
 //! credentials anywhere.
 
 mod failover;
+mod fencing;
 mod hooks;
 mod master;
 mod status;
@@ -35,7 +36,8 @@ use crate::record::{self, Record};
 use crate::resolve::{self, LookupError};
 use crate::sentinel::{Answer, MasterAddr, events};
 
-pub use failover::{FENCE_BOUND, SELECTION_WINDOW, single_voice_bound};
+pub use failover::SELECTION_WINDOW;
+pub use fencing::{FENCE_BOUND, single_voice_bound};
 use master::MasterState;
 use views::View;
 
@@ -81,6 +83,8 @@ pub enum Input {
         /// Its replica list per master, for the masters asked about them this time.
         replicas: Vec<(String, Vec<MasterAddr>)>,
     },
+    /// A sentinel answered a heartbeat: it is alive, and its last answer still stands.
+    Alive(SentinelAddr),
     /// A sentinel could not be asked (connection refused or lost, no answer in time).
     Unreachable {
         /// The sentinel.
@@ -230,6 +234,8 @@ pub enum Effect {
     Record(Box<Record>),
     /// Update a metric.
     Metric(Metric),
+    /// This host holds VIPs (`true`) or none: heartbeats to the sentinels go fast while it does.
+    Holding(bool),
 }
 
 /// A metric update.
@@ -301,6 +307,8 @@ pub struct Core {
     names: resolve::Cache,
     allowed_uids: BTreeSet<u32>,
     effects: Vec<Effect>,
+    /// [`Effect::Holding`] was said at least once.
+    told_holding: bool,
 }
 
 impl Core {
@@ -325,6 +333,7 @@ impl Core {
             names: resolve::Cache::default(),
             allowed_uids,
             effects: Vec::new(),
+            told_holding: false,
         }
     }
 
@@ -363,7 +372,17 @@ impl Core {
                 tracing::info!("following the events of sentinel {s}");
                 self.effects.push(Effect::Nudge { sentinels: vec![s], replicas: true });
             }
-            Input::EventsLost(s, why) => tracing::warn!("lost the events of sentinel {s}: {why}; reconnecting"),
+            Input::Alive(s) => {
+                if let Some(view) = self.views.get_mut(&s) {
+                    view.alive(now);
+                }
+            }
+            Input::EventsLost(s, why) => {
+                tracing::warn!("lost the events of sentinel {s}: {why}; reconnecting");
+                if let Some(view) = self.views.get_mut(&s) {
+                    view.events_lost();
+                }
+            }
             Input::Host(Ok(host)) => {
                 if self.host_error.take().is_some() {
                     tracing::info!("reading this host's addresses works again");
@@ -491,6 +510,7 @@ impl Core {
     }
 
     fn host_seen(&mut self, host: HostState) {
+        let was = self.masters.values().any(|st| st.holding);
         for (name, st) in &mut self.masters {
             let master = &self.config.masters[name];
             st.holding = master.vips.iter().any(|v| host.bound(v.addr).next().is_some());
@@ -504,6 +524,11 @@ impl Core {
             }
         }
         self.host = Some(Arc::new(host));
+        let holding = self.masters.values().any(|st| st.holding);
+        if holding != was || !self.told_holding {
+            self.told_holding = true;
+            self.effects.push(Effect::Holding(holding));
+        }
     }
 
     /// This host's addresses as last read, if they have been.

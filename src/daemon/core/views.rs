@@ -16,8 +16,11 @@ pub(super) struct View {
     answers: HashMap<String, Answer>,
     /// The replicas it listed per master, as last asked (lists are asked less often than masters).
     replicas: HashMap<String, Vec<MasterAddr>>,
-    /// When it last answered.
+    /// When it last answered (or, between answers, answered a PING while its events were followed).
     at: Option<Instant>,
+    /// Its events were followed without a break since its last answer: only then can a PING vouch
+    /// that the answer still stands.
+    valid: bool,
     /// Why it is unreachable now.
     pub down: Option<String>,
 }
@@ -33,6 +36,20 @@ impl View {
         self.answers = answers.into_iter().collect();
         self.replicas.extend(replicas);
         self.at = Some(now);
+        self.valid = true;
+    }
+
+    /// It answered a PING at `now`: its last answer still stands, unless its events were lost
+    /// since (then only a new answer counts).
+    pub fn alive(&mut self, now: Instant) {
+        if self.valid && self.down.is_none() {
+            self.at = Some(now);
+        }
+    }
+
+    /// Its events stopped: what it said may have changed unseen.
+    pub fn events_lost(&mut self) {
+        self.valid = false;
     }
 
     fn lists(&self, master: &str, replica: &HostPort) -> bool {

@@ -25,6 +25,8 @@ use crate::sentinel::{Answer, events};
 const HOP: Duration = Duration::from_micros(500);
 /// The daemon's reconcile period (address rounds, sentinel probes).
 const ROUND: Duration = Duration::from_millis(500);
+/// How long the daemon's heartbeats take to call a cut-off sentinel unreachable (3 × 20 ms).
+pub const SILENCE: Duration = Duration::from_millis(60);
 
 /// The address of host `n` (1–3) and of its Redis and sentinel.
 pub fn ip(n: u8) -> String {
@@ -229,6 +231,20 @@ impl Sim {
         }
     }
 
+    /// These sentinels stop answering (`up` false) or answer again; the daemon's heartbeats tell it
+    /// within `SILENCE` (a cut: the PINGs go unanswered; back: the next question succeeds).
+    pub fn sentinels_up(&mut self, which: &[HostPort], up: bool) {
+        for s in which {
+            self.sentinels.get_mut(s).expect("a configured sentinel").up = up;
+            if up {
+                self.answer(s);
+            } else {
+                let why = "no answer to a PING within 60 ms".to_string();
+                self.deliver(SILENCE, Input::Unreachable { sentinel: s.clone(), why });
+            }
+        }
+    }
+
     /// Kills a Redis: connections to it are refused from now on.
     pub fn kill(&mut self, r: &HostPort) {
         self.redis.get_mut(r).expect("a Redis of the world").state = Redis::Gone;
@@ -378,7 +394,7 @@ impl Sim {
                     }
                 }
                 Effect::UnwatchLocal { .. } => self.local_watch = None,
-                Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) => {}
+                Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) | Effect::Holding(_) => {}
             }
         }
     }
