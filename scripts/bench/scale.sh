@@ -5,6 +5,10 @@
 #     resident memory, and CPU time over a quiet period;
 #  2. 1,000 unrelated addresses on the interface: hook wall time and the daemon's quiet CPU, with
 #     and without them, side by side.
+# Part 1 also counts the requests each sentinel gets from the daemon per second while quiet
+# (INFO's total_commands_processed over the quiet period, less the same count over a period with
+# no daemon, which is the sentinels' own traffic). With SCALE_BASELINE=/path/to/an/older/vipctl,
+# part 1 runs each count with that binary too, side by side (same lab settings, same run).
 #
 #   scripts/bench/scale.sh [QUIET_SECONDS]      (default 20; SCALE_MASTERS="1 16 256" picks the counts)
 #
@@ -48,11 +52,29 @@ start_daemon() {
     echo $!
 }
 
+# commands N: total_commands_processed summed over the three sentinels.
+commands() {
+    local h sum=0 v
+    for h in h1 h2 h3; do
+        v=$(ip netns exec "$(ns "$h")" redis-cli -p 26379 INFO stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" {print $2}')
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
 # --- 1. many masters ---------------------------------------------------------------------------
-declare -A converge_ms rss_after cpu_quiet
+declare -A converge_ms rss_after cpu_quiet per_sentinel
 read -r -a counts <<<"${SCALE_MASTERS:-1 16 256}"
+builds=(now)
+[[ -z ${SCALE_BASELINE:-} ]] || {
+    [[ -x $SCALE_BASELINE ]] || { echo "scale.sh: SCALE_BASELINE=$SCALE_BASELINE is not an executable" >&2; exit 2; }
+    builds+=(before)
+}
+current=$vipctl
+for build in "${builds[@]}"; do
+[[ $build == now ]] && vipctl=$current || vipctl=$SCALE_BASELINE
 for n in "${counts[@]}"; do
-    new_lab "m$n"
+    new_lab "m$n-$build"
     h1=$(ns h1)
     cfg=$lab/scale.toml
     {
@@ -77,6 +99,10 @@ for n in "${counts[@]}"; do
             ip netns exec "$(ns "$h")" redis-cli -p 26379 SENTINEL MONITOR "m$i" 198.51.100.11 $((7000 + i)) 2 >/dev/null
         done
     done
+    # The sentinels' own traffic, before any daemon runs.
+    q0=$(commands)
+    sleep "$quiet"
+    own=$(($(commands) - q0))
     start=$(ms)
     pid=$(start_daemon h1 "$cfg")
     want=$((n + 1)) # every master's VIP, plus mymaster's second (IPv4 and IPv6)
@@ -86,17 +112,22 @@ for n in "${counts[@]}"; do
         ((got >= want)) && break
         sleep 0.05
     done
-    converge_ms[$n]=$(($(ms) - start))
-    ((got >= want)) || converge_ms[$n]="timeout (${got}/${want} VIPs after ${converge_ms[$n]} ms)"
+    k=$n/$build
+    converge_ms[$k]=$(($(ms) - start))
+    ((got >= want)) || converge_ms[$k]="timeout (${got}/${want} VIPs after ${converge_ms[$k]} ms)"
     sleep 2
-    rss_after[$n]=$(rss_kb "$pid")
+    rss_after[$k]=$(rss_kb "$pid")
     c0=$(cpu_ms "$pid")
+    q0=$(commands)
     sleep "$quiet"
-    cpu_quiet[$n]=$(($(cpu_ms "$pid") - c0))
-    echo "masters=$n: converged in ${converge_ms[$n]} ms; RSS ${rss_after[$n]} kB; CPU ${cpu_quiet[$n]} ms over ${quiet} s quiet" >&2
+    cpu_quiet[$k]=$(($(cpu_ms "$pid") - c0))
+    per_sentinel[$k]=$(awk -v d=$(($(commands) - q0 - own)) -v s="$quiet" 'BEGIN { printf "%.1f", d / s / 3 }')
+    echo "$build masters=$n: converged in ${converge_ms[$k]} ms; RSS ${rss_after[$k]} kB; CPU ${cpu_quiet[$k]} ms over ${quiet} s quiet; ${per_sentinel[$k]} requests/s per sentinel" >&2
     scripts/lab.sh down "$lab" >/dev/null
     lab=
 done
+done
+vipctl=$current
 
 # --- 2. 1,000 unrelated addresses --------------------------------------------------------------
 new_lab addrs
@@ -136,10 +167,15 @@ naddr=$(ip -n "$h1" -o addr show | wc -l)
 
 echo
 echo "== one daemon, many masters (lab: 3 sentinels, redis per master on h1; $(nproc) cores) =="
-printf '%-8s %-22s %-14s %s\n' masters "converge after start" "RSS" "CPU over ${quiet} s quiet"
+printf '%-8s %-8s %-22s %-14s %-24s %s\n' masters build "converge after start" "RSS" "CPU over ${quiet} s quiet" "requests/s per sentinel"
 for n in "${counts[@]}"; do
-    printf '%-8s %-22s %-14s %s\n' "$n" "${converge_ms[$n]} ms" "${rss_after[$n]} kB" "${cpu_quiet[$n]} ms"
+    for build in "${builds[@]}"; do
+        k=$n/$build
+        printf '%-8s %-8s %-22s %-14s %-24s %s\n' "$n" "$build" "${converge_ms[$k]} ms" "${rss_after[$k]} kB" \
+            "${cpu_quiet[$k]} ms ($(awk -v c="${cpu_quiet[$k]}" -v s="$quiet" 'BEGIN { printf "%.1f", c / s }') ms/s)" "${per_sentinel[$k]}"
+    done
 done
+[[ -z ${SCALE_BASELINE:-} ]] || echo "before: $("$SCALE_BASELINE" --version) ($SCALE_BASELINE)"
 echo
 echo "== 1,000 unrelated addresses on h1 ($naddr addresses in all at the end) =="
 printf '%-34s %-14s %s\n' figure "plain" "with 1,000 addresses"
