@@ -87,6 +87,9 @@ pub struct MasterStatus {
     /// The last error, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The write fence on the local Redis, when one is placed: what, why, since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
 }
 
 /// One sentinel's latest answer about a master.

@@ -72,6 +72,24 @@ pub(super) struct Fence {
     pub confirmed: bool,
 }
 
+impl Fence {
+    /// One line for `vipctl status`.
+    pub fn describe(&self, now: Instant) -> String {
+        let why = match &self.cause {
+            Cause::Selection { by, toward } => format!("sentinel {by} chose {toward}"),
+            Cause::Doubt => "no majority of the sentinels answers".to_string(),
+        };
+        let left =
+            self.until.map_or(String::new(), |u| format!(", {} ms left", u.saturating_duration_since(now).as_millis()));
+        let proof = if self.confirmed { ", confirmed" } else { "" };
+        format!(
+            "{} refuses writes for {} ms: {why}{proof}{left}",
+            self.redis,
+            now.saturating_duration_since(self.since).as_millis()
+        )
+    }
+}
+
 impl Core {
     /// Places, confirms, lifts or turns into a demotion the fence of `name`'s Redis, on what the
     /// sentinels say now. `verdict`: the newest master, its epoch, whether a majority agree.

@@ -33,6 +33,7 @@ impl Core {
                     transitions: st.transitions,
                     conflicts: st.conflicts,
                     last_error: st.last_error.clone().or_else(|| st.fence_error.clone()),
+                    fence: st.failover.fence.as_ref().map(|f| f.describe(now)),
                 }
             })
             .collect();
