@@ -39,7 +39,7 @@
 # Environment:
 #   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived
 #                     routed-bird routed-frr routed-bird-early routed-frr-early)
-#   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze switchover)
+#   BENCH_SCENARIOS   scenarios to run (default: kill partition freeze switchover partial; partial: L2 labs only)
 #   BENCH_BASELINE    an older vipctl binary for the SETUP@base setups (e.g. one built from
 #                     the previous release); required when BENCH_SETUPS has one.  Its path
 #                     and --version go into meta.txt and the report.
@@ -84,7 +84,7 @@ say() {
 N=${1:-3}
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number of failovers (got '$N')"
 read -r -a SETUPS <<<"${BENCH_SETUPS:-hook watch both early switch classic keepalived routed-bird routed-frr routed-bird-early routed-frr-early}"
-read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze switchover}"
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-kill partition freeze switchover partial}"
 OUT=${BENCH_OUT:-/tmp/vipctl-bench-$$}
 VENV=${BENCH_VENV:-/tmp/vipctl-bench-venv}
 export BENCH_QUIET_S=${BENCH_QUIET_S:-30}

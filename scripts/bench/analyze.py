@@ -43,6 +43,8 @@ SCENARIOS = [
     ("partition", "Master's host cut off at the switch, healed after the failover"),
     ("freeze", "Master's redis frozen (SIGSTOP), resumed after the failover"),
     ("switchover", "Planned switchover of a healthy master (`SENTINEL FAILOVER`; `vipctl switchover` in its column)"),
+    ("partial", "Master's host cut off from the other Redis hosts but not from its clients (`lab.sh isolate`), healed "
+                "2 s after the new master holds the VIP"),
 ]
 ROUTED_SETUPS = {"routed-bird", "routed-frr", "routed-bird-early", "routed-frr-early"}
 HOOK_SETUPS = {"hook", "both", "classic"} | ROUTED_SETUPS
@@ -652,7 +654,7 @@ def main():
         row("**lost acknowledged writes** (sum; per failover)", lambda s: count_cell(s, scen, "lost"))
         row("writes refused `READONLY` (sum; per failover)", lambda s: count_cell(s, scen, "readonly"))
         row("duplicate VIP holders, total", lambda s: cell(s, scen, "dup", digits=3))
-        if scen == "partition":
+        if scen in ("partition", "partial"):
             row("duplicate VIP holders after the heal", lambda s: cell(s, scen, "dup_heal", digits=3))
         if any_routed:
             # The addresses on lo: what the early claim must keep short (the router routes one path).

@@ -19,7 +19,10 @@
 #   @base     the same KIND with the baseline vipctl (BENCH_BASELINE) instead of VIPCTL:
 #             as the daemons, the hook, and for `vipctl claim` / `vipctl switchover`; the
 #             lab writer stays LAB_WRITER.  Not for classic or keepalived.
-#   SCENARIO  kill | partition | freeze | switchover
+#   SCENARIO  kill | partition | freeze | switchover | partial
+#             (partial, L2 lab only: the master's host loses the other Redis hosts, their
+#             sentinels and replicas, while the client still reaches it (lab.sh isolate);
+#             healed 2 s after the new master holds the VIP)
 #   OUT       results folder; this writes OUT/SETUP/ (lab.json, rows.tsv,
 #             daemons.tsv, vipctl.txt (the binary under test and its --version),
 #             the writer's output per failover, and every host's logs;
@@ -552,6 +555,7 @@ failover() {
     case $scen in
     kill) kill -KILL "$pid" ;;
     freeze) kill -STOP "$pid" ;;
+    partial) "$LABSH" isolate "$LAB" "$old" on >/dev/null ;;
     partition)
         if ((ROUTED)); then
             # The link drops every packet while both ends stay up: only BFD notices.
@@ -577,9 +581,9 @@ failover() {
     # The failover is done when another host holds the VIP and the sentinels
     # that can see it name that host (the cut-off host's sentinel cannot).
     bound=$T_FAILOVER
-    [[ $scen != partition ]] || bound=$T_PARTITION
+    [[ $scen != partition && $scen != partial ]] || bound=$T_PARTITION
     local -a askers=("${HOSTS[@]}")
-    [[ $scen != partition ]] || askers=("${others[@]}")
+    [[ $scen != partition && $scen != partial ]] || askers=("${others[@]}")
     for ((j = 0; j < 10 * bound; j++)); do
         for h in $(holders4); do
             [[ $h != "$old" ]] || continue
@@ -609,6 +613,13 @@ failover() {
     case $scen in
     kill) "$LABSH" start-redis "$LAB" "$old" >/dev/null ;;
     freeze) kill -CONT "$pid" ;;
+    partial)
+        # The setup: healed 2 s after the new master holds the VIP.
+        sleep 2
+        heal=$(now_us)
+        "$LABSH" isolate "$LAB" "$old" off >/dev/null
+        sleep "$T_HEALED"
+        ;;
     partition)
         heal=$(now_us)
         if ((ROUTED)); then
@@ -656,7 +667,7 @@ master=h1
 ((${#DAEMONS[@]} == 0)) || daemon_sample failovers-start
 ((${#SPEAKERS[@]} == 0)) || speaker_sample failovers-start
 for scen in "${SCENARIOS[@]}"; do
-    case $scen in kill | partition | freeze | switchover) ;; *) die "unknown scenario '$scen'" ;; esac
+    case $scen in kill | partition | freeze | switchover) ;; partial) ((ROUTED == 0)) || continue ;; *) die "unknown scenario '$scen'" ;; esac
     # The switchover setup is about the planned switchover only.
     [[ $KIND != switch || $scen == switchover ]] || continue
     for ((i = 1; i <= N; i++)); do
