@@ -34,6 +34,11 @@
 #   lab.sh master DIR [HOST]       print "IP PORT" of the master per sentinel
 #   lab.sh vips DIR                print the VIPs present on each host (any interface)
 #   lab.sh neigh DIR VIP           print the client's neighbour MAC for VIP
+# L2 lab only:
+#   lab.sh isolate DIR HOST on|off the partial cut: HOST (h1 h2 h3) loses every
+#                                  other Redis host (their Redis, sentinels and
+#                                  daemons) both ways, while it keeps the client
+#                                  and the switch and its link stays up
 # Routed lab only:
 #   lab.sh routes DIR              print each VIP prefix with the host(s) the
 #                                  router forwards it to ("-": none)
@@ -109,6 +114,8 @@ usage: lab.sh up DIR | down DIR | sweep [ROOT] | ns DIR HOST
        lab.sh signal-sentinel DIR HOST SIGNAL | start-sentinel DIR HOST
        lab.sh link DIR HOST up|down
        lab.sh neigh DIR VIP
+L2 lab only:
+       lab.sh isolate DIR HOST on|off
 routed lab only:
        lab.sh routes DIR | cut DIR HOST on|off | speaker DIR NODE ARGS...
 HOST: h1 h2 h3 cl sw (routed: rt instead of sw).  Callers should create labs
@@ -1623,6 +1630,54 @@ cut_neigh() {
     fi
 }
 
+# isolate DIR HOST on|off (L2 lab): the partial cut.  HOST (h1, h2 or h3)
+# loses every other Redis host, both ways: their Redis, sentinels and vipctl
+# daemons, on IPv4 and IPv6; it keeps the client and the switch, and its link
+# stays up with carrier, so the client still reaches HOST (and the VIP, where
+# it is) while the other hosts' sentinels call HOST's Redis down.  The trick
+# of "cut": for each pair (HOST, other host) each end's neighbour entries for
+# the other's addresses (IPv4, IPv6, IPv6 link-local) are pinned to a MAC no
+# interface has (nud permanent); frames are still sent, flooded by the bridge
+# as unknown unicast, and dropped by every receiver as addressed to another
+# host.  Nothing received repairs it: the kernel never replaces a permanent
+# entry on a received ARP or neighbour advertisement (gratuitous or not; only
+# "ip neigh" does), and the announcements of vipctl or of a hook concern the
+# VIP's address, whose entries are left alone.  "off" removes the pinned
+# entries between HOST and the others; the kernel resolves them again on the
+# next packet.  Not in the routed lab: there every host's traffic crosses the
+# router (see cut).
+cmd_isolate() {
+    (($# == 3)) || {
+        usage
+        exit 2
+    }
+    need_root
+    load_lab "$1"
+    ((ROUTED == 0)) || die "isolate needs the L2 lab (in the routed lab every host's traffic crosses the router; see cut)"
+    local host=$2 other ns ons addr
+    check_redis_host "$host"
+    case $3 in on | off) ;; *) die "isolate must be on or off, not '$3'" ;; esac
+    ns=$(ns_name "$LAB_ID" "$host")
+    ns_exists "$ns" || die "namespace $ns does not exist"
+    for other in "${HOSTS[@]}"; do
+        [[ $other != "$host" ]] || continue
+        ons=$(ns_name "$LAB_ID" "$other")
+        ns_exists "$ons" || die "namespace $ons does not exist"
+        # What HOST sends to the other host, and what the other host sends to HOST.
+        for addr in "$(host_ip4 "$other")" "$(host_ip6 "$other")" "$(link_local "$ons" eth0)"; do
+            cut_neigh "$3" "$ns" eth0 "$addr"
+        done
+        for addr in "$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(link_local "$ns" eth0)"; do
+            cut_neigh "$3" "$ons" eth0 "$addr"
+        done
+    done
+    if [[ $3 == on ]]; then
+        echo "$host is cut off from the other Redis hosts (it keeps the client and the switch)"
+    else
+        echo "$host reaches the other Redis hosts again"
+    fi
+}
+
 # routes DIR (routed lab): for each VIP prefix, the host(s) the router's
 # kernel forwards it to, one line each: "192.0.2.100/32 h2", or "... -" when
 # it has no route.  Read from the router's forwarding table (what packets
@@ -1769,6 +1824,7 @@ main() {
     neigh) cmd_neigh "$@" ;;
     routes) cmd_routes "$@" ;;
     cut) cmd_cut "$@" ;;
+    isolate) cmd_isolate "$@" ;;
     speaker) cmd_speaker "$@" ;;
     -h | --help | help)
         usage

@@ -48,7 +48,8 @@ fn a_master_cut_off_from_the_majority_but_not_its_clients_loses_at_most_a_few_wr
     w.stop();
     let lines = w.lines();
     let (lost, at) = lost_writes(&lines);
-    let fence = fences(&lab, "h1").into_iter().find(|r| r.s("reason_code") == "fence_on_doubt").expect("fenced on doubt");
+    let fence =
+        fences(&lab, "h1").into_iter().find(|r| r.s("reason_code") == "fence_on_doubt").expect("fenced on doubt");
     let fenced_after = record_ms(&fence).saturating_sub(cut);
     eprintln!(
         "[doubt-partial] fenced {fenced_after} ms after the cut; lost {lost} acknowledged writes; longest gap {} ms",
