@@ -142,8 +142,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
     // `status` wait, never the decisions.
     let (control_tx, mut control_rx) = mpsc::channel::<control::ControlRequest>(32);
     let listener = control::bind(&config.watch.socket)?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let own_uid = unsafe { libc::getuid() };
+    let own_uid = nix::unistd::getuid().as_raw();
     let mut allowed_uids: BTreeSet<u32> = [0, own_uid].into();
     for u in &config.watch.hook_users {
         match crate::privilege::uid_of(u) {
