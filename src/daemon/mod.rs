@@ -84,7 +84,6 @@ struct Loop {
     metrics: Arc<Metrics>,
     held: Arc<Mutex<Vec<Held>>>,
     config: Arc<Config>,
-    fast: sentinels::Fast,
     watches: HashMap<(String, HostPort), AbortHandle>,
     local_watches: HashMap<String, AbortHandle>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
@@ -178,7 +177,6 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         timeout: config.sentinel_timeout,
         heartbeat: config.watch.heartbeat,
     };
-    let fast: sentinels::Fast = Arc::default();
     let mut served: BTreeMap<SentinelAddr, Vec<String>> = BTreeMap::new();
     for m in config.masters.values() {
         for s in &m.sentinels {
@@ -188,7 +186,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
     let handles = served
         .into_iter()
         .map(|(s, masters)| {
-            let handle = sentinels::spawn(s.clone(), masters, access.clone(), timing, tx.clone(), fast.clone());
+            let handle = sentinels::spawn(s.clone(), masters, access.clone(), timing, tx.clone());
             (s, handle)
         })
         .collect();
@@ -232,7 +230,6 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         metrics,
         held,
         config: config.clone(),
-        fast,
         watches: HashMap::new(),
         local_watches: HashMap::new(),
         replies: HashMap::new(),
@@ -386,7 +383,11 @@ impl Loop {
                 }
                 Effect::Record(r) => r.emit(),
                 Effect::Metric(m) => self.metric(m),
-                Effect::Holding(h) => self.fast.store(h, std::sync::atomic::Ordering::Relaxed),
+                Effect::Heartbeats { fast } => {
+                    for (s, h) in &self.sentinels {
+                        h.fast(fast.contains(s));
+                    }
+                }
             }
         }
     }

@@ -4,8 +4,9 @@
 //! waits for a sentinel, so one that is cut off costs nothing but its own task's time.
 //!
 //! Between full questions the task sends `PING` on the same connection: every `heartbeat` while
-//! this host holds VIPs (fast, so that a holder cut off from the majority knows within about
-//! 3 × `heartbeat`, and fences its Redis), every probe period otherwise. A PING answered says the
+//! this host holds VIPs and the sentinel is on another host (fast, so that a holder cut off from
+//! the majority knows within about 3 × `heartbeat`, and fences its Redis), every probe period
+//! otherwise. A PING answered says the
 //! sentinel is alive and its last answer still stands (its events would have said otherwise);
 //! one unanswered in time makes it unreachable at once. Full answers then come on every event,
 //! nudge and reconnect, and every ten probe periods, which keeps the cost of many masters low.
@@ -48,7 +49,8 @@ impl Timing {
     }
 }
 
-/// Whether this host holds VIPs now (heartbeats are fast then); shared by every sentinel's task.
+/// Whether this sentinel's heartbeats go fast now (this host holds VIPs, and the sentinel is on
+/// another host: one on this host cannot be cut off from it).
 pub type Fast = Arc<AtomicBool>;
 
 /// Masters asked about in one pipeline.
@@ -62,6 +64,7 @@ const REPLICAS_EVERY: u32 = 10;
 pub struct Handle {
     nudge: Arc<Notify>,
     replicas: Arc<AtomicBool>,
+    fast: Fast,
 }
 
 impl Handle {
@@ -73,6 +76,11 @@ impl Handle {
         }
         self.nudge.notify_one();
     }
+
+    /// Heartbeats fast (`heartbeat_ms`) or at the probe period.
+    pub fn fast(&self, on: bool) {
+        self.fast.store(on, Ordering::Relaxed);
+    }
 }
 
 /// Starts the tasks for `sentinel`, which serves `masters`; they run until the loop is gone.
@@ -82,9 +90,9 @@ pub fn spawn(
     access: Access,
     timing: Timing,
     tx: mpsc::Sender<Input>,
-    fast: Fast,
 ) -> Handle {
-    let handle = Handle { nudge: Arc::new(Notify::new()), replicas: Arc::new(AtomicBool::new(true)) };
+    let handle =
+        Handle { nudge: Arc::new(Notify::new()), replicas: Arc::new(AtomicBool::new(true)), fast: Fast::default() };
     let following = Arc::new(AtomicBool::new(false));
     let task = Task {
         sentinel: sentinel.clone(),
@@ -94,7 +102,7 @@ pub fn spawn(
         tx: tx.clone(),
         nudge: handle.nudge.clone(),
         want_replicas: handle.replicas.clone(),
-        fast,
+        fast: handle.fast.clone(),
         following: following.clone(),
     };
     tokio::spawn(task.questions());

@@ -234,8 +234,12 @@ pub enum Effect {
     Record(Box<Record>),
     /// Update a metric.
     Metric(Metric),
-    /// This host holds VIPs (`true`) or none: heartbeats to the sentinels go fast while it does.
-    Holding(bool),
+    /// The sentinels whose heartbeats go fast (`heartbeat_ms`), the others' at the probe period:
+    /// those on other hosts while this host holds VIPs (one on this host cannot be cut off).
+    Heartbeats {
+        /// The fast ones.
+        fast: Vec<SentinelAddr>,
+    },
 }
 
 /// A metric update.
@@ -527,7 +531,10 @@ impl Core {
         let holding = self.masters.values().any(|st| st.holding);
         if holding != was || !self.told_holding {
             self.told_holding = true;
-            self.effects.push(Effect::Holding(holding));
+            let host = self.host.as_deref().expect("set above");
+            let remote = |s: &&SentinelAddr| s.ip().is_none_or(|ip| !host.is_local(ip, &self.managed));
+            let fast = if holding { self.views.keys().filter(remote).cloned().collect() } else { Vec::new() };
+            self.effects.push(Effect::Heartbeats { fast });
         }
     }
 

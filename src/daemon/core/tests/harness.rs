@@ -394,7 +394,7 @@ impl Sim {
                     }
                 }
                 Effect::UnwatchLocal { .. } => self.local_watch = None,
-                Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) | Effect::Holding(_) => {}
+                Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) | Effect::Heartbeats { .. } => {}
             }
         }
     }
