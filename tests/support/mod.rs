@@ -406,7 +406,10 @@ impl Lab {
 
     /// Starts the lab client writing INCR through `target` every 10 ms, output to a file.
     pub fn writer(&self, target: &str, duration: Duration) -> Writer {
-        let path = self.dir.join(format!("writer-{}.log", unix_ms()));
+        // Two writers started in the same millisecond must not share (and truncate) one file.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!("writer-{}-{n}.log", unix_ms()));
         let file = std::fs::File::create(&path).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("cl")])
@@ -534,6 +537,8 @@ pub fn longest_write_gap_ms(lines: &[Write]) -> u128 {
     if let Some(last) = lines.last().filter(|l| !l.ok) {
         marks.push(last.at_ms);
     }
+    // Two writers' lines, or a line cut short when a writer is stopped, need not be in order.
+    marks.sort_unstable();
     marks.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0)
 }
 

@@ -125,27 +125,36 @@ async fn switchover(
         "a majority of the sentinels name {old} (epoch {epoch}); sentinel {sentinel} will order the failover"
     ));
     let replicas = view.replicas();
-    let target = choose(&replicas, args.to.as_deref()).await?;
-    // The target's own word must agree: a replica of this very master.
-    match vouched::follows(&target, redis, ASK).await {
-        Ok(m) if m == old => {}
-        Ok(m) => {
-            return Err(Failure::transient(anyhow!(
-                "{target} says it replicates {m}, not the master {old}; not switching over to it"
-            )));
+    // The replicas Sentinel may promote: the one named (the others' priorities go to 0 for it), or
+    // every healthy one a majority list, whichever Sentinel's leader picks.
+    let candidates = choose(&replicas, args.to.as_deref()).await?;
+    for c in &candidates {
+        // Each one's own word must agree: a replica of this very master.
+        match vouched::follows(c, redis, ASK).await {
+            Ok(m) if m == old => {}
+            Ok(m) => {
+                return Err(Failure::transient(anyhow!(
+                    "{c} says it replicates {m}, not the master {old}; not switching over to it"
+                )));
+            }
+            Err(e) => return Err(Failure::transient(e.context(format!("cannot ask {c} whom it replicates")))),
         }
-        Err(e) => return Err(Failure::transient(e.context(format!("cannot ask {target} whom it replicates")))),
     }
-    t.step(format!("promoting {target}"));
+    let names = candidates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    t.step(if args.to.is_some() {
+        format!("promoting {names}")
+    } else {
+        format!("promoting one of {names}, as Sentinel picks")
+    });
 
     let mut restore: Vec<(HostPort, i64)> = Vec::new();
     if args.to.is_some() {
         // Sentinel never promotes a replica with priority 0: leave it only one choice.
-        for r in replicas.iter().filter(|r| r.addr != target && r.priority != 0) {
+        for r in replicas.iter().filter(|r| !candidates.contains(&r.addr) && r.priority != 0) {
             set_priority(&r.addr, redis, 0).await.map_err(Failure::transient)?;
             restore.push((r.addr.clone(), r.priority));
         }
-        if let Err(e) = wait_for_priorities(master, sentinels, config, &target).await {
+        if let Err(e) = wait_for_priorities(master, sentinels, config, &candidates[0]).await {
             undo(&old, redis, &restore, false).await;
             return Err(Failure::transient(e));
         }
@@ -159,11 +168,15 @@ async fn switchover(
     }
     t.step(format!("writes fenced on {old} (NOREPLICAS)"));
 
-    match wait_caught_up(&old, &target, redis, Duration::from_millis(args.catch_up_ms)).await {
-        Ok(offset) => t.step(format!("{target} caught up (offset {offset}, as {old} sees it)")),
-        Err(e) => {
-            undo(&old, redis, &restore, true).await;
-            return Err(Failure::transient(e.context("aborted; writes resume on the old master, which keeps the VIP")));
+    for c in &candidates {
+        match wait_caught_up(&old, c, redis, Duration::from_millis(args.catch_up_ms)).await {
+            Ok(offset) => t.step(format!("{c} caught up (offset {offset}, as {old} sees it)")),
+            Err(e) => {
+                undo(&old, redis, &restore, true).await;
+                return Err(Failure::transient(
+                    e.context("aborted; writes resume on the old master, which keeps the VIP"),
+                ));
+            }
         }
     }
 
@@ -178,12 +191,32 @@ async fn switchover(
     t.step("SENTINEL FAILOVER ordered");
 
     let deadline = Instant::now() + Duration::from_millis(args.timeout_ms);
-    if let Err(e) = wait_role(&target, redis, Role::Master, deadline).await {
-        undo(&old, redis, &restore, true).await;
-        return Err(Failure::transient(
-            e.context("the replica was not promoted in time; writes resume on the old master"),
-        ));
-    }
+    let target = match wait_promoted(&candidates, redis, deadline).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Sentinel may still have promoted a replica: writes on the old master would then be
+            // lost, so the fence stays unless a majority still names it, and it follows the new one.
+            let now = vouched::ask(master, sentinels, config.sentinel_timeout).await;
+            undo(&old, redis, &restore, false).await;
+            return match now.master() {
+                Some((m, e2)) if m != old && e2 > epoch => {
+                    let _ = fence::run(&old, redis, &[Step::ReplicaOf(m.clone()), Step::Lift], false, ASK).await;
+                    t.step(format!("a majority name {m} now: {old} follows it"));
+                    Err(Failure::transient(e.context(format!("Sentinel promoted {m}, not a chosen replica"))))
+                }
+                Some((m, _)) if m == old => {
+                    let _ = fence::run(&old, redis, &[Step::Lift], false, ASK).await;
+                    Err(Failure::transient(
+                        e.context("no replica was promoted in time; writes resume on the old master"),
+                    ))
+                }
+                _ => Err(Failure::transient(e.context(format!(
+                    "no replica was promoted in time and the sentinels do not agree on a master; {old} stays fenced \
+                     until they do (lift it by hand with CONFIG SET min-replicas-to-write)"
+                )))),
+            };
+        }
+    };
     t.step(format!("{target} reports role:master"));
 
     // The old master follows the new one only once a majority name it at a newer epoch: a
@@ -257,9 +290,9 @@ fn target_of(want: &str) -> (String, Option<u16>) {
     }
 }
 
-/// The replica to promote, among those a majority list: the one named, or the one Sentinel
-/// would pick.
-async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
+/// The replicas Sentinel may promote, among those a majority list: the one named, or every
+/// healthy one with a priority above 0 (Sentinel's leader picks among them).
+async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<Vec<HostPort>> {
     let usable: Vec<&Replica> = replicas.iter().filter(|r| r.ok).collect();
     match to {
         Some(want) => {
@@ -270,7 +303,7 @@ async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
             usable
                 .iter()
                 .find(|r| r.addr.ip().is_some_and(|ip| ips.contains(&ip)) && port.is_none_or(|p| p == r.addr.port))
-                .map(|r| r.addr.clone())
+                .map(|r| vec![r.addr.clone()])
                 .ok_or_else(|| {
                     Failure::permanent(anyhow!(
                         "--to {want} is not a healthy replica that a majority of the sentinels list; they list: {}",
@@ -278,14 +311,33 @@ async fn choose(replicas: &[Replica], to: Option<&str>) -> Outcome<HostPort> {
                     ))
                 })
         }
-        None => usable
-            .iter()
-            .filter(|r| r.priority > 0)
-            .min_by_key(|r| (r.priority, -r.offset))
-            .map(|r| r.addr.clone())
-            .ok_or_else(|| {
-                Failure::transient(anyhow!("the master has no healthy replica that a majority of the sentinels list"))
-            }),
+        None => {
+            let eligible: Vec<HostPort> = usable.iter().filter(|r| r.priority > 0).map(|r| r.addr.clone()).collect();
+            if eligible.is_empty() {
+                return Err(Failure::transient(anyhow!(
+                    "the master has no healthy replica that a majority of the sentinels list"
+                )));
+            }
+            Ok(eligible)
+        }
+    }
+}
+
+/// Waits until one of `candidates` reports role:master; returns it.
+async fn wait_promoted(candidates: &[HostPort], access: &Access, deadline: Instant) -> anyhow::Result<HostPort> {
+    loop {
+        for c in candidates {
+            if local_redis::ask(c, access, ASK).await == Role::Master {
+                return Ok(c.clone());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "none of {} reports role:master",
+                candidates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -173,6 +173,10 @@ pub async fn follows(replica: &HostPort, access: &Access, timeout: Duration) -> 
 pub async fn caught_up(old: &HostPort, replica: &HostPort, access: &Access, within: Duration) -> anyhow::Result<i64> {
     let deadline = std::time::Instant::now() + within;
     let mut con = access.connect(old, within).await.map_err(|e| anyhow!("{old}: {}", crate::access::describe(&e)))?;
+    // Every write is in the stream by now (the fence is up): this offset is what the replica must
+    // have. Later bytes are vipctl's own PUBLISH and the REPLCONF GETACK the WAIT makes the master
+    // send, which a replica's acknowledgement never counts.
+    let mut want = None;
     loop {
         let info: Value = redis::cmd("INFO").arg("replication").query_async(&mut con).await?;
         let info = info_text(info)?;
@@ -180,6 +184,7 @@ pub async fn caught_up(old: &HostPort, replica: &HostPort, access: &Access, with
         if own < 0 {
             bail!("{old} did not report its replication offset");
         }
+        let own = *want.get_or_insert(own);
         if let Some(got) = theirs.filter(|g| *g >= own) {
             return Ok(got);
         }
