@@ -49,6 +49,11 @@
 #                     against the min-replicas-to-write fence on a healthy master) into the
 #                     report's "Fences" section; 0: skip it
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
+#   BENCH_SOAK_ROUNDS rounds of the fault soak, scripts/bench/soak.sh, both movers (default 40;
+#                     0: skip); BENCH_SOAK_SEED its seed (default 1)
+#   BENCH_QUIET_MIN   minutes of scripts/bench/quiet.sh, no faults at all (default 10; 0: skip)
+#   BENCH_SCALE       master counts for scripts/bench/scale.sh 10 (default "1 256"; empty: skip);
+#                     with BENCH_BASELINE it runs that build too
 #   BENCH_OUT         where the raw logs and rows go (default /tmp/vipctl-bench-PID; kept)
 #   BENCH_DOC         the report to write (default docs/BENCHMARKS.md)
 #   BENCH_PNG         the timeline chart to write (default docs/failover-timeline.png)
@@ -256,6 +261,32 @@ else
     echo "fence: not run (BENCH_FENCE=0)" >>"$OUT/meta.txt"
 fi
 
+# The long fault soak (both movers, one seeded sequence), a long run without faults, and the
+# scale figures: scripts of their own, each into a section appended to the report.
+extra_failed=()
+extra() {
+    local name=$1
+    shift
+    say "$name ($*)"
+    if "$@" >"$OUT/$name.md.tmp" 2>"$OUT/$name.err"; then
+        mv -f -- "$OUT/$name.md.tmp" "$OUT/$name.md"
+    else
+        warn "$name failed (see $OUT/$name.err): $(tail -n 3 "$OUT/$name.err" | tr '\n' ' ')"
+        extra_failed+=("$name")
+    fi
+}
+export VIPCTL LAB_WRITER
+if ((${BENCH_SOAK_ROUNDS:-40} > 0)); then
+    SOAK_OUT=$OUT/soak/report.md extra soak "$REPO/scripts/bench/soak.sh" "${BENCH_SOAK_ROUNDS:-40}" "${BENCH_SOAK_SEED:-1}"
+    [[ ! -f $OUT/soak/report.md ]] || cp -f -- "$OUT/soak/report.md" "$OUT/soak.md"
+fi
+if ((${BENCH_QUIET_MIN:-10} > 0)); then
+    extra quiet "$REPO/scripts/bench/quiet.sh" "${BENCH_QUIET_MIN:-10}"
+fi
+if [[ -n ${BENCH_SCALE-1 256} ]]; then
+    SCALE_MASTERS=${BENCH_SCALE-1 256} SCALE_BASELINE=${BENCH_BASELINE:-} extra scale "$REPO/scripts/bench/scale.sh" 10
+fi
+
 runtime=$((SECONDS - T0))
 echo "runtime: $((runtime / 60)) min $((runtime % 60)) s (N=$N)" >>"$OUT/meta.txt"
 ((${#failed[@]} == 0)) || echo "failed setups: ${failed[*]} (their tables hold what was measured before the failure)" >>"$OUT/meta.txt"
@@ -264,6 +295,24 @@ DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
 PNG=${BENCH_PNG:-docs/failover-timeline.png}
 mkdir -p "$(dirname "$DOC")" "$(dirname "$PNG")"
 "$VENV/bin/python" "$REPO/scripts/bench/analyze.py" "$OUT" "$N" "$DOC" "$PNG"
+{
+    if [[ -f $OUT/soak.md ]]; then
+        printf '\n## Fault soak (`scripts/bench/soak.sh %s %s`)\n\n' "${BENCH_SOAK_ROUNDS:-40}" "${BENCH_SOAK_SEED:-1}"
+        # Its own title line is this section's heading.
+        tail -n +2 "$OUT/soak.md" | sed 's/^## /### /'
+    fi
+    if [[ -f $OUT/quiet.md ]]; then
+        printf '\n## No faults (`scripts/bench/quiet.sh %s`)\n\n' "${BENCH_QUIET_MIN:-10}"
+        cat "$OUT/quiet.md"
+    fi
+    if [[ -f $OUT/scale.md ]]; then
+        printf '\n## Scale (`SCALE_MASTERS="%s" scripts/bench/scale.sh 10`%s)\n\n```\n' "${BENCH_SCALE-1 256}" \
+            "${BENCH_BASELINE:+, SCALE_BASELINE: the baseline build}"
+        cat "$OUT/scale.md"
+        printf '```\n'
+    fi
+} >>"$DOC"
 say "wrote $DOC and $PNG (raw logs in $OUT); total $((runtime / 60)) min $((runtime % 60)) s"
 ((${#failed[@]} == 0)) || die "setups failed: ${failed[*]}"
 ((fence_failed == 0)) || die "scripts/bench/fence.sh failed (see $OUT/fence.err)"
+((${#extra_failed[@]} == 0)) || die "failed: ${extra_failed[*]} (see their .err files in $OUT)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, the lab tests (three Redis hosts
 # in network namespaces with real redis-server and redis-sentinel), then, as root, the Debian
-# package (built, installed, checked, used in a lab failover, purged) and a fuzz smoke run.
+# package (built, installed, checked, used in a lab failover, purged), a fuzz smoke run and a
+# short fault soak (every kind of fault once, scripts/bench/soak.sh, strict).
 # VIPCTL_QUICK=1 stops after the lab tests. Arguments go to the test binaries (e.g. a name filter).
 #
 # The lab tests are #[ignore]d (they need root). As root this installs what is missing (Debian
@@ -66,8 +67,16 @@ if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
     scripts/package-test.sh "$deb"
     echo "== fuzz smoke (${VIPCTL_FUZZ_SECONDS:-10} s per target)"
     scripts/fuzz.sh "${VIPCTL_FUZZ_SECONDS:-10}"
+    # Every kind of fault once, in an order drawn from a seed that changes from run to run (it is
+    # printed first: SOAK_SEED=N replays a run). Strict: every round converges, no acknowledged
+    # write is lost but in a partial cut, and at most 10 there.
+    seed=${SOAK_SEED:-$(date +%s)}
+    echo "== fault soak: vipctl, ${VIPCTL_SOAK_ROUNDS:-12} rounds, seed $seed (scripts/bench/soak.sh)"
+    tdir=${CARGO_TARGET_DIR:-target}
+    SOAK_STRICT=1 SOAK_MOVERS=vipctl VIPCTL=$tdir/release/vipctl LAB_WRITER=$tdir/debug/examples/lab_writer \
+        SOAK_OUT="/tmp/vipctl-test-soak-$$/report.md" scripts/bench/soak.sh "${VIPCTL_SOAK_ROUNDS:-12}" "$seed"
 else
-    echo "test.sh: packaging and fuzz stages SKIPPED (need root; VIPCTL_QUICK=1 skips them on purpose)" >&2
+    echo "test.sh: packaging, fuzz and soak stages SKIPPED (need root; VIPCTL_QUICK=1 skips them on purpose)" >&2
 fi
 
 if ((${#lab_args[@]} == 0)); then not_root_banner; fi

@@ -85,9 +85,18 @@ def fmt_s(us):
 
 def make_plan(rounds, seed, kinds):
     """The seeded sequence: per round a kind and one number in [0, 1) that picks
-    among what exists at run time (which replica, which sentinel asks)."""
+    among what exists at run time (which replica, which sentinel asks). Kinds are
+    dealt like cards: every kind once, in a seeded order, before any repeats, so
+    that a run of len(kinds) rounds tries each fault."""
     rng = random.Random(seed)
-    return [{"round": i, "kind": rng.choice(kinds), "pick": rng.random()} for i in range(1, rounds + 1)]
+    deck = []
+    plan = []
+    for i in range(1, rounds + 1):
+        if not deck:
+            deck = list(kinds)
+            rng.shuffle(deck)
+        plan.append({"round": i, "kind": deck.pop(), "pick": rng.random()})
+    return plan
 
 
 def parse_kinds(args):

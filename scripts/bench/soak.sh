@@ -36,8 +36,9 @@
 #   daemon-kill     SIGKILL of it, a new one started (both n/a for classic)
 #   vip-del         the VIP deleted by hand on the master's host (ip addr del);
 #                   nobody puts it back but the mover
-# The seed draws a kind per round (random.Random(SEED).choice over the kinds
-# in the order given) and a number that picks among what exists at run time
+# The seed deals the kinds like cards (every kind once, in a seeded order,
+# before any repeats; so 12 rounds try every fault) and draws a number per
+# round that picks among what exists at run time
 # (which replica is cut, which sentinel is asked): the same seed gives both
 # movers, and any replay, the same sequence.
 #
