@@ -37,6 +37,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo build --examples (the lab's writer and rogue sentinel)"
+# `cargo test` builds an example with `test = true` only as a test harness, not as the plain binary
+# the lab tests run, so build them explicitly (a clean clone has neither).
+cargo build --examples --locked
 echo "== cargo test (unit, property and lab tests)"
 results=$(mktemp /tmp/vipctl-test-results.XXXXXX)
 trap 'rm -f "$results"' EXIT
