@@ -7,7 +7,8 @@
 # missing and we are not root; 3 cargo is missing or too old (the system
 # packages are still installed first).
 #
-# Debian packages: redis-server redis-sentinel redis-tools iproute2
+# Debian packages: redis-server redis-sentinel redis-tools iproute2 debootstrap and patchelf
+# (Debian 13's servers for the lab, scripts/servers.sh), systemd-container (systemd-nspawn)
 # util-linux procps openssl libcap2-bin (setcap, for the test of a capable binary),
 # bird2 and frr (the BGP speakers of the routed lab, LAB_ROUTED=1).  The lab
 # runs its own redis, BIRD and FRR processes inside network namespaces, so a
@@ -27,6 +28,9 @@ readonly MIN_RUST_MINOR=85
 # that is not part of an essential package, and the C++ compiler that
 # scripts/fuzz.sh needs (libfuzzer-sys builds libFuzzer from C++ source).
 readonly -a NEEDS=(
+    debootstrap:debootstrap
+    patchelf:patchelf
+    systemd-nspawn:systemd-container
     redis-server:redis-server
     redis-sentinel:redis-sentinel
     redis-cli:redis-tools

@@ -141,6 +141,10 @@ Environment for "up":
                   instead of addresses (announce-hostnames, resolve-hostnames)
   LAB_REPLICA_CONF  lines appended to the replicas' redis.conf (e.g. a
                   rename-command that makes a promotion fail)
+  LAB_SERVER      the server build: redis7 (Debian 12's redis 7.0, the
+                  default), valkey8 (Debian 13's valkey 8.1) or redis8
+                  (Debian 13's redis 8.0); scripts/servers.sh builds and
+                  caches Debian 13's on first use
 EOF
 }
 
@@ -370,10 +374,7 @@ redis_pid() {
     pid=$(cat "$dir/$host/$kind.pid" 2>/dev/null) || return 1
     pid_is_ours "$dir" "$pid" || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    case $kind in
-    redis) [[ $comm == redis-server ]] || return 1 ;;
-    sentinel) [[ $comm == redis-sentinel ]] || return 1 ;;
-    esac
+    [[ $comm == "$(kind_comm "$kind")" ]] || return 1
     echo "$pid"
 }
 
@@ -465,6 +466,40 @@ load_lab() {
     # "l2" or "routed bird|frr"; labs from before the routed lab have none.
     [[ ! -f $LAB_DIR/mode ]] || read -r -a mode <"$LAB_DIR/mode"
     set_mode "${mode[@]}"
+    load_server "$LAB_DIR"
+}
+
+# pick_server: SERVER_NAME, SERVER_BIN and SENTINEL_BIN from LAB_SERVER
+# (scripts/servers.sh knows the builds).
+pick_server() {
+    local servers
+    servers=$(dirname "${BASH_SOURCE[0]}")/servers.sh
+    SERVER_NAME=${LAB_SERVER:-redis7}
+    SERVER_BIN=$("$servers" bin "$SERVER_NAME" server) || die "LAB_SERVER=$SERVER_NAME: no server binary (see above)"
+    SENTINEL_BIN=$("$servers" bin "$SERVER_NAME" sentinel) || die "LAB_SERVER=$SERVER_NAME: no sentinel binary (see above)"
+}
+
+# load_server DIR: the server build a lab was made with (labs from before
+# LAB_SERVER have no DIR/server: Debian 12's redis from PATH).
+load_server() {
+    if [[ -f $1/server ]]; then
+        { read -r SERVER_NAME && read -r SERVER_BIN && read -r SENTINEL_BIN; } <"$1/server" ||
+            die "corrupt $1/server"
+    else
+        SERVER_NAME=redis7 SERVER_BIN=redis-server SENTINEL_BIN=redis-sentinel
+    fi
+}
+
+# kind_bin KIND -> the binary of KIND (redis or sentinel); kind_comm KIND ->
+# the name the kernel shows for it (/proc/PID/comm: 15 characters at most).
+kind_bin() {
+    if [[ $1 == redis ]]; then echo "$SERVER_BIN"; else echo "$SENTINEL_BIN"; fi
+}
+kind_comm() {
+    local b
+    b=$(kind_bin "$1")
+    b=${b##*/}
+    echo "${b:0:15}"
 }
 
 # rcli NS IP PORT ARGS...: redis-cli inside a namespace, bounded in time.
@@ -512,6 +547,9 @@ teardown() {
         warn "corrupt id in $dir/id; not touching it"
         return 1
     }
+
+    # Which processes are the lab's servers depends on the build it ran.
+    if [[ -f $dir/server || -z ${SERVER_BIN:-} ]]; then load_server "$dir"; fi
 
     # Test helpers first (vipctl daemon, writer), then sentinels so no
     # failover or hook starts while the redis servers go away, then redis.
@@ -614,10 +652,7 @@ close_inherited_fds() {
 spawn_daemon() {
     local dir=$1 host=$2 kind=$3 conf=$4 ns bin
     ns=$(ns_name "$LAB_ID" "$host")
-    case $kind in
-    redis) bin=redis-server ;;
-    sentinel) bin=redis-sentinel ;;
-    esac
+    bin=$(kind_bin "$kind")
     rm -f -- "$dir/$host/$kind.pid"
     if ! (
         close_inherited_fds
@@ -690,7 +725,13 @@ write_sentinel_conf() {
     {
         echo "# redis-sentinel for lab host $host (written by lab.sh; sentinel rewrites it)"
         echo "port $SENTINEL_PORT"
-        echo "bind $ip 127.0.0.1"
+        # Names resolve to both families (lab_etc), and Sentinel may pick either: with names the
+        # sentinels must be reachable over IPv6 too.
+        if [[ ${LAB_HOSTNAMES:-0} == 1 ]]; then
+            echo "bind $ip $(host_ip6 "$host") 127.0.0.1"
+        else
+            echo "bind $ip 127.0.0.1"
+        fi
         echo "protected-mode no"
         echo "daemonize yes"
         echo "pidfile $dir/$host/sentinel.pid"
@@ -1238,6 +1279,7 @@ cmd_up() {
     *) die "LAB_ROUTED must be 0 or 1 (got '$LAB_ROUTED')" ;;
     esac
     need_tools
+    pick_server
     local dir id i host t0 deadline owner owner_start
     t0=$(now_ms)
     dir=$(abs_dir "$1")
@@ -1293,6 +1335,7 @@ cmd_up() {
     : >"$dir/extra.pids"
     # start-redis needs the same environment later.
     echo "$LAB_CONFIG" >"$dir/config.path"
+    printf '%s\n' "$SERVER_NAME" "$SERVER_BIN" "$SENTINEL_BIN" >"$dir/server"
 
     build_network
 
@@ -1474,9 +1517,9 @@ cmd_exec() {
 # signal_instance KIND DIR HOST SIGNAL: sends SIGNAL to HOST's redis-server
 # (KIND redis) or redis-sentinel (KIND sentinel), by recorded PID.
 signal_instance() {
-    local kind=$1 sig=${4^^} pid name=redis-sentinel
-    [[ $kind != redis ]] || name=redis-server
+    local kind=$1 sig=${4^^} pid name
     load_lab "$2"
+    name=$(kind_comm "$kind")
     check_redis_host "$3"
     pid=$(redis_pid "$LAB_DIR" "$3" "$kind") ||
         die "$name on $3 is not running (pidfile $LAB_DIR/$3/$kind.pid is missing or stale)"
@@ -1487,9 +1530,9 @@ signal_instance() {
 # start_instance KIND DIR HOST: starts HOST's redis-server or redis-sentinel
 # again with its own config file and waits (bounded) for its pidfile.
 start_instance() {
-    local kind=$1 host=$3 deadline name=redis-sentinel
-    [[ $kind != redis ]] || name=redis-server
+    local kind=$1 host=$3 deadline name
     load_lab "$2"
+    name=$(kind_comm "$kind")
     check_redis_host "$host"
     if redis_pid "$LAB_DIR" "$host" "$kind" >/dev/null; then
         die "$name on $host is already running"
@@ -1524,12 +1567,12 @@ cmd_start_redis() {
     for ((i = 0; i < 50; i++)); do
         out=$(rcli "$(ns_name "$LAB_ID" "$host")" "$(host_ip4 "$host")" "$REDIS_PORT" PING) || out=
         [[ $out != PONG ]] || {
-            echo "started redis-server on $host (pid $(<"$LAB_DIR/$host/redis.pid"))"
+            echo "started $(kind_comm redis) on $host (pid $(<"$LAB_DIR/$host/redis.pid"))"
             return 0
         }
         sleep 0.1
     done
-    die "redis-server on $host does not answer PING"
+    die "$(kind_comm redis) on $host does not answer PING"
 }
 
 # signal-sentinel DIR HOST SIGNAL: e.g. STOP/CONT to make a sentinel
@@ -1552,7 +1595,7 @@ cmd_start_sentinel() {
     }
     need_root
     start_instance sentinel "$1" "$2"
-    echo "started redis-sentinel on $2 (pid $(<"$LAB_DIR/$2/sentinel.pid"))"
+    echo "started $(kind_comm sentinel) on $2 (pid $(<"$LAB_DIR/$2/sentinel.pid"))"
 }
 
 # link DIR HOST up|down: plug or pull HOST's cable, i.e. its port on the

@@ -26,6 +26,7 @@ readonly ROOT
 readonly MAX_EXPOSURE=${VIPCTL_MAX_EXPOSURE:-2.0}
 readonly UNIT=/usr/lib/systemd/system/vipctl-watch.service
 readonly DROPIN=/usr/lib/systemd/system/redis-sentinel.service.d/vipctl.conf
+readonly VALKEY_DROPIN=/usr/lib/systemd/system/valkey-sentinel.service.d/vipctl.conf
 readonly CONFFILE=/etc/vipctl/vipctl.toml
 # The real binary (and the hook's path in sentinel.conf); /usr/bin/vipctl is a symlink to it.
 readonly LIBEXEC_DIR=/usr/libexec/vipctl
@@ -192,6 +193,7 @@ readonly FILES=(
     "/usr/share/fish/vendor_completions.d/vipctl.fish 644 root:root"
     "$UNIT 644 root:root"
     "$DROPIN 644 root:root"
+    "$VALKEY_DROPIN 644 root:root"
     "/usr/share/doc/vipctl/README.md 644 root:root"
     "/usr/share/doc/vipctl/CHANGELOG.md 644 root:root"
     "/usr/share/doc/vipctl/copyright 644 root:root"
@@ -461,11 +463,13 @@ else
             ok "systemd-analyze verify $sentinel_unit + $DROPIN$( ((strict)) || echo ' (unit from the redis-sentinel .deb; only drop-in messages judged)')"
         fi
     fi
-    if [[ $(grep -vE '^\s*(#|$)' "$DROPIN" | tr -d ' ') == $'[Service]\nExecPaths=/usr/libexec/vipctl/' ]]; then
-        ok "the drop-in only adds ExecPaths=/usr/libexec/vipctl/ (a folder: survives upgrades)"
-    else
-        fail "the drop-in is not just ExecPaths=/usr/libexec/vipctl/: $(grep -vE '^\s*(#|$)' "$DROPIN" | tr '\n' ' ')"
-    fi
+    for d in "$DROPIN" "$VALKEY_DROPIN"; do
+        if [[ $(grep -vE '^\s*(#|$)' "$d" | tr -d ' ') == $'[Service]\nExecPaths=/usr/libexec/vipctl/' ]]; then
+            ok "$d only adds ExecPaths=/usr/libexec/vipctl/ (a folder: survives upgrades)"
+        else
+            fail "$d is not just ExecPaths=/usr/libexec/vipctl/: $(grep -vE '^\s*(#|$)' "$d" | tr '\n' ' ')"
+        fi
+    done
 
     sec=$(cd "$WORK" && { SYSTEMD_LOG_COLOR=0 timeout 60 systemd-analyze security --no-pager --offline=yes "$UNIT" 2>&1 || true; })
     score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' <<<"$sec")
@@ -686,7 +690,7 @@ for entry in "${FILES[@]}" "${SYMLINKS[@]}"; do
     read -r path _ <<<"$entry"
     [[ -e $path || -L $path ]] && left+=("$path")
 done
-for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentinel.service.d /var/log/vipctl "$LIBEXEC_DIR"; do
+for d in /etc/vipctl /usr/share/doc/vipctl /usr/lib/systemd/system/redis-sentinel.service.d /usr/lib/systemd/system/valkey-sentinel.service.d /var/log/vipctl "$LIBEXEC_DIR"; do
     [[ -e $d ]] && left+=("$d")
 done
 if ((${#left[@]} == 0)); then ok "every packaged file is gone, the conffile included"; else fail "left after purge: ${left[*]}"; fi

@@ -65,6 +65,25 @@ if ((rc != 0)); then
     exit "$rc"
 fi
 
+# The lab tests again against Debian 13's servers (scripts/servers.sh builds and caches them on
+# first use): every tests/lab_*.rs binary, each test as above. VIPCTL_SERVERS picks the builds
+# ("" skips the stage).
+if [[ $(id -u) -eq 0 ]]; then
+    for server in ${VIPCTL_SERVERS-valkey8 redis8}; do
+        echo "== lab tests against $server: $(scripts/servers.sh version "$server")"
+        mapfile -t labs < <(cd tests && ls lab_*.rs | sed 's/\.rs$//')
+        lab_tests=()
+        for t in "${labs[@]}"; do lab_tests+=(--test "$t"); done
+        LAB_SERVER=$server cargo test --locked --no-fail-fast "${lab_tests[@]}" -- --nocapture --include-ignored "$@" \
+            2>&1 | sed -u "s/^test \(.*\) \.\.\. /test [$server] \1 ... /" | tee -a "$results" || rc=$?
+        if ((rc != 0)); then
+            echo "test.sh: the lab tests against $server failed (exit $rc); packaging and fuzz stages not run" >&2
+            summary
+            exit "$rc"
+        fi
+    done
+fi
+
 if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
     echo "== package: build the .deb, install it, check it, run a lab failover with it, purge it"
     deb=$(scripts/package.sh | tail -n 1)

@@ -53,8 +53,9 @@ impl fmt::Display for Role {
 pub fn from_reply(reply: &redis::RedisResult<Value>) -> Role {
     match reply {
         Ok(Value::Array(items)) => match items.first() {
-            Some(Value::BulkString(b)) if b == b"master" => Role::Master,
-            Some(Value::SimpleString(s)) if s == "master" => Role::Master,
+            // "primary": Valkey's newer wording, should a server answer with it (8.1 says "master").
+            Some(Value::BulkString(b)) if b == b"master" || b == b"primary" => Role::Master,
+            Some(Value::SimpleString(s)) if s == "master" || s == "primary" => Role::Master,
             _ => Role::Replica,
         },
         Ok(other) => Role::Unknown(format!("unexpected reply {other:?}")),

@@ -26,6 +26,23 @@ fn units(dir: &Path, with_dropin: bool) -> PathBuf {
     d
 }
 
+/// Debian 13's valkey-sentinel.service, its sandbox lines as shipped (valkey-sentinel 8.1.1).
+const DEBIAN13_VALKEY_UNIT: &str = "[Unit]\nDescription=Advanced key-value store\n[Service]\nType=notify\nUser=valkey\nGroup=valkey\nProtectSystem=strict\nCapabilityBoundingSet=\nNoNewPrivileges=true\nPrivateUsers=true\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nNoExecPaths=/\nExecPaths=/usr/bin/valkey-sentinel /usr/lib /lib\n";
+
+/// A unit folder with only valkey-sentinel.service and the packaged drop-in (pointed at the binary
+/// under test).
+fn valkey_units(dir: &Path) -> PathBuf {
+    let d = dir.join("units-valkey");
+    std::fs::create_dir_all(d.join("valkey-sentinel.service.d")).unwrap();
+    std::fs::write(d.join("valkey-sentinel.service"), DEBIAN13_VALKEY_UNIT).unwrap();
+    std::fs::write(
+        d.join("valkey-sentinel.service.d/vipctl.conf"),
+        format!("[Service]\nExecPaths={}\n", vipctl_bin().display()),
+    )
+    .unwrap();
+    d
+}
+
 struct Doctor<'a> {
     lab: &'a Lab,
     sentinel_conf: PathBuf,
@@ -111,6 +128,23 @@ fn doctor_finds_each_broken_thing() {
     )
     .unwrap();
     d.reports(&["--config", lo.to_str().unwrap()], "no address of its own in the subnet");
+    // A Valkey host: Debian 13's valkey-sentinel.service runs sentinel as `valkey`. Without
+    // hook_users the daemon serves the unit's user; a hook_users that leaves it out is named.
+    let valkey = valkey_units(&lab.dir);
+    let (code, v) = d.run(&["--unit-dir", valkey.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "a Valkey host with the drop-in and no hook_users: {v:#}");
+    let oks: Vec<&str> = v["checks"].as_array().unwrap().iter().filter_map(|c| c["check"].as_str()).collect();
+    assert!(
+        oks.iter().any(|c| c.contains("serves `valkey`, the user of valkey-sentinel.service")),
+        "no check names the valkey user: {v:#}"
+    );
+    assert!(oks.iter().any(|c| c.contains("valkey-sentinel.service lets sentinel execute")), "{v:#}");
+    let redis_only = lab.config_with("redis-only.toml", "[watch]\nhook_users = [\"redis\"]\n");
+    d.reports(
+        &["--unit-dir", valkey.to_str().unwrap(), "--config", redis_only.to_str().unwrap()],
+        "runs sentinel as `valkey`, which [watch] hook_users (redis) does not list",
+    );
+
     // A sentinel that does not answer.
     assert!(lab.sh(&["signal-sentinel", "h3", "STOP"]).status.success());
     d.reports(&[], "sentinel 198.51.100.13:26379 unreachable");

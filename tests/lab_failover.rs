@@ -10,7 +10,21 @@ use support::*;
 #[test]
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn kill_master_moves_vip_and_corrects_client_caches() {
-    let lab = Lab::up("failover", LabOptions { hook: true, ..LabOptions::default() });
+    kill_master("failover", false);
+}
+
+#[test]
+#[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
+fn with_announced_host_names_the_vip_follows_a_failover() {
+    // resolve-hostnames and announce-hostnames: the hook's arguments and +switch-master carry
+    // hN.lab, resolved through each lab host's own /etc/netns/NS/hosts.
+    kill_master("failover-names", true);
+}
+
+fn kill_master(name: &str, hostnames: bool) {
+    let lab = Lab::up(name, LabOptions { hook: true, hostnames, ..LabOptions::default() });
+    // One announcement round: the hook's record then times its decision, its bind and one round.
+    std::fs::copy(lab.config_with("one-round.toml", "[announce]\nrounds = 1\n"), lab.config()).unwrap();
 
     // Initial claim by hand, as an operator does once.
     let out = lab.vipctl("h1", &["claim"]);
@@ -34,9 +48,10 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
     assert!(out.status.success(), "kill-redis: {}", text(&out));
 
     let new_master = lab.wait("sentinel to promote a replica", Duration::from_secs(30), || {
-        lab.master().filter(|m| m != lab.ip_of("h1")).and_then(|m| lab.host_of(&m))
+        lab.master().and_then(|m| lab.host_of(&m).map(str::to_string)).filter(|h| h != "h1")
     });
-    eprintln!("[failover] sentinel promoted {new_master} after {} ms", unix_ms() - fault_ms);
+    let new_master = new_master.as_str();
+    eprintln!("[{name}] sentinel promoted {new_master} after {} ms", unix_ms() - fault_ms);
 
     // The VIP ends on the new master and nowhere else (h1's own sentinel runs the hook as observer).
     lab.wait("VIPs on the new master only", Duration::from_secs(15), || {
@@ -63,7 +78,7 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
     let gap = longest_write_gap_ms(&lines);
     let (lost, regressions) = lost_writes(&lines);
     eprintln!(
-        "[failover] {before} writes before the fault; VIP moved {} ms after it; first write after the move at +{} ms; \
+        "[{name}] {before} writes before the fault; VIP moved {} ms after it; first write after the move at +{} ms; \
          longest gap between successful writes {gap} ms; {lost} acknowledged write(s) lost",
         moved_ms - fault_ms,
         first_ok - fault_ms
@@ -94,6 +109,24 @@ fn kill_master_moves_vip_and_corrects_client_caches() {
     };
     lab.wait("the new master's hook to log its claim", Duration::from_secs(5), || hook_did(new_master, "claim"));
     lab.wait("the old master's hook to log its release", Duration::from_secs(5), || hook_did("h1", "release"));
+    let claim = lab
+        .hook_records(new_master)
+        .into_iter()
+        .find(|r| r.s("actor") == "hook" && r.is("claim") && r.ok())
+        .expect("the claim record");
+    eprintln!(
+        "[{name}] the new master's hook took {} ms: asked the sentinels, bound the VIPs, one announcement round",
+        claim.f("elapsed_ms").unwrap_or(f64::NAN)
+    );
+    if hostnames {
+        // The test is only worth something if Sentinel really passed names.
+        // The leader runs the hook before it announces +switch-master: wait for the line.
+        let switch = lab.wait("+switch-master in the new master's sentinel log", Duration::from_secs(10), || {
+            let log = std::fs::read_to_string(lab.dir.join(new_master).join("sentinel.log")).unwrap_or_default();
+            log.lines().find(|l| l.contains("+switch-master")).map(str::to_string)
+        });
+        assert!(switch.contains("h1.lab 6379") && switch.contains(&format!("{new_master}.lab 6379")), "{switch:?}");
+    }
     // No hook failed, and Sentinel saw no script error or timeout.
     for h in lab.hosts() {
         let failed: Vec<Rec> = lab.hook_records(h).into_iter().filter(|r| !r.ok()).collect();

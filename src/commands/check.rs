@@ -196,7 +196,45 @@ async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
 
     check_sentinel_confs(c, &config, opts);
     check_units(c, opts);
+    check_hook_users(c, &config, opts);
     Ok(())
+}
+
+fn unit_dirs(opts: &Args) -> Vec<PathBuf> {
+    if opts.unit_dir.is_empty() {
+        sentinel_conf::UNIT_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        opts.unit_dir.clone()
+    }
+}
+
+/// A sentinel unit's user that the daemon does not serve has every hook refused.
+fn check_hook_users(c: &mut Checks, config: &Config, opts: &Args) {
+    let units = sentinel_conf::sentinel_unit_users(&unit_dirs(opts));
+    let Some(listed) = &config.watch.hook_users else {
+        for (unit, user) in &units {
+            c.ok(format!("[watch] hook_users is not set: the daemon serves `{user}`, the user of {unit}"));
+        }
+        return;
+    };
+    for (unit, user) in &units {
+        let uid = crate::privilege::uid_of(user);
+        let served = listed.iter().any(|u| u == user || (uid.is_some() && crate::privilege::uid_of(u) == uid));
+        if served {
+            c.ok(format!("[watch] hook_users lists `{user}`, the user of {unit}"));
+        } else {
+            c.fail(
+                format!(
+                    "{unit} runs sentinel as `{user}`, which [watch] hook_users ({}) does not list: the daemon will refuse its hooks",
+                    listed.join(", ")
+                ),
+                format!(
+                    "add \"{user}\" to hook_users in {}, or remove the hook_users line to serve the sentinel units' users, then restart vipctl-watch",
+                    config.path.display()
+                ),
+            );
+        }
+    }
 }
 
 fn check_interfaces(c: &mut Checks, master: &crate::config::Master, host: &HostState, managed: &[std::net::IpAddr]) {
@@ -473,18 +511,11 @@ fn is_vipctl(script: &str, exe: Option<&Path>) -> bool {
 }
 
 fn check_units(c: &mut Checks, opts: &Args) {
-    let dirs: Vec<PathBuf> = if opts.unit_dir.is_empty() {
-        ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect()
-    } else {
-        opts.unit_dir.clone()
-    };
+    let dirs = unit_dirs(opts);
     let exe = std::env::current_exe().ok();
     let hook = exe_display(exe.as_deref());
     let mut found = false;
-    for unit in ["redis-sentinel.service", "valkey-sentinel.service"] {
+    for unit in sentinel_conf::SENTINEL_UNITS {
         let Some(sandbox) = UnitSandbox::load(&dirs, unit) else { continue };
         found = true;
         if sandbox.may_exec(Path::new(&hook)) {

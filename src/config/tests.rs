@@ -36,7 +36,10 @@ fn watch_settings() {
     )
     .unwrap();
     assert_eq!(c.watch.minority_timeout, Some(Duration::from_secs(3)));
-    assert_eq!(c.watch.hook_users, ["redis"]);
+    assert_eq!(c.watch.hook_users, Some(vec!["redis".to_string()]));
+    // Not set: the sentinel units' users (read by the daemon), not "nobody".
+    let c = parse("[masters.a]\nvips = [\"198.51.100.100/24\"]\n").unwrap();
+    assert_eq!(c.watch.hook_users, None);
     assert_eq!(c.watch.reconcile_interval, Duration::from_millis(500));
     let e = err("[watch]\nreconcile_interval_ms = 1\n[masters.a]\nvips = [\"198.51.100.100/24\"]\n");
     assert!(e.contains("line 2"), "{e}");

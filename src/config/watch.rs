@@ -23,8 +23,9 @@ pub const SOCKET_ENV: &str = "VIPCTL_SOCKET";
 pub struct Watch {
     /// The Unix socket hooks and `status` talk to.
     pub socket: PathBuf,
-    /// Users (names or uids) whose hooks the daemon serves, besides root and its own user.
-    pub hook_users: Vec<String>,
+    /// Users (names or uids) whose hooks the daemon serves, besides root and its own user; `None`
+    /// (not set): the `User=` of whichever sentinel units are installed (redis, valkey).
+    pub hook_users: Option<Vec<String>>,
     /// How often the daemon re-checks everything even without events.
     pub reconcile_interval: Duration,
     /// While this host holds VIPs, how often each sentinel gets a PING; one that has not answered
@@ -49,7 +50,7 @@ impl Default for Watch {
     fn default() -> Self {
         Watch {
             socket: PathBuf::from(DEFAULT_SOCKET),
-            hook_users: Vec::new(),
+            hook_users: None,
             reconcile_interval: Bounded::<ReconcileIntervalMs>::default().millis(),
             heartbeat: Bounded::<HeartbeatMs>::default().millis(),
             minority_timeout: None,
@@ -118,8 +119,7 @@ impl<'de> Deserialize<'de> for MetricsListen {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWatch {
     socket: Option<PathBuf>,
-    #[serde(default)]
-    hook_users: Vec<String>,
+    hook_users: Option<Vec<String>>,
     #[serde(default)]
     reconcile_interval_ms: Bounded<ReconcileIntervalMs>,
     #[serde(default)]

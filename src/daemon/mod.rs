@@ -143,8 +143,8 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
     let listener = control::bind(&config.watch.socket)?;
     let own_uid = nix::unistd::getuid().as_raw();
     let mut allowed_uids: BTreeSet<u32> = [0, own_uid].into();
-    for u in &config.watch.hook_users {
-        match crate::privilege::uid_of(u) {
+    for u in hook_users(&config.watch) {
+        match crate::privilege::uid_of(&u) {
             Some(uid) => {
                 allowed_uids.insert(uid);
             }
@@ -520,4 +520,27 @@ fn spawn_role_prober(access: Access, tx: mpsc::Sender<Input>) -> mpsc::Unbounded
         }
     });
     probes_tx
+}
+
+/// Whose hooks the daemon serves besides root and itself: `[watch] hook_users` when set, else the
+/// users the installed sentinel units run as (`redis` for Debian's redis-sentinel, `valkey` for
+/// valkey-sentinel), read from root-owned unit folders.
+fn hook_users(watch: &crate::config::Watch) -> Vec<String> {
+    if let Some(listed) = &watch.hook_users {
+        return listed.clone();
+    }
+    let dirs: Vec<std::path::PathBuf> = crate::sentinel::conf::UNIT_DIRS.iter().map(Into::into).collect();
+    let found = crate::sentinel::conf::sentinel_unit_users(&dirs);
+    if found.is_empty() {
+        tracing::info!(
+            "[watch] hook_users not set and no sentinel unit with User= found: only root's hooks are served"
+        );
+    }
+    found
+        .into_iter()
+        .map(|(unit, user)| {
+            tracing::info!("[watch] hook_users not set: serving hooks of `{user}`, the user of {unit}");
+            user
+        })
+        .collect()
 }

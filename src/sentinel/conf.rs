@@ -46,6 +46,21 @@ pub struct UnitSandbox {
     pub bounding_set: Option<String>,
     /// `NoNewPrivileges=` (file capabilities are not granted under it).
     pub no_new_privileges: bool,
+    /// `User=`: whom the unit runs as (None: root).
+    pub user: Option<String>,
+}
+
+/// Where systemd finds units, in precedence order.
+pub const UNIT_DIRS: [&str; 4] =
+    ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+/// The sentinel units vipctl knows: Debian's redis and valkey packages.
+pub const SENTINEL_UNITS: [&str; 2] = ["redis-sentinel.service", "valkey-sentinel.service"];
+
+/// The users the installed sentinel units run as, by unit (units without `User=` run as root and
+/// are left out: root is always served).
+pub fn sentinel_unit_users(dirs: &[PathBuf]) -> Vec<(&'static str, String)> {
+    SENTINEL_UNITS.iter().filter_map(|unit| Some((*unit, UnitSandbox::load(dirs, unit)?.user?))).collect()
 }
 
 impl UnitSandbox {
@@ -97,6 +112,7 @@ impl UnitSandbox {
                 "RestrictAddressFamilies" => self.address_families = (!value.is_empty()).then(|| value.to_string()),
                 "CapabilityBoundingSet" => self.bounding_set = Some(value.to_string()),
                 "NoNewPrivileges" => self.no_new_privileges = matches!(value, "yes" | "true" | "1" | "on"),
+                "User" => self.user = (!value.is_empty()).then(|| value.to_string()),
                 _ => {}
             }
         }
@@ -173,5 +189,26 @@ mod tests {
         let s = UnitSandbox::load(&[etc.clone(), lib.clone()], "redis-sentinel.service").unwrap();
         assert!(s.may_exec(Path::new("/usr/libexec/vipctl/vipctl")));
         assert!(UnitSandbox::load(&[etc], "redis-sentinel.service").is_none());
+    }
+
+    #[test]
+    fn sentinel_unit_users_come_from_user_lines_and_their_dropins() {
+        let d = tempfile::tempdir().unwrap();
+        let lib = d.path().join("lib");
+        let etc = d.path().join("etc");
+        std::fs::create_dir_all(lib.join("valkey-sentinel.service.d")).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        let dirs = [etc.clone(), lib.clone()];
+        assert!(sentinel_unit_users(&dirs).is_empty());
+        std::fs::write(lib.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
+        std::fs::write(lib.join("valkey-sentinel.service"), "[Service]\nUser=valkey\n").unwrap();
+        assert_eq!(
+            sentinel_unit_users(&dirs),
+            [("redis-sentinel.service", "redis".to_string()), ("valkey-sentinel.service", "valkey".to_string())]
+        );
+        // A drop-in that runs it as someone else, or an override in /etc, wins.
+        std::fs::write(lib.join("valkey-sentinel.service.d/user.conf"), "[Service]\nUser=cache\n").unwrap();
+        std::fs::write(etc.join("redis-sentinel.service"), "[Service]\nExecStart=/x\n").unwrap();
+        assert_eq!(sentinel_unit_users(&dirs), [("valkey-sentinel.service", "cache".to_string())]);
     }
 }

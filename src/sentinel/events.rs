@@ -29,6 +29,20 @@ pub const TRIGGERS: &[&str] = &[
     "-monitor",
 ];
 
+/// The same events in Valkey's newer wording, should a server send it (Valkey 8.1 still sends the
+/// names above), and the name they are known by here.
+const ALIASES: &[(&str, &str)] = &[
+    ("+promoted-replica", "+promoted-slave"),
+    ("+failover-state-reconf-replicas", "+failover-state-reconf-slaves"),
+    ("+failover-state-select-replica", "+failover-state-select-slave"),
+    ("+selected-replica", "+selected-slave"),
+    ("-failover-abort-no-good-replica", "-failover-abort-no-good-slave"),
+    ("-failover-abort-replica-timeout", "-failover-abort-slave-timeout"),
+    ("+convert-to-replica", "+convert-to-slave"),
+    ("+switch-primary", "+switch-master"),
+    ("+reset-primary", "+reset-master"),
+];
+
 /// A parsed event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -47,6 +61,7 @@ pub struct Event {
 /// `+switch-master`; `<type> <name> <ip> <port> @ <master> <ip> <port>` for instance events;
 /// `master <name> <ip> <port> …` for master events; `sentinel <runid> <ip> <port> @ <name> …`.
 pub fn parse(channel: &str, payload: &str) -> Option<Event> {
+    let channel = ALIASES.iter().find(|(alias, _)| *alias == channel).map_or(channel, |(_, name)| name);
     if !TRIGGERS.contains(&channel) {
         return None;
     }
@@ -55,13 +70,13 @@ pub fn parse(channel: &str, payload: &str) -> Option<Event> {
         words.first().map(|s| s.to_string())
     } else if let Some(at) = words.iter().position(|w| *w == "@") {
         words.get(at + 1).map(|s| s.to_string())
-    } else if words.first() == Some(&"master") {
+    } else if matches!(words.first(), Some(&"master" | &"primary")) {
         words.get(1).map(|s| s.to_string())
     } else {
         None
     };
     let instance = match words.as_slice() {
-        [kind, _, ip, port, "@", ..] if *kind == "slave" || *kind == "master" => {
+        [kind, _, ip, port, "@", ..] if matches!(*kind, "slave" | "replica" | "master" | "primary") => {
             port.parse().ok().map(|p| (ip.to_string(), p))
         }
         _ => None,
@@ -72,6 +87,20 @@ pub fn parse(channel: &str, payload: &str) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_and_primary_wording_reads_as_the_classic_names() {
+        let e =
+            parse("+selected-replica", "replica 198.51.100.12:6379 198.51.100.12 6379 @ mymaster 198.51.100.11 6379")
+                .unwrap();
+        assert_eq!(e.kind, "+selected-slave");
+        assert_eq!(e.master.as_deref(), Some("mymaster"));
+        assert_eq!(e.instance, Some(("198.51.100.12".to_string(), 6379)));
+        let e = parse("+switch-primary", "mymaster 198.51.100.11 6379 198.51.100.12 6379").unwrap();
+        assert_eq!((e.kind.as_str(), e.master.as_deref()), ("+switch-master", Some("mymaster")));
+        assert_eq!(parse("+sdown", "primary mymaster 198.51.100.11 6379").unwrap().master.as_deref(), Some("mymaster"));
+        assert!(parse("+selected-nothing", "x").is_none());
+    }
 
     #[test]
     fn payload_forms() {

@@ -241,7 +241,9 @@ impl Lab {
         }
         let facts =
             LabFacts::read(&dir).unwrap_or_else(|e| lab_failed(name, &dir, format!("lab.sh up succeeded, but {e}")));
-        eprintln!("[{name}] lab up in {:.1} s", t.elapsed().as_secs_f64());
+        // LAB_SERVER (redis7, valkey8, redis8) reaches lab.sh through the environment.
+        let server = std::env::var("LAB_SERVER").unwrap_or_else(|_| "redis7".into());
+        eprintln!("[{name}] lab up in {:.1} s ({server})", t.elapsed().as_secs_f64());
         Lab { dir, name: name.to_string(), facts, _serial: serial }
     }
 
