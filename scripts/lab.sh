@@ -141,6 +141,9 @@ Environment for "up":
                   instead of addresses (announce-hostnames, resolve-hostnames)
   LAB_REPLICA_CONF  lines appended to the replicas' redis.conf (e.g. a
                   rename-command that makes a promotion fail)
+  LAB_SERVERS     0: the network only, no Redis and no sentinels (for hosts
+                  that bring their own, e.g. systemd-nspawn containers joined
+                  to the host namespaces: scripts/systemd-test.sh)
   LAB_SERVER      the server build: redis7 (Debian 12's redis 7.0, the
                   default), valkey8 (Debian 13's valkey 8.1) or redis8
                   (Debian 13's redis 8.0); scripts/servers.sh builds and
@@ -1356,20 +1359,22 @@ cmd_up() {
     # Redis first and replicas linked before any sentinel starts: sentinel
     # learns replicas from the master's INFO, which it refreshes only every
     # 10 s, so starting it early would make "up" slow.
-    for host in "${HOSTS[@]}"; do
-        spawn_daemon "$dir" "$host" redis "$dir/$host/redis.conf"
-    done
-    for host in "${HOSTS[@]}"; do
-        wait_pidfile "$dir" "$host" redis "$deadline"
-    done
-    wait_redis_ready "$dir" "$deadline"
-    for host in "${HOSTS[@]}"; do
-        spawn_daemon "$dir" "$host" sentinel "$dir/$host/sentinel.conf"
-    done
-    for host in "${HOSTS[@]}"; do
-        wait_pidfile "$dir" "$host" sentinel "$deadline"
-    done
-    wait_sentinels_ready "$dir" "$deadline"
+    if [[ ${LAB_SERVERS:-1} != 0 ]]; then
+        for host in "${HOSTS[@]}"; do
+            spawn_daemon "$dir" "$host" redis "$dir/$host/redis.conf"
+        done
+        for host in "${HOSTS[@]}"; do
+            wait_pidfile "$dir" "$host" redis "$deadline"
+        done
+        wait_redis_ready "$dir" "$deadline"
+        for host in "${HOSTS[@]}"; do
+            spawn_daemon "$dir" "$host" sentinel "$dir/$host/sentinel.conf"
+        done
+        for host in "${HOSTS[@]}"; do
+            wait_pidfile "$dir" "$host" sentinel "$deadline"
+        done
+        wait_sentinels_ready "$dir" "$deadline"
+    fi
     ((ROUTED == 0)) || wait_routing_ready "$dir" "$deadline"
     write_lab_json "$dir"
 
@@ -1390,7 +1395,7 @@ print_summary() {
     for host in "${ALL_NODES[@]}"; do
         printf '  %-3s %-12s %-14s %-16s %s  %s' "$host" "$(ns_name "$LAB_ID" "$host")" \
             "$(host_ip4 "$host")" "$(host_ip6 "$host")" "$(host_mac "$host")" "$(host_role "$host")"
-        if [[ $host != cl ]]; then
+        if [[ $host != cl && -f $dir/$host/redis.pid ]]; then
             printf '  redis pid %s  sentinel pid %s' "$(<"$dir/$host/redis.pid")" "$(<"$dir/$host/sentinel.pid")"
             if ((ROUTED)) && [[ $SPEAKER == bird ]]; then
                 printf '  bird pid %s' "$(<"$dir/$host/bird.pid")"

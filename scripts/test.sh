@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, the lab tests (three Redis hosts
-# in network namespaces with real redis-server and redis-sentinel), then, as root, the Debian
-# package (built, installed, checked, used in a lab failover, purged), a fuzz smoke run and a
-# short fault soak (every kind of fault once, scripts/bench/soak.sh, strict).
+# in network namespaces with real redis-server and redis-sentinel), the lab tests again against
+# Debian 13's valkey-server 8.1 and redis-server 8.0, then, as root, the Debian package (built,
+# installed, checked, used in a lab failover, purged; then under real systemd in Debian 12 and 13
+# containers), a fuzz smoke run and a short fault soak (every kind of fault once,
+# scripts/bench/soak.sh, strict).
 # VIPCTL_QUICK=1 stops after the lab tests. Arguments go to the test binaries (e.g. a name filter).
 #
 # The lab tests are #[ignore]d (they need root). As root this installs what is missing (Debian
@@ -88,6 +90,8 @@ if [[ $(id -u) -eq 0 && ${VIPCTL_QUICK:-0} != 1 ]]; then
     echo "== package: build the .deb, install it, check it, run a lab failover with it, purge it"
     deb=$(scripts/package.sh | tail -n 1)
     scripts/package-test.sh "$deb"
+    echo "== package under real systemd: Debian 12 and 13 containers (systemd-nspawn), their sentinel units"
+    scripts/systemd-test.sh "$deb"
     echo "== fuzz smoke (${VIPCTL_FUZZ_SECONDS:-10} s per target)"
     scripts/fuzz.sh "${VIPCTL_FUZZ_SECONDS:-10}"
     # Every kind of fault once, in an order drawn from a seed that changes from run to run (it is

@@ -65,9 +65,15 @@ pub fn sentinel_unit_users(dirs: &[PathBuf]) -> Vec<(&'static str, String)> {
 
 impl UnitSandbox {
     /// Loads `unit` from the first of `dirs` that has it (they are in precedence order), then its
-    /// drop-ins (`unit.d/*.conf` from every dir, in file-name order). None when no dir has it.
+    /// drop-ins (`unit.d/*.conf` from every dir, in file-name order). None when no dir has it, or
+    /// when the first that does masks it (a link to /dev/null, or an empty file: it cannot run).
     pub fn load(dirs: &[PathBuf], unit: &str) -> Option<UnitSandbox> {
-        let main = dirs.iter().map(|d| d.join(unit)).find(|p| p.is_file())?;
+        let main = dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok())?;
+        let masked = std::fs::canonicalize(&main).is_ok_and(|p| p == Path::new("/dev/null"))
+            || std::fs::metadata(&main).is_ok_and(|m| m.is_file() && m.len() == 0);
+        if masked || !main.is_file() {
+            return None;
+        }
         let mut sandbox = UnitSandbox::default();
         sandbox.apply(&std::fs::read_to_string(main).unwrap_or_default());
         let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -210,5 +216,8 @@ mod tests {
         std::fs::write(lib.join("valkey-sentinel.service.d/user.conf"), "[Service]\nUser=cache\n").unwrap();
         std::fs::write(etc.join("redis-sentinel.service"), "[Service]\nExecStart=/x\n").unwrap();
         assert_eq!(sentinel_unit_users(&dirs), [("valkey-sentinel.service", "cache".to_string())]);
+        // A masked unit (systemctl mask: a link to /dev/null in /etc) runs nobody.
+        std::os::unix::fs::symlink("/dev/null", etc.join("valkey-sentinel.service")).unwrap();
+        assert!(sentinel_unit_users(&dirs).is_empty());
     }
 }
