@@ -220,6 +220,30 @@ hook_handed() {
     ct "$run" "$host" journalctl -u vipctl-watch --since "$since" --no-pager -o verbose | grep -q "hook from uid $uid"
 }
 
+# install_deb RUN HOST FILE: dpkg -i FILE in that container (a FAIL line when it fails).
+install_deb() {
+    local out
+    cp -- "$3" "$WORK/$1/$2/root/root/${3##*/}"
+    out=$(ct "$1" "$2" env DEBIAN_FRONTEND=noninteractive dpkg -i "/root/${3##*/}" 2>&1) && return 0
+    fail "$1: dpkg -i ${3##*/} on $2"
+    detail "$out"
+    return 1
+}
+
+# await_new_master RUN OLD -> the host the sentinels name once it is not OLD (within 30 s).
+await_new_master() {
+    local m i
+    for ((i = 0; i < 300; i++)); do
+        m=$(master_host "$1" 2>/dev/null) || m=
+        [[ -n $m && $m != "$2" ]] && {
+            echo "$m"
+            return 0
+        }
+        sleep 0.1
+    done
+    return 1
+}
+
 # lost_writes FILE: acknowledged INCR values that a later acknowledged value did not exceed (each
 # regression from the highest value m to v loses m - v + 1), as tests/support's lost_writes.
 lost_writes() { awk '$2 == "ok" { v = $3 + 0; if (v <= m) lost += m - v + 1; if (v > m) m = v } END { print lost + 0 }' "$1"; }
@@ -243,7 +267,12 @@ one_run() {
 
     for h in "${HOSTS[@]}"; do boot "$run" "$h" "$release" "$(LAB_SERVERS=0 "$ROOT/scripts/lab.sh" ns "$lab" "$h")"; done
     for h in "${HOSTS[@]}"; do
-        out=$(ct "$run" "$h" systemctl is-system-running --wait 2>&1) || true
+        # Until PID 1 has its bus up, systemctl cannot even ask (bounded: 30 tries).
+        for ((i = 0; i < 30; i++)); do
+            out=$(ct "$run" "$h" systemctl is-system-running --wait 2>&1) || true
+            [[ $out == *"Failed to connect to bus"* ]] || break
+            sleep 0.5
+        done
         [[ $out == running ]] || {
             fail "$run: $h booted $out: $(ct "$run" "$h" systemctl --failed --no-legend --no-pager 2>&1 | tr '\n' ' ')"
             return
@@ -253,12 +282,7 @@ one_run() {
 
     # Install, configure, start the daemon; then the hook line, as README's install steps.
     for h in "${HOSTS[@]}"; do
-        cp -- "$DEB" "$WORK/$run/$h/root/root/vipctl.deb"
-        out=$(ct "$run" "$h" env DEBIAN_FRONTEND=noninteractive dpkg -i /root/vipctl.deb 2>&1) || {
-            fail "$run: dpkg -i on $h"
-            detail "$out"
-            return
-        }
+        install_deb "$run" "$h" "$DEB" || return
         write_vipctl_conf "$WORK/$run/$h/root"
         ct "$run" "$h" systemctl enable --now vipctl-watch.service >/dev/null 2>&1 || true
     done
@@ -303,12 +327,7 @@ one_run() {
     sleep 1
     since=$(ct "$run" h1 date '+%Y-%m-%d %H:%M:%S')
     ct "$run" h1 systemctl stop "$(server_unit)"
-    newm=
-    for ((i = 0; i < 300; i++)); do
-        newm=$(master_host "$run" 2>/dev/null) || newm=
-        [[ -n $newm && $newm != h1 ]] && break
-        sleep 0.1
-    done
+    newm=$(await_new_master "$run" h1) || true
     if [[ -n $newm && $newm != h1 ]] && wait_for 15 vip_only_on "$lab" "$newm"; then
         ok "$run: after the master's Redis stopped, the VIP is on the new master $newm alone"
     else
@@ -340,13 +359,7 @@ one_run() {
     fi
 
     # dpkg -i of a newer build while sentinel runs; the hook stays executable in its sandbox.
-    for h in "${HOSTS[@]}"; do
-        cp -- "$WORK/newer.deb" "$WORK/$run/$h/root/root/newer.deb"
-        out=$(ct "$run" "$h" env DEBIAN_FRONTEND=noninteractive dpkg -i /root/newer.deb 2>&1) || {
-            fail "$run: dpkg -i of the newer build on $h"
-            detail "$out"
-        }
-    done
+    for h in "${HOSTS[@]}"; do install_deb "$run" "$h" "$WORK/newer.deb" || true; done
     sp=$(ct "$run" h2 systemctl show -p MainPID --value "$(sentinel_unit)")
     if out=$(ct "$run" h2 nsenter -t "$sp" -m -- "$HOOK" --version 2>&1); then
         ok "$run: after dpkg -i of $NEWER_VERSION, sentinel's sandbox still executes $HOOK ($out)"
@@ -364,12 +377,8 @@ one_run() {
     sleep 11 # Sentinel's guard: 2 x failover-timeout since the last failover
     since=$(ct "$run" h1 date '+%Y-%m-%d %H:%M:%S')
     ct "$run" h1 "$(cli)" -p 26379 SENTINEL FAILOVER mymaster >/dev/null 2>&1 || true
-    local newer=
-    for ((i = 0; i < 300; i++)); do
-        newer=$(master_host "$run" 2>/dev/null) || newer=
-        [[ -n $newer && $newer != "$newm" ]] && break
-        sleep 0.1
-    done
+    local newer
+    newer=$(await_new_master "$run" "$newm") || true
     if [[ -n $newer && $newer != "$newm" ]] && wait_for 15 vip_only_on "$lab" "$newer" &&
         wait_for 10 hook_handed "$run" "$newer" "$since"; then
         ok "$run: after the upgrade, SENTINEL FAILOVER moved the VIP to $newer, and the hook ran"
