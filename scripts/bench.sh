@@ -7,8 +7,9 @@
 # claim) with routed VIPs, in the routed lab (LAB_ROUTED=1: a router, host
 # routes on lo announced over BGP + BFD by BIRD or FRR), over the same.
 # Optionally the same vipctl setups with an older vipctl binary (BENCH_BASELINE,
-# setups named SETUP@base), side by side with the current build's, and the write
-# fences' effect on Sentinel (scripts/bench/fence.sh).
+# setups named SETUP@base), side by side with the current build's, any setup
+# against another Redis/Valkey server build (setups named SETUP~SERVER), and the
+# write fences' effect on Sentinel (scripts/bench/fence.sh).
 # Writes docs/BENCHMARKS.md and docs/failover-timeline.png.
 #
 # Usage (as root): scripts/bench.sh [N]      N failovers per setup and scenario (default 3)
@@ -17,7 +18,7 @@
 # per routed setup (each failover ~12-30 s, because Sentinel allows the next
 # failover of a master only 2 x failover-timeout after the last, and takes
 # ~10 s to turn a restarted master into a replica), as much again per @base
-# setup as for its current-build counterpart, and ~2 minutes for the fences.
+# or ~SERVER setup as for its counterpart, and ~2 minutes for the fences.
 #
 # Setups:
 #   hook              vipctl as every sentinel's client-reconfig-script
@@ -35,6 +36,15 @@
 #                     the BENCH_BASELINE binary instead of the fresh build (daemons, hook,
 #                     `vipctl claim` and `vipctl switchover` alike); the lab writer is the
 #                     current build's for every setup.  E.g. "early early@base".
+#   SETUP~SERVER      any setup above, @base ones included (suffix last: SETUP@base~SERVER),
+#                     run exactly as SETUP but in a lab whose Redis hosts run another server
+#                     build (LAB_SERVER=SERVER for its `lab.sh up`): valkey8 (Debian 13's
+#                     valkey 8.1) or redis8 (Debian 13's redis 8.0), see scripts/servers.sh,
+#                     which builds and caches them on first use (~30 s).  Without a suffix a
+#                     setup runs Debian 12's redis 7.0 (redis7, the default), as always;
+#                     LAB_SERVER from the environment is ignored.  Each server's version goes
+#                     into meta.txt and the report, and its column sits next to SETUP's.
+#                     E.g. "early early~valkey8 classic classic~redis8".
 #
 # Environment:
 #   BENCH_SETUPS      setups to run (default: hook watch both early switch classic keepalived
@@ -97,17 +107,37 @@ FENCE=${BENCH_FENCE:-1}
 [[ $FENCE == 0 || $FENCE == 1 ]] || die "BENCH_FENCE must be 0 or 1 (got '$FENCE')"
 
 # Every setup checked before anything is installed or built; a SETUP@base
-# needs the baseline binary, checked here as well.
+# needs the baseline binary, checked here as well.  SETUP~SERVER: SETUP (with
+# or without @base) against the server build SERVER, one of scripts/servers.sh's
+# names other than the default redis7.
 ((${#SETUPS[@]} > 0)) || die "BENCH_SETUPS names no setup"
+read -r -a ALL_SERVERS <<<"$("$REPO/scripts/servers.sh" names)"
+((${#ALL_SERVERS[@]} > 0)) || die "scripts/servers.sh names printed no server"
+OTHER_SERVERS=()
+for s in "${ALL_SERVERS[@]}"; do [[ $s == redis7 ]] || OTHER_SERVERS+=("$s"); done
 want_base=0
+SERVERS_USED=()
 for setup in "${SETUPS[@]}"; do
-    case ${setup%@base} in
+    name=$setup server=
+    if [[ $setup == *"~"* ]]; then
+        name=${setup%"~"*} server=${setup##*"~"}
+        [[ $name != *"~"* ]] || die "setup '$setup' has more than one ~SERVER suffix"
+        [[ $server != redis7 ]] ||
+            die "setup '$setup': redis7 is the default server; name the setup without the suffix ('$name')"
+        [[ " ${OTHER_SERVERS[*]} " == *" $server "* ]] ||
+            die "setup '$setup': unknown server '$server' (the ~SERVER suffix comes last, e.g. early@base~valkey8; SERVER is one of: ${OTHER_SERVERS[*]})"
+        [[ " ${SERVERS_USED[*]} " == *" $server "* ]] || SERVERS_USED+=("$server")
+    fi
+    case ${name%@base} in
     hook | watch | both | early | switch | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
-    classic | keepalived) [[ $setup != *@base ]] || die "setup '$setup': ${setup%@base} runs no vipctl, so it has no @base" ;;
+    classic | keepalived) [[ $name != *@base ]] || die "setup '$setup': ${name%@base} runs no vipctl, so it has no @base" ;;
     *) die "unknown setup '$setup' (see the list at the top of $PROG)" ;;
     esac
-    [[ $setup != *@base ]] || want_base=1
+    [[ $name != *@base ]] || want_base=1
 done
+# The server build is the setup's suffix, nothing else (the extra scripts below use the default).
+[[ -z ${LAB_SERVER:-} ]] || warn "LAB_SERVER=$LAB_SERVER is ignored: name the server in a setup's ~SERVER suffix"
+unset LAB_SERVER
 BASELINE= BASELINE_VERSION= BASELINE_LABEL=
 if ((want_base)); then
     [[ -n ${BENCH_BASELINE:-} ]] ||
@@ -197,6 +227,14 @@ TARGET=$(realpath -- "${CARGO_TARGET_DIR:-target}")
 export VIPCTL=$TARGET/release/vipctl LAB_WRITER=$TARGET/release/examples/lab_writer
 [[ -x $VIPCTL && -x $LAB_WRITER ]] || die "the build did not produce $VIPCTL and $LAB_WRITER"
 
+# The ~SERVER setups' server builds: scripts/servers.sh builds and caches Debian 13's on first use.
+declare -A SERVER_VERSION=()
+for s in "${SERVERS_USED[@]}"; do
+    say "server build $s (scripts/servers.sh version $s)"
+    SERVER_VERSION[$s]=$("$REPO/scripts/servers.sh" version "$s" | head -n 1) || die "scripts/servers.sh version $s failed"
+    [[ -n ${SERVER_VERSION[$s]} ]] || die "scripts/servers.sh version $s printed nothing"
+done
+
 # Labs left behind by dead runs (anyone's) would share the CPUs with ours;
 # sweep removes only labs whose owner is gone.
 "$LABSH" sweep >/dev/null
@@ -209,6 +247,10 @@ mkdir -p "$OUT"
     echo "nproc: $(nproc)"
     echo "kernel: $(uname -r)"
     echo "redis: $(redis-server --version)"
+    # The ~SERVER setups' builds (none without such setups: the redis line above is the default's).
+    for s in "${SERVERS_USED[@]}"; do
+        echo "server $s: ${SERVER_VERSION[$s]}"
+    done
     echo "keepalived: $(keepalived --version 2>&1 | head -n 1)"
     echo "bird: $(bird --version 2>&1 | head -n 1)"
     echo "frr: $(/usr/lib/frr/zebra --version 2>&1 | head -n 1)"

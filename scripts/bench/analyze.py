@@ -9,7 +9,9 @@ the routed setups also speakers.tsv, cuts.tsv and rt/routes.log, the router's
 "ip -ts -o monitor route"), and fence.md when scripts/bench/fence.sh ran (its
 Markdown table, taken as it is).  A folder SETUP@base holds the same setup run
 with the baseline vipctl (meta.txt's "baseline" lines); its column sits next to
-SETUP's.
+SETUP's.  A folder SETUP~SERVER (SETUP with or without @base) holds the same setup
+run in a lab of another server build (LAB_SERVER=SERVER, meta.txt's "server SERVER"
+line: its --version); its column follows SETUP's (and SETUP@base's).
 The lab's facts (hosts, addresses, VIP, ports) come from that setup's lab.json,
 which scripts/lab.sh wrote and run-setup.sh kept with the logs; the routed lab's
 differ from the L2 lab's (other addresses, a host-route VIP).
@@ -56,9 +58,52 @@ BASE = "@base"
 BASE_SETUPS = {s for s, _ in SETUPS} - {"classic", "keepalived"}
 
 
+# SETUP~SERVER: SETUP (or SETUP@base) in a lab brought up with LAB_SERVER=SERVER instead of the default,
+# Debian 12's redis 7.0 (redis7, which takes no suffix); SERVERS: scripts/servers.sh's other builds, in the
+# order of their columns.
+SERVER_SEP = "~"
+SERVERS = ["valkey8", "redis8"]
+
+
+def split_server(setup):
+    """SETUP~SERVER -> (SETUP, SERVER); a setup without the suffix -> (setup, None)."""
+    if SERVER_SEP in setup:
+        build, srv = setup.rsplit(SERVER_SEP, 1)
+        return build, srv
+    return setup, None
+
+
+def server(setup):
+    """The server build of SETUP's lab when not the default (its ~SERVER suffix), else None."""
+    return split_server(setup)[1]
+
+
+def with_server(setup, srv):
+    """SETUP with the suffix ~SRV (none when SRV is None)."""
+    return setup + SERVER_SEP + srv if srv else setup
+
+
+def is_base(setup):
+    """Whether SETUP ran the baseline vipctl (SETUP@base, with or without ~SERVER)."""
+    return split_server(setup)[0].endswith(BASE)
+
+
 def kind(setup):
-    """What runs in SETUP: the setup itself, without @base."""
+    """What runs in SETUP: the setup itself, without ~SERVER and @base."""
+    setup = split_server(setup)[0]
     return setup[: -len(BASE)] if setup.endswith(BASE) else setup
+
+
+def server_order(srv):
+    """Sort key of a server build: SERVERS' order, unknown ones after them by name."""
+    return (SERVERS.index(srv) if srv in SERVERS else len(SERVERS), srv)
+
+
+def server_label(meta, srv):
+    """A column's name for server build SRV from meta.txt's "server SRV" line (its --version, e.g.
+    "Valkey server v=8.1.1 sha=..." -> "valkey 8.1.1"); SRV itself when the line is missing."""
+    m = re.match(r"(\S+) server v=(\S+)", meta.get(f"server {srv}", ""))
+    return f"{m.group(1).lower()} {m.group(2)}" if m else srv
 
 
 def speaker(setup):
@@ -355,7 +400,8 @@ def analyse_setup(out, setup, facts):
             ev = [e for e in events if fault <= e[0] <= end]
             return min(ev)[0] if ev else None
 
-        x["role"] = first(redis_events(os.path.join(d, new, "redis.log"), "MASTER MODE enabled"))
+        # Valkey logs "PRIMARY MODE enabled" where Redis logs "MASTER MODE enabled".
+        x["role"] = first(redis_events(os.path.join(d, new, "redis.log"), "(MASTER|PRIMARY) MODE enabled"))
         prom = []
         for h in hosts:
             prom += redis_events(sent[h], r"\+promoted-slave slave " + re.escape(ip[new]) + ":")
@@ -504,8 +550,12 @@ def main():
             k, v = line.split(": ", 1)
             meta[k] = v
     data, holds, sents, rholds, facts = {}, {}, {}, {}, {}
-    # Each setup, and right after it the same setup with the baseline vipctl (SETUP@base).
-    order = [(s2, s, name) for s, name in SETUPS for s2 in (s, s + BASE) if s2 == s or s in BASE_SETUPS]
+    # Each setup, and right after it the same setup with the baseline vipctl (SETUP@base); then the two
+    # again per other server build that ran (SETUP~SERVER, SETUP@base~SERVER), in SERVERS' order.
+    srvs = {server(e) for e in os.listdir(out) if SERVER_SEP in e and os.path.isdir(os.path.join(out, e))}
+    srvs = sorted(srvs, key=server_order)
+    order = [(with_server(s2, v), s, name) for s, name in SETUPS for v in [None] + srvs
+             for s2 in (s, s + BASE) if s2 == s or s in BASE_SETUPS]
     for s, _, _ in order:
         if os.path.isdir(os.path.join(out, s)):
             facts[s] = setup_facts(out, s)
@@ -518,10 +568,16 @@ def main():
     for s, k, name in order:
         if s not in data:
             continue
-        if s != k:
-            name += f" — before ({base_label})"
-        elif k + BASE in data:
-            name += f" — now ({now_label})"
+        # Another server build than the default: its name and version first ("— valkey 8.1.1").
+        srv = server(s)
+        sep = " — "
+        if srv:
+            name += f" — {server_label(meta, srv)}"
+            sep = ", "
+        if is_base(s):
+            name += f"{sep}before ({base_label})"
+        elif with_server(k + BASE, srv) in data:
+            name += f"{sep}now ({now_label})"
         present.append((s, name))
     # Every setup had a lab of its own, all built by the same lab.sh: the report names the facts
     # once per kind of lab (the L2 lab's, and the routed lab's with its own addresses and VIP).
@@ -533,6 +589,10 @@ def main():
             sys.exit(f"analyze.py: {out}/{s}/lab.json is a {f.mode} lab's, which setup {s} does not use")
         if f is not None and kind(s) in ROUTED_SETUPS and f.speaker != speaker(s):
             sys.exit(f"analyze.py: {out}/{s}/lab.json names speaker {f.speaker!r}, not the setup's")
+        # The server build the lab was made with (run-setup.sh keeps lab.sh's DIR/server; older raw logs have none).
+        ran = read(os.path.join(out, s, "server"))[:1]
+        if ran and ran[0] != (server(s) or "redis7"):
+            sys.exit(f"analyze.py: {out}/{s}/server names server {ran[0]!r}, not the setup's")
     l2 = next((f for f in known if f.mode != "routed"), None)
     rl = next((f for f in known if f.mode == "routed"), None)
     for ref in (l2, rl):
@@ -566,8 +626,10 @@ def main():
     md.append(lab_text)
     md.append("![Timeline of one kill -9 failover per setup](failover-timeline.png)\n")
     md.append("## Machine and versions\n")
-    for k in ("nproc", "kernel", "redis", "keepalived", "bird", "frr", "vipctl", "baseline", "date", "other labs",
-              "scenarios", "fence", "failed setups"):
+    # The ~SERVER setups' server builds ("server SERVER" lines) right after the default's ("redis").
+    keys = ["nproc", "kernel", "redis"] + [k for k in meta if k.startswith("server ")]
+    for k in keys + ["keepalived", "bird", "frr", "vipctl", "baseline", "date", "other labs", "scenarios", "fence",
+                     "failed setups"]:
         if k in meta:
             md.append(f"- {k}: {meta[k]}")
     md.append("")
@@ -593,11 +655,17 @@ def main():
                   "eBGP + BFD to the router's FRR |")
         md.append("| routed VIP, BIRD / FRR (hook + watch, early claim) | as *routed VIP, BIRD* / *FRR*, the daemons "
                   "with `[watch] early_claim = true` (as *vipctl watch, early claim*) |")
-    if any(s != kind(s) for s, _ in present):
+    if any(is_base(s) for s, _ in present):
         md.append(f"| … — before ({base_label}) | the setup of that name with the baseline vipctl, "
                   f"{meta.get('baseline', '?')}, in place of this build, as the daemons, the hook and for "
                   "`vipctl claim` / `vipctl switchover` alike; the lab, the config and the client's `lab_writer` "
                   "are the same as in the column next to it |")
+    used = sorted({server(s) for s, _ in present if server(s)}, key=server_order)
+    for srv in used:
+        md.append(f"| … — {server_label(meta, srv)} | the setup of that name (`SETUP~{srv}` in `BENCH_SETUPS`) in a lab "
+                  f"brought up with `LAB_SERVER={srv}` (`scripts/servers.sh`: {meta.get(f'server {srv}', '?')}) as "
+                  "every host's server and sentinel, in place of Debian 12's redis (the *redis* line above, which the "
+                  "columns without a server name ran); vipctl, the config and the client are the same |")
     md.append("")
 
     def cell(setup, scen, key, **kw):
@@ -746,6 +814,15 @@ def main():
     fences(md, out, meta)
 
     md.append("## How each figure is measured\n")
+    # Only with ~SERVER columns (the text of a report without them stays as it was).
+    role_note = server_note = ""
+    if any(v.startswith("valkey") for v in used):
+        role_note = "; Valkey logs `PRIMARY MODE enabled` instead"
+    if used:
+        server_note = ("- **… — " + " / ".join(server_label(meta, v) for v in used) + "** columns: the setup of that "
+                       "name run in a lab of that server build (`LAB_SERVER`, *server* lines above) instead of Debian "
+                       "12's redis, measured the same way from the same logs (the sentinels' events, the promoted\n"
+                       "  replica's log line, the VIP's and the client's timestamps).\n")
     md.append(f"""All instants are CLOCK_REALTIME on one machine; every figure is the difference of two logged
 timestamps, never this script's polling.
 
@@ -754,7 +831,7 @@ timestamps, never this script's polling.
 - **`+odown`, `+promoted-slave`, `+switch-master`**: the first such line after the fault in any
   sentinel.log (ms resolution). The leader's `+promoted-slave` names the promoted replica.
 - **`role:master`**: the promoted replica's first `MASTER MODE enabled` line in its redis.log
-  (the instant its `INFO replication` starts to report `role:master`).
+  (the instant its `INFO replication` starts to report `role:master`){role_note}.
 - **VIP bound / removed**: `ip -ts -o monitor address` in each host namespace (µs), i.e. when the
   kernel announced RTM_NEWADDR / RTM_DELADDR for {lab.vip4}.
 - **client outage**: `lab_writer` in `cl` (`INCR` every 10 ms on one connection, reconnecting after
@@ -776,7 +853,7 @@ timestamps, never this script's polling.
 - **… — before (…)** columns: the setup of that name run with the baseline vipctl binary
   (`BENCH_BASELINE`, *baseline* above) instead of this build, measured the same way; the
   *— now (…)* column next to it is this build.
-- **hook wall time / exec → first frame**: vipctl records `elapsed_ms` and `first_frame_ms` in each hook
+{server_note}- **hook wall time / exec → first frame**: vipctl records `elapsed_ms` and `first_frame_ms` in each hook
   decision record (DIR/hN/vipctl.log, JSON lines); exec → VIP bound = VIP bound − (record time − `elapsed_ms`).
   The classic hook is timed by `scripts/bench/classic-hook-timed.sh` (start/end `$EPOCHREALTIME`
   around the script); its first ARP is sent right after `ip addr add`, so exec → VIP bound is
@@ -886,8 +963,8 @@ def early_summary(md, data, present):
         return [x for x in data.get(s, []) if scen is None or x["scen"] == scen]
 
     def ref(s):
-        """The L2 early-claim column a routed column is held against: the same build's."""
-        r = "early" + (BASE if s != kind(s) else "")
+        """The L2 early-claim column a routed column is held against: the same build's, the same server's."""
+        r = with_server("early" + (BASE if is_base(s) else ""), server(s))
         return r if rows(r, "kill") else None
 
     def med(s, key, scen="kill"):

@@ -6,7 +6,7 @@
 # this script's polling never blurs a measurement.
 #
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
-#   SETUP     KIND or, for a vipctl KIND, KIND@base
+#   SETUP     KIND or, for a vipctl KIND, KIND@base; either with ~SERVER after it
 #   KIND      hook | watch | both | early | switch | classic | keepalived |
 #             routed-bird | routed-frr | routed-bird-early | routed-frr-early
 #             (switch: the daemons with early claim, and the planned switchover done by
@@ -19,6 +19,11 @@
 #   @base     the same KIND with the baseline vipctl (BENCH_BASELINE) instead of VIPCTL:
 #             as the daemons, the hook, and for `vipctl claim` / `vipctl switchover`; the
 #             lab writer stays LAB_WRITER.  Not for classic or keepalived.
+#   ~SERVER   the same setup in a lab brought up with LAB_SERVER=SERVER (scripts/servers.sh:
+#             valkey8 or redis8) instead of Debian 12's redis 7.0 (redis7, the default, which
+#             takes no suffix); e.g. early~valkey8, early@base~valkey8.  Every later lab.sh
+#             call uses the build the lab was made with (LAB/server, kept as OUT/SETUP/server).
+#             LAB_SERVER from the environment is ignored: the suffix alone picks the build.
 #   SCENARIO  kill | partition | freeze | switchover | partial
 #             (partial, L2 lab only: the master's host loses the other Redis hosts, their
 #             sentinels and replicas, while the client still reaches it (lab.sh isolate);
@@ -51,7 +56,7 @@ readonly HERE
 readonly REPO=${HERE%/scripts/bench}
 readonly LABSH=$REPO/scripts/lab.sh
 # The lab's facts: load_facts fills these from the lab's lab.json once it is up.
-HOSTS=() VIP4='' VIP4_CIDR='' REDIS_PORT='' SENTINEL_PORT='' MASTER='' LAB_MODE=''
+HOSTS=() VIP4='' VIP4_CIDR='' REDIS_PORT='' SENTINEL_PORT='' MASTER='' LAB_MODE='' SERVER_COMM=''
 declare -A NODE_NS=() NODE_IP4=()
 # Sentinel refuses another failover of a master for 2x failover-timeout
 # (5000 ms in the lab) after the last start or vote, plus up to 1 s of random
@@ -78,10 +83,21 @@ now_us() {
 SETUP=$1 N=$2 OUT=$3
 shift 3
 SCENARIOS=("$@")
-# KIND says what runs; SETUP (KIND or KIND@base) names the results and the lab.
-KIND=${SETUP%@base}
+# KIND says what runs; SETUP (KIND, KIND@base, either with ~SERVER) names the results and the lab;
+# SERVER is the lab's server build.
+SERVER=redis7 BUILD=$SETUP
+if [[ $SETUP == *"~"* ]]; then
+    BUILD=${SETUP%"~"*} SERVER=${SETUP##*"~"}
+    [[ $BUILD != *"~"* ]] || die "setup '$SETUP' has more than one ~SERVER suffix"
+    [[ $SERVER != redis7 ]] || die "setup '$SETUP': redis7 is the default server; name the setup without the suffix"
+    read -r -a servers <<<"$("$REPO/scripts/servers.sh" names)"
+    [[ " ${servers[*]} " == *" $SERVER "* ]] || die "setup '$SETUP': unknown server '$SERVER' (one of: ${servers[*]})"
+fi
+# Every lab.sh up below (L2 or routed) brings its lab up with this build.
+export LAB_SERVER=$SERVER
+KIND=${BUILD%@base}
 BASE=0
-[[ $KIND == "$SETUP" ]] || BASE=1
+[[ $KIND == "$BUILD" ]] || BASE=1
 case $KIND in
 hook | watch | both | early | switch | classic | keepalived | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
 *) die "unknown setup '$SETUP'" ;;
@@ -106,14 +122,22 @@ QUIET_S=${BENCH_QUIET_S:-30}
 [[ $QUIET_S =~ ^[0-9]+$ ]] || die "BENCH_QUIET_S must be a number of seconds"
 RES=$OUT/$SETUP
 mkdir -p "$RES"
-LAB=/tmp/vipctl-labs/bench-${SETUP/@/-}-$$
+LAB=${SETUP/@/-}
+LAB=/tmp/vipctl-labs/bench-${LAB/"~"/-}-$$
 
 # load_facts: the lab's hosts, namespaces, addresses, VIP and ports from
 # LAB/lab.json, which scripts/lab.sh (the one place that defines them) wrote.
 # A copy stays with the raw logs: scripts/bench/analyze.py reads the same facts.
 load_facts() {
-    local kind a b c
+    local kind a b c name bin
     cp -p -- "$LAB/lab.json" "$RES/lab.json"
+    # The server build the lab was made with (name, server and sentinel binaries), kept too.
+    cp -p -- "$LAB/server" "$RES/server"
+    { read -r name && read -r bin; } <"$LAB/server" || die "could not read $LAB/server"
+    [[ $name == "$SERVER" ]] || die "the lab runs server '$name', not $SERVER"
+    # As /proc/PID/comm shows the server: its binary's name, 15 characters at most.
+    bin=${bin##*/}
+    SERVER_COMM=${bin:0:15}
     while read -r kind a b c; do
         case $kind in
         host) HOSTS+=("$a") ;;
@@ -542,7 +566,7 @@ failover() {
     local scen=$1 i=$2 old=$3 pid fault heal=0 end new="" h named j ready w_pid bound settle fixed=0 settled=1 client final m others=()
     for h in "${HOSTS[@]}"; do [[ $h == "$old" ]] || others+=("$h"); done
     pid=$(<"$LAB/$old/redis.pid")
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server ]] || die "redis on $old (pid $pid) is not running"
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$SERVER_COMM" ]] || die "$SERVER_COMM on $old (pid $pid) is not running"
 
     # The client writes through the VIP from 1 s before the fault until the
     # lab has settled (bounded by its own --duration-ms as well).
