@@ -251,7 +251,7 @@ max_acked() { awk '$2 == "ok" && $3 + 0 > m { m = $3 + 0 } END { print m + 0 }' 
 
 # --- one run: RELEASE SERVER --------------------------------------------------------------------
 one_run() {
-    local release=$1 run="$1-$2" lab h ns sp mp before since newm caps out score i
+    local release=$1 run="$1-$2" lab h ns sp mp before since newm caps out score i rc
     SERVER=$2
     ROOTFS=$("$ROOT/scripts/debian-roots.sh" path "$release-systemd") || die "no $release root"
     lab=/tmp/vipctl-labs/systemd-$run-$$
@@ -299,6 +299,16 @@ one_run() {
         ct "$run" "$h" systemctl start "$(sentinel_unit)"
     done
 
+    # vipctl doctor finds this server's sentinel.conf and unit by itself (the other server's are masked).
+    wait_for 10 ct "$run" h2 "$(cli)" -p 26379 PING || true
+    out=$(ct "$run" h2 vipctl doctor 2>&1) && rc=0 || rc=$?
+    if ((rc == 0)) && grep -q "$(etc_dir)/sentinel.conf" <<<"$out" && grep -q "^ok .*$(sentinel_unit) lets sentinel execute" <<<"$out"; then
+        ok "$run: vipctl doctor passes, and checks $(etc_dir)/sentinel.conf and $(sentinel_unit) by itself"
+    else
+        fail "$run: vipctl doctor (exit $rc)"
+        detail "$out" 20
+    fi
+
     # The unit: Type=notify, two capabilities, exposure.
     mp=$(ct "$run" h2 systemctl show -p MainPID --value vipctl-watch)
     out=$(ct "$run" h2 systemctl show -p Type,ActiveState --value vipctl-watch | tr '\n' ' ')
@@ -323,7 +333,12 @@ one_run() {
     sleep 2 # the sentinels learn of each other and the replicas (hello messages)
     ip netns exec "$("$ROOT/scripts/lab.sh" ns "$lab" cl)" "$WRITER" "${VIP4%/*}" 6379 --duration-ms 120000 \
         --key systemd-test >"$WORK/$run/writer.log" 2>/dev/null &
-    local writer=$!
+    local writer=$! monitors=()
+    # Every address change on every host, timestamped: on a loss, who held the VIP when.
+    for h in "${HOSTS[@]}"; do
+        timeout 300 ip -n "$("$ROOT/scripts/lab.sh" ns "$lab" "$h")" -ts -o monitor address >"$WORK/$run/$h.addr.log" 2>&1 &
+        monitors+=($!)
+    done
     sleep 1
     since=$(ct "$run" h1 date '+%Y-%m-%d %H:%M:%S')
     ct "$run" h1 systemctl stop "$(server_unit)"
@@ -387,8 +402,8 @@ one_run() {
     fi
 
     sleep 1
-    kill "$writer" 2>/dev/null || true
-    wait "$writer" 2>/dev/null || true
+    kill "$writer" "${monitors[@]}" 2>/dev/null || true
+    wait "$writer" "${monitors[@]}" 2>/dev/null || true
     local lost final max
     lost=$(lost_writes "$WORK/$run/writer.log")
     max=$(max_acked "$WORK/$run/writer.log")
@@ -397,6 +412,12 @@ one_run() {
         ok "$run: 0 acknowledged writes lost through the VIP in both failovers ($(grep -c ' ok ' "$WORK/$run/writer.log") acknowledged, highest $max, the final master has $final)"
     else
         fail "$run: lost $lost acknowledged writes (highest acknowledged $max, the final master has '${final}')"
+        detail "$(awk '$2 == "ok" { v = $3 + 0; if (v <= m) print "regression at " $1 ": " v " after " m; if (v > m) m = v }' "$WORK/$run/writer.log" | head -n 5)"
+        for h in "${HOSTS[@]}"; do
+            detail "$h: $(grep -F "${VIP4%/*}" "$WORK/$run/$h.addr.log" | tail -n 6)" 8
+            detail "$h: $(sentinel_log "$run" "$h" | grep -E 'switch-master|convert-to-slave|\+sdown master|odown' | tail -n 6)" 8
+            detail "$h: $(ct "$run" "$h" journalctl -u vipctl-watch --no-pager -o cat 2>/dev/null | grep -E 'claim|release|fence|demote' | tail -n 6)" 8
+        done
     fi
 
     # dpkg -r refuses while sentinel.conf names the hook; dpkg -P removes everything.

@@ -439,10 +439,13 @@ fn sentinel_conf_paths(opts: &Args) -> Vec<PathBuf> {
     if !opts.sentinel_conf.is_empty() {
         return opts.sentinel_conf.clone();
     }
-    // A file this user may not even look at is still there: reading it then says so.
-    ["/etc/redis/sentinel.conf", "/etc/valkey/sentinel.conf"]
+    // A file this user may not even look at is still there: reading it then says so. The file of a
+    // masked unit (both servers installed, one masked) is no running sentinel's.
+    let dirs = unit_dirs(opts);
+    [("/etc/redis/sentinel.conf", "redis-sentinel.service"), ("/etc/valkey/sentinel.conf", "valkey-sentinel.service")]
         .into_iter()
-        .map(PathBuf::from)
+        .filter(|(_, unit)| !sentinel_conf::unit_masked(&dirs, unit))
+        .map(|(p, _)| PathBuf::from(p))
         .filter(|p| match std::fs::metadata(p) {
             Ok(_) => true,
             Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,

@@ -57,6 +57,14 @@ pub const UNIT_DIRS: [&str; 4] =
 /// The sentinel units vipctl knows: Debian's redis and valkey packages.
 pub const SENTINEL_UNITS: [&str; 2] = ["redis-sentinel.service", "valkey-sentinel.service"];
 
+/// Whether `unit` is masked (`systemctl mask`: a link to /dev/null, or an empty file, in the first
+/// of `dirs` that has it): it cannot run, so its sentinel.conf is no one's.
+pub fn unit_masked(dirs: &[PathBuf], unit: &str) -> bool {
+    let Some(main) = dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok()) else { return false };
+    std::fs::canonicalize(&main).is_ok_and(|p| p == Path::new("/dev/null"))
+        || std::fs::metadata(&main).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
 /// The users the installed sentinel units run as, by unit (units without `User=` run as root and
 /// are left out: root is always served).
 pub fn sentinel_unit_users(dirs: &[PathBuf]) -> Vec<(&'static str, String)> {
@@ -69,9 +77,7 @@ impl UnitSandbox {
     /// when the first that does masks it (a link to /dev/null, or an empty file: it cannot run).
     pub fn load(dirs: &[PathBuf], unit: &str) -> Option<UnitSandbox> {
         let main = dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok())?;
-        let masked = std::fs::canonicalize(&main).is_ok_and(|p| p == Path::new("/dev/null"))
-            || std::fs::metadata(&main).is_ok_and(|m| m.is_file() && m.len() == 0);
-        if masked || !main.is_file() {
+        if unit_masked(dirs, unit) || !main.is_file() {
             return None;
         }
         let mut sandbox = UnitSandbox::default();
