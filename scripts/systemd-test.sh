@@ -244,9 +244,12 @@ await_new_master() {
     return 1
 }
 
-# lost_writes FILE: acknowledged INCR values that a later acknowledged value did not exceed (each
-# regression from the highest value m to v loses m - v + 1), as tests/support's lost_writes.
-lost_writes() { awk '$2 == "ok" { v = $3 + 0; if (v <= m) lost += m - v + 1; if (v > m) m = v } END { print lost + 0 }' "$1"; }
+# lost_writes FILE: acknowledged INCR values that a later acknowledged value did not exceed: a
+# regression from the last value m to v loses m - v + 1, counted once (the count goes on from v),
+# as tests/support's lost_writes.
+lost_writes() {
+    awk '$2 == "ok" { v = $3 + 0; if (seen && v <= m) lost += m - v + 1; m = v; seen = 1 } END { print lost + 0 }' "$1"
+}
 max_acked() { awk '$2 == "ok" && $3 + 0 > m { m = $3 + 0 } END { print m + 0 }' "$1"; }
 
 # --- one run: RELEASE SERVER --------------------------------------------------------------------
@@ -412,7 +415,7 @@ one_run() {
         ok "$run: 0 acknowledged writes lost through the VIP in both failovers ($(grep -c ' ok ' "$WORK/$run/writer.log") acknowledged, highest $max, the final master has $final)"
     else
         fail "$run: lost $lost acknowledged writes (highest acknowledged $max, the final master has '${final}')"
-        detail "$(awk '$2 == "ok" { v = $3 + 0; if (v <= m) print "regression at " $1 ": " v " after " m; if (v > m) m = v }' "$WORK/$run/writer.log" | head -n 5)"
+        detail "$(awk '$2 == "ok" { v = $3 + 0; if (seen && v <= m) print "regression at " $1 " ms: " v " after " m; m = v; seen = 1 }' "$WORK/$run/writer.log" | head -n 5)"
         for h in "${HOSTS[@]}"; do
             detail "$h: $(grep -F "${VIP4%/*}" "$WORK/$run/$h.addr.log" | tail -n 6)" 8
             detail "$h: $(sentinel_log "$run" "$h" | grep -E 'switch-master|convert-to-slave|\+sdown master|odown' | tail -n 6)" 8
