@@ -75,8 +75,9 @@ make_bins() {
 
 # root_path NAME -> the cached root's path, built on first use (under a lock: tests run at once).
 root_path() {
-    local name=$1 root=$ROOTS/$1 suite packages tmp
-    read -r suite packages <<<"$(spec "$name")"
+    local name=$1 root=$ROOTS/$1 suite packages tmp spec_out
+    spec_out=$(spec "$name") || exit 2
+    read -r suite packages <<<"$spec_out"
     if [[ ! -d $ROOTS ]]; then
         [[ $(id -u) -eq 0 ]] || die "$ROOTS does not exist; run as root once to build the Debian roots there"
         install -d -m 0755 -o root -g root -- "$ROOTS"
@@ -89,11 +90,12 @@ root_path() {
         flock -w 900 8 || die "another build has held $ROOTS/.lock for 15 minutes"
         if [[ $(cat "$root/.vipctl-complete" 2>/dev/null) != "$FORMAT" ]]; then
             tmp=$root.building
-            rm -rf -- "$tmp" "$root"
+            rm -rf --one-file-system -- "$tmp" "$root"
             echo "$PROG: building $name (Debian $suite: $packages) in $root, once; a minute or two" >&2
-            if ! timeout 900 debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$MIRROR" \
+            # --force-check-gpg: root runs these binaries, so the archive's signature must check out.
+            if ! timeout 900 debootstrap --force-check-gpg --variant=minbase --include="$packages" "$suite" "$tmp" "$MIRROR" \
                 >"$ROOTS/$name.debootstrap.log" 2>&1; then
-                rm -rf -- "$tmp"
+                rm -rf --one-file-system -- "$tmp"
                 die "debootstrap $suite failed (log: $ROOTS/$name.debootstrap.log): $(tail -n 3 "$ROOTS/$name.debootstrap.log" | tr '\n' ' ')"
             fi
             [[ $name != trixie-servers ]] || make_bins "$tmp" "$root"
@@ -112,6 +114,10 @@ main() {
     case ${1:-} in
     path)
         (($# == 2)) || usage
+        case $2 in
+        trixie-servers | bookworm-systemd | trixie-systemd) ;;
+        *) die "unknown root '$2': choose trixie-servers, bookworm-systemd or trixie-systemd" 2 ;;
+        esac
         root_path "$2"
         ;;
     names) echo "trixie-servers bookworm-systemd trixie-systemd" ;;

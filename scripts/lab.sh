@@ -483,14 +483,16 @@ pick_server() {
 }
 
 # load_server DIR: the server build a lab was made with (labs from before
-# LAB_SERVER have no DIR/server: Debian 12's redis from PATH).
+# LAB_SERVER have no DIR/server: Debian 12's redis from PATH). The file names
+# the build only: the binaries' paths come from servers.sh again, never from a
+# file in the lab folder.
 load_server() {
+    local name=redis7
     if [[ -f $1/server ]]; then
-        { read -r SERVER_NAME && read -r SERVER_BIN && read -r SENTINEL_BIN; } <"$1/server" ||
-            die "corrupt $1/server"
-    else
-        SERVER_NAME=redis7 SERVER_BIN=redis-server SENTINEL_BIN=redis-sentinel
+        read -r name <"$1/server" || die "corrupt $1/server"
+        [[ $name =~ ^(redis7|valkey8|redis8)$ ]] || die "$1/server names an unknown server build '$name'"
     fi
+    LAB_SERVER=$name pick_server
 }
 
 # kind_bin KIND -> the binary of KIND (redis or sentinel); kind_comm KIND ->
@@ -1338,7 +1340,7 @@ cmd_up() {
     : >"$dir/extra.pids"
     # start-redis needs the same environment later.
     echo "$LAB_CONFIG" >"$dir/config.path"
-    printf '%s\n' "$SERVER_NAME" "$SERVER_BIN" "$SENTINEL_BIN" >"$dir/server"
+    printf '%s\n' "$SERVER_NAME" >"$dir/server"
 
     build_network
 

@@ -71,7 +71,9 @@ main() {
         ;;
     version)
         (($# == 2)) || usage
-        "$(server_bin "$2" server)" --version
+        local bin
+        bin=$(server_bin "$2" server) || exit $?
+        "$bin" --version
         ;;
     names) echo "redis7 valkey8 redis8" ;;
     *) usage ;;

@@ -30,8 +30,6 @@ readonly MAX_EXPOSURE=${VIPCTL_MAX_EXPOSURE:-2.0}
 readonly RUNS=${VIPCTL_SYSTEMD_RUNS:-bookworm:redis trixie:valkey trixie:redis}
 readonly HOOK=/usr/libexec/vipctl/vipctl
 readonly HOSTS=(h1 h2 h3)
-WORK=$(mktemp -d /tmp/vipctl-systemd-test.XXXXXX)
-readonly WORK
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -49,11 +47,13 @@ detail() { printf '%s\n' "$1" | sed 's/^/         | /' | tail -n "${2:-8}"; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, overlay mounts, systemd-nspawn)"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (Debian package systemd-container; scripts/install-deps.sh installs it)"
-DEB=${1:-$(ls -t "${CARGO_TARGET_DIR:-$ROOT/target}"/debian/vipctl_*.deb 2>/dev/null | head -n 1)}
+DEB=${1:-$(ls -t "${CARGO_TARGET_DIR:-$ROOT/target}"/debian/vipctl_*.deb 2>/dev/null | head -n 1 || true)}
 [[ -f $DEB ]] || die "no .deb (run scripts/package.sh, or pass its path)"
 # The lab's client, writing INCR through the VIP across both failovers (cargo build --examples).
 WRITER=${LAB_WRITER:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/lab_writer}
 [[ -x $WRITER ]] || die "no lab writer at $WRITER (cargo build --example lab_writer, or set LAB_WRITER)"
+WORK=$(mktemp -d /tmp/vipctl-systemd-test.XXXXXX)
+readonly WORK
 
 # --- containers -----------------------------------------------------------------------------------
 # Per container: WORK/RUN/HOST/{up,work,root} (overlay upper, work and merged dirs over the cached
@@ -64,7 +64,7 @@ declare -a LABS=()
 ct() {
     local run=$1 host=$2
     shift 2
-    timeout 60 nsenter -t "$(<"$WORK/$run/$host/pid1")" -a -- "$@"
+    timeout 30 nsenter -t "$(<"$WORK/$run/$host/pid1")" -a -- "$@"
 }
 
 boot() {
@@ -104,15 +104,21 @@ stop_container() {
     fi
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    # Its systemd, had it outlived nspawn (ours: recorded when we started it).
+    [[ ! -f $d/pid1 ]] || kill -KILL "$(<"$d/pid1")" 2>/dev/null || true
     rm -f -- "$d/nspawn.pid"
 }
 
+# The writers and address monitors we started, killed on every exit path.
+declare -a BG_PIDS=()
+
 cleanup() {
     local d lab
+    ((${#BG_PIDS[@]} == 0)) || kill "${BG_PIDS[@]}" 2>/dev/null || true
     for d in "$WORK"/*/h?; do
         [[ -d $d ]] || continue
         stop_container "$d"
-        mountpoint -q "$d/root" && umount "$d/root"
+        if mountpoint -q "$d/root"; then umount "$d/root" 2>/dev/null || umount -l "$d/root" || true; fi
     done
     for lab in "${LABS[@]}"; do "$ROOT/scripts/lab.sh" down "$lab" >/dev/null 2>&1 || true; done
     rm -rf -- "$WORK"
@@ -189,20 +195,24 @@ holders() {
 vip_only_on() { [[ $(holders "$1") == "$2" ]]; }
 master_is() { [[ $(master_host "$1") == "$2" ]]; }
 
-# wait_for SECONDS CMD...: until CMD succeeds (every 0.1 s), bounded.
+# wait_for SECONDS CMD...: until CMD succeeds (every 0.1 s), for SECONDS at most (plus the last
+# try's own bound: a ct call's 30 s).
 wait_for() {
-    local secs=$1 i
+    local end=$((SECONDS + $1))
     shift
-    for ((i = 0; i < secs * 10; i++)); do
+    while ((SECONDS < end)); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     return 1
 }
 
+# pid_ok VALUE: a PID systemctl show gave us (0 or empty: the unit has no main process now).
+pid_ok() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+
 master_host() {
     local run=$1 m h
-    m=$(ct "$run" h2 "$(cli)" -p 26379 SENTINEL get-master-addr-by-name mymaster 2>/dev/null | head -n 1) || return 1
+    m=$(ct "$run" h2 timeout 5 "$(cli)" -p 26379 SENTINEL get-master-addr-by-name mymaster 2>/dev/null | head -n 1) || return 1
     for h in "${HOSTS[@]}"; do [[ ${IP[$h]} != "$m" ]] || echo "$h"; done
 }
 
@@ -217,7 +227,8 @@ sentinel_log() {
 hook_handed() {
     local run=$1 host=$2 since=$3 uid
     uid=$(ct "$run" "$host" id -u "$SERVER") || return 1
-    ct "$run" "$host" journalctl -u vipctl-watch --since "$since" --no-pager -o verbose | grep -q "hook from uid $uid"
+    # The whole journal is read (no grep -q: an early exit would SIGPIPE journalctl under pipefail).
+    ct "$run" "$host" journalctl -u vipctl-watch --since "$since" --no-pager -o verbose | grep -F "hook from uid $uid args" >/dev/null
 }
 
 # install_deb RUN HOST FILE: dpkg -i FILE in that container (a FAIL line when it fails).
@@ -232,8 +243,8 @@ install_deb() {
 
 # await_new_master RUN OLD -> the host the sentinels name once it is not OLD (within 30 s).
 await_new_master() {
-    local m i
-    for ((i = 0; i < 300; i++)); do
+    local m end=$((SECONDS + 30))
+    while ((SECONDS < end)); do
         m=$(master_host "$1" 2>/dev/null) || m=
         [[ -n $m && $m != "$2" ]] && {
             echo "$m"
@@ -285,7 +296,7 @@ one_run() {
 
     # Install, configure, start the daemon; then the hook line, as README's install steps.
     for h in "${HOSTS[@]}"; do
-        install_deb "$run" "$h" "$DEB" || return
+        install_deb "$run" "$h" "$DEB" || return 0
         write_vipctl_conf "$WORK/$run/$h/root"
         ct "$run" "$h" systemctl enable --now vipctl-watch.service >/dev/null 2>&1 || true
     done
@@ -313,9 +324,9 @@ one_run() {
     fi
 
     # The unit: Type=notify, two capabilities, exposure.
-    mp=$(ct "$run" h2 systemctl show -p MainPID --value vipctl-watch)
-    out=$(ct "$run" h2 systemctl show -p Type,ActiveState --value vipctl-watch | tr '\n' ' ')
-    caps=$(ct "$run" h2 awk '/^Cap(Eff|Prm|Inh|Bnd|Amb):/ {printf "%s%s ", $1, $2}' "/proc/$mp/status")
+    mp=$(ct "$run" h2 systemctl show -p MainPID --value vipctl-watch) || mp=
+    out=$(ct "$run" h2 systemctl show -p Type,ActiveState --value vipctl-watch | tr '\n' ' ') || true
+    caps=$(pid_ok "$mp" && ct "$run" h2 awk '/^Cap(Eff|Prm|Inh|Bnd|Amb):/ {printf "%s%s ", $1, $2}' "/proc/$mp/status") || caps="(no main process)"
     # 0x3000: CAP_NET_ADMIN (12) and CAP_NET_RAW (13). The daemon clears its ambient set at start,
     # so that the notify commands it runs inherit nothing.
     if [[ $out == "notify active " && $caps == "CapInh:0000000000000000 CapPrm:0000000000003000 CapEff:0000000000003000 CapBnd:0000000000003000 CapAmb:0000000000000000 " ]]; then
@@ -323,7 +334,7 @@ one_run() {
     else
         fail "$run: vipctl-watch.service: $out; $caps"
     fi
-    out=$(ct "$run" h2 systemd-analyze security vipctl-watch.service --no-pager 2>&1 | tail -n 1)
+    out=$(ct "$run" h2 systemd-analyze security vipctl-watch.service --no-pager 2>&1 | tail -n 1) || true
     score=$(grep -oE '[0-9]+\.[0-9]+' <<<"$out" | tail -n 1)
     if [[ -n $score ]] && awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }'; then
         ok "$run: systemd-analyze security vipctl-watch.service: $score (<= $MAX_EXPOSURE)"
@@ -337,13 +348,15 @@ one_run() {
     ip netns exec "$("$ROOT/scripts/lab.sh" ns "$lab" cl)" "$WRITER" "${VIP4%/*}" 6379 --duration-ms 120000 \
         --key systemd-test >"$WORK/$run/writer.log" 2>/dev/null &
     local writer=$! monitors=()
+    BG_PIDS+=("$writer")
     # Every address change on every host, timestamped: on a loss, who held the VIP when.
     for h in "${HOSTS[@]}"; do
         timeout 300 ip -n "$("$ROOT/scripts/lab.sh" ns "$lab" "$h")" -ts -o monitor address >"$WORK/$run/$h.addr.log" 2>&1 &
         monitors+=($!)
+        BG_PIDS+=($!)
     done
     sleep 1
-    since=$(ct "$run" h1 date '+%Y-%m-%d %H:%M:%S')
+    since=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
     ct "$run" h1 systemctl stop "$(server_unit)"
     newm=$(await_new_master "$run" h1) || true
     if [[ -n $newm && $newm != h1 ]] && wait_for 15 vip_only_on "$lab" "$newm"; then
@@ -366,10 +379,11 @@ one_run() {
     ct "$run" h1 systemctl start "$(server_unit)"
 
     # Watchdog: a hung daemon is restarted.
-    mp=$(ct "$run" h3 systemctl show -p MainPID --value vipctl-watch)
-    before=$(ct "$run" h3 systemctl show -p NRestarts --value vipctl-watch)
-    ct "$run" h3 kill -STOP "$mp"
-    if wait_for 25 sh -c "[ \"\$(timeout 5 nsenter -t $(<"$WORK/$run/h3/pid1") -a -- systemctl show -p NRestarts --value vipctl-watch)\" -gt $before ]" &&
+    mp=$(ct "$run" h3 systemctl show -p MainPID --value vipctl-watch) || mp=
+    before=$(ct "$run" h3 systemctl show -p NRestarts --value vipctl-watch) || before=
+    if ! pid_ok "$mp" || [[ ! $before =~ ^[0-9]+$ ]]; then
+        fail "$run: vipctl-watch on h3 has no main process to stop (MainPID '$mp', NRestarts '$before')"
+    elif ct "$run" h3 kill -STOP "$mp" && wait_for 25 sh -c "[ \"\$(timeout 5 nsenter -t $(<"$WORK/$run/h3/pid1") -a -- systemctl show -p NRestarts --value vipctl-watch)\" -gt $before ]" &&
         wait_for 10 sh -c "timeout 5 nsenter -t $(<"$WORK/$run/h3/pid1") -a -- systemctl is-active -q vipctl-watch"; then
         ok "$run: the watchdog (WatchdogSec=10s) restarted vipctl-watch after SIGSTOP"
     else
@@ -378,22 +392,25 @@ one_run() {
 
     # dpkg -i of a newer build while sentinel runs; the hook stays executable in its sandbox.
     for h in "${HOSTS[@]}"; do install_deb "$run" "$h" "$WORK/newer.deb" || true; done
-    sp=$(ct "$run" h2 systemctl show -p MainPID --value "$(sentinel_unit)")
-    if out=$(ct "$run" h2 nsenter -t "$sp" -m -- "$HOOK" --version 2>&1); then
+    sp=$(ct "$run" h2 systemctl show -p MainPID --value "$(sentinel_unit)") || sp=
+    if ! pid_ok "$sp"; then
+        fail "$run: $(sentinel_unit) on h2 has no main process (MainPID '$sp')"
+    elif out=$(ct "$run" h2 nsenter -t "$sp" -m -- "$HOOK" --version 2>&1); then
         ok "$run: after dpkg -i of $NEWER_VERSION, sentinel's sandbox still executes $HOOK ($out)"
     else
         fail "$run: after the upgrade, sentinel's sandbox cannot execute $HOOK: $out"
     fi
     # The canary: the same sandbox refuses what its ExecPaths= do not list, or the check above
     # proves nothing.
-    if out=$(ct "$run" h2 nsenter -t "$sp" -m -- /usr/bin/true 2>&1); then
-        fail "$run: sentinel's sandbox executes /usr/bin/true: NoExecPaths= is not in force, the check above proves nothing"
-    else
+    out=$(pid_ok "$sp" && ct "$run" h2 nsenter -t "$sp" -m -- /usr/bin/true 2>&1) && rc=0 || rc=$?
+    if ((rc != 0)) && [[ $out == *"Permission denied"* ]]; then
         ok "$run: sentinel's sandbox refuses /usr/bin/true (NoExecPaths=/ in force: $out)"
+    else
+        fail "$run: sentinel's sandbox did not refuse /usr/bin/true for lack of exec permission (exit $rc: $out): the check above proves nothing"
     fi
     newm=$(master_host "$run") || newm=
     sleep 11 # Sentinel's guard: 2 x failover-timeout since the last failover
-    since=$(ct "$run" h1 date '+%Y-%m-%d %H:%M:%S')
+    since=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
     ct "$run" h1 "$(cli)" -p 26379 SENTINEL FAILOVER mymaster >/dev/null 2>&1 || true
     local newer
     newer=$(await_new_master "$run" "$newm") || true

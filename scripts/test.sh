@@ -72,7 +72,12 @@ fi
 # ("" skips the stage).
 if [[ $(id -u) -eq 0 ]]; then
     for server in ${VIPCTL_SERVERS-valkey8 redis8}; do
-        echo "== lab tests against $server: $(scripts/servers.sh version "$server")"
+        version=$(scripts/servers.sh version "$server") || {
+            echo "test.sh: cannot provide the $server build (scripts/servers.sh, above); the lab tests against it did not run" >&2
+            summary
+            exit 1
+        }
+        echo "== lab tests against $server: $version"
         mapfile -t labs < <(cd tests && ls lab_*.rs | sed 's/\.rs$//')
         lab_tests=()
         for t in "${labs[@]}"; do lab_tests+=(--test "$t"); done

@@ -131,10 +131,11 @@ LAB=/tmp/vipctl-labs/bench-${LAB/"~"/-}-$$
 load_facts() {
     local kind a b c name bin
     cp -p -- "$LAB/lab.json" "$RES/lab.json"
-    # The server build the lab was made with (name, server and sentinel binaries), kept too.
+    # The server build the lab was made with (its name), kept too; its binary from servers.sh.
     cp -p -- "$LAB/server" "$RES/server"
-    { read -r name && read -r bin; } <"$LAB/server" || die "could not read $LAB/server"
+    read -r name <"$LAB/server" || die "could not read $LAB/server"
     [[ $name == "$SERVER" ]] || die "the lab runs server '$name', not $SERVER"
+    bin=$("$REPO/scripts/servers.sh" bin "$name" server) || die "no binary for server $name"
     # As /proc/PID/comm shows the server: its binary's name, 15 characters at most.
     bin=${bin##*/}
     SERVER_COMM=${bin:0:15}

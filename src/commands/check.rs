@@ -210,10 +210,37 @@ fn unit_dirs(opts: &Args) -> Vec<PathBuf> {
 
 /// A sentinel unit's user that the daemon does not serve has every hook refused.
 fn check_hook_users(c: &mut Checks, config: &Config, opts: &Args) {
-    let units = sentinel_conf::sentinel_unit_users(&unit_dirs(opts));
+    let dirs = unit_dirs(opts);
+    let units = sentinel_conf::sentinel_unit_users(&dirs);
     let Some(listed) = &config.watch.hook_users else {
+        for unit in sentinel_conf::SENTINEL_UNITS {
+            let Some(s) = UnitSandbox::load(&dirs, unit) else { continue };
+            let fix = format!("set [watch] hook_users in {} to the user sentinel runs as", config.path.display());
+            if s.dynamic_user && s.user.is_none() {
+                c.fail(
+                    format!(
+                        "{unit} runs sentinel as a dynamic user, which no list can name: its hooks will be refused"
+                    ),
+                    fix,
+                );
+            } else if !s.trusted {
+                c.fail(
+                    format!("{unit} (or a drop-in of it) is not root's alone: the daemon does not take its User="),
+                    fix,
+                );
+            }
+        }
         for (unit, user) in &units {
-            c.ok(format!("[watch] hook_users is not set: the daemon serves `{user}`, the user of {unit}"));
+            if crate::privilege::uid_of(user).is_some() {
+                c.ok(format!("[watch] hook_users is not set: the daemon serves `{user}`, the user of {unit}"));
+            } else {
+                c.warn(
+                    format!(
+                        "{unit} runs sentinel as `{user}`, which does not exist on this host: the unit cannot start"
+                    ),
+                    Some(format!("create the user `{user}` (the server's package does), or fix User= in {unit}")),
+                );
+            }
         }
         return;
     };

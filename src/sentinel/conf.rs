@@ -46,13 +46,32 @@ pub struct UnitSandbox {
     pub bounding_set: Option<String>,
     /// `NoNewPrivileges=` (file capabilities are not granted under it).
     pub no_new_privileges: bool,
-    /// `User=`: whom the unit runs as (None: root).
+    /// `User=`: whom the unit runs as (None: root, or a dynamic user).
     pub user: Option<String>,
+    /// `DynamicUser=yes`: a uid allocated at each start, which no list can name.
+    pub dynamic_user: bool,
+    /// Every file it was read from is root's and writable by root alone: only then may a
+    /// privileged daemon take whom to trust from it.
+    pub trusted: bool,
 }
 
-/// Where systemd finds units, in precedence order.
-pub const UNIT_DIRS: [&str; 4] =
-    ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+/// Where systemd finds system units, in precedence order (systemd.unit(5); /lib for Debian's
+/// split /usr). Each is root's: a unit read from elsewhere would not run.
+pub const UNIT_DIRS: [&str; 13] = [
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/run/systemd/generator.late",
+    "/lib/systemd/system",
+];
 
 /// The sentinel units vipctl knows: Debian's redis and valkey packages.
 pub const SENTINEL_UNITS: [&str; 2] = ["redis-sentinel.service", "valkey-sentinel.service"];
@@ -68,7 +87,25 @@ pub fn unit_masked(dirs: &[PathBuf], unit: &str) -> bool {
 /// The users the installed sentinel units run as, by unit (units without `User=` run as root and
 /// are left out: root is always served).
 pub fn sentinel_unit_users(dirs: &[PathBuf]) -> Vec<(&'static str, String)> {
-    SENTINEL_UNITS.iter().filter_map(|unit| Some((*unit, UnitSandbox::load(dirs, unit)?.user?))).collect()
+    SENTINEL_UNITS
+        .iter()
+        .filter_map(|unit| {
+            let s = UnitSandbox::load(dirs, unit)?;
+            if !s.trusted {
+                tracing::warn!(
+                    "{unit} (or a drop-in of it) is not root's alone: its User= is not taken for [watch] hook_users"
+                );
+                return None;
+            }
+            Some((*unit, s.user?))
+        })
+        .collect()
+}
+
+/// Whether a unit file may tell a privileged process anything: root's, writable by root alone.
+fn root_only(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
 }
 
 impl UnitSandbox {
@@ -80,7 +117,7 @@ impl UnitSandbox {
         if unit_masked(dirs, unit) || !main.is_file() {
             return None;
         }
-        let mut sandbox = UnitSandbox::default();
+        let mut sandbox = UnitSandbox { trusted: root_only(&main), ..UnitSandbox::default() };
         sandbox.apply(&std::fs::read_to_string(main).unwrap_or_default());
         let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
         // A drop-in of the same name in a higher-precedence dir masks the lower ones.
@@ -95,6 +132,7 @@ impl UnitSandbox {
             }
         }
         for path in dropins.values() {
+            sandbox.trusted &= root_only(path);
             sandbox.apply(&std::fs::read_to_string(path).unwrap_or_default());
         }
         Some(sandbox)
@@ -125,6 +163,7 @@ impl UnitSandbox {
                 "CapabilityBoundingSet" => self.bounding_set = Some(value.to_string()),
                 "NoNewPrivileges" => self.no_new_privileges = matches!(value, "yes" | "true" | "1" | "on"),
                 "User" => self.user = (!value.is_empty()).then(|| value.to_string()),
+                "DynamicUser" => self.dynamic_user = matches!(value, "yes" | "true" | "1" | "on"),
                 _ => {}
             }
         }
@@ -214,6 +253,11 @@ mod tests {
         assert!(sentinel_unit_users(&dirs).is_empty());
         std::fs::write(lib.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
         std::fs::write(lib.join("valkey-sentinel.service"), "[Service]\nUser=valkey\n").unwrap();
+        // Only files that are root's alone count: as another user, these files are that user's.
+        if !nix::unistd::geteuid().is_root() {
+            assert!(sentinel_unit_users(&dirs).is_empty(), "files of uid {} were trusted", nix::unistd::geteuid());
+            return;
+        }
         assert_eq!(
             sentinel_unit_users(&dirs),
             [("redis-sentinel.service", "redis".to_string()), ("valkey-sentinel.service", "valkey".to_string())]
@@ -222,8 +266,20 @@ mod tests {
         std::fs::write(lib.join("valkey-sentinel.service.d/user.conf"), "[Service]\nUser=cache\n").unwrap();
         std::fs::write(etc.join("redis-sentinel.service"), "[Service]\nExecStart=/x\n").unwrap();
         assert_eq!(sentinel_unit_users(&dirs), [("valkey-sentinel.service", "cache".to_string())]);
+        // A drop-in others may write is no root's word.
+        let p = lib.join("valkey-sentinel.service.d/user.conf");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        assert!(sentinel_unit_users(&dirs).is_empty());
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         // A masked unit (systemctl mask: a link to /dev/null in /etc) runs nobody.
         std::os::unix::fs::symlink("/dev/null", etc.join("valkey-sentinel.service")).unwrap();
         assert!(sentinel_unit_users(&dirs).is_empty());
+    }
+
+    #[test]
+    fn a_dynamic_user_is_read() {
+        let mut s = UnitSandbox::default();
+        s.apply("[Service]\nDynamicUser=yes\n");
+        assert!(s.dynamic_user && s.user.is_none());
     }
 }

@@ -30,7 +30,8 @@ impl Core {
     pub(super) fn hook(&mut self, token: u64, uid: u32, master: String, args: Vec<String>, now: Instant) {
         if !self.allowed_uids.contains(&uid) {
             let message = format!(
-                "uid {uid} may not hand hooks to this daemon: add the user to [watch] hook_users in the config"
+                "uid {uid} may not hand hooks to this daemon: add the user to [watch] hook_users in the config \
+                 (or, without hook_users, run sentinel as its unit's User=), then restart vipctl-watch"
             );
             self.effects.push(Effect::Reply { token, reply: Reply::new(2, message) });
             return;
