@@ -836,6 +836,31 @@ impl Lab {
         self.exec(host, Path::new("/usr/bin/setpriv"), &full, env)
     }
 
+    /// The masters Sentinel switched to, in order, as any sentinel logged them (`+switch-master`,
+    /// each new address once): more than one after a fault is Sentinel failing over again on its
+    /// own (README, "Known limits": the second failover).
+    pub fn switched_to(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut lines: Vec<(String, String)> = Vec::new();
+        for h in self.hosts() {
+            let log = std::fs::read_to_string(self.dir.join(h).join("sentinel.log")).unwrap_or_default();
+            for l in log.lines().filter(|l| l.contains("+switch-master")) {
+                // "PID:X DD Mon YYYY HH:MM:SS.mmm # +switch-master NAME OLD-IP OLD-PORT NEW-IP NEW-PORT"
+                let words: Vec<&str> = l.split_whitespace().collect();
+                if let (Some(time), Some(new)) = (words.get(4), words.iter().rev().nth(1)) {
+                    lines.push((time.to_string(), new.to_string()));
+                }
+            }
+        }
+        lines.sort();
+        for (_, new) in lines {
+            if out.last() != Some(&new) && !out.contains(&new) {
+                out.push(new);
+            }
+        }
+        out.into_iter().filter_map(|ip| self.host_of(&ip).map(str::to_string)).collect()
+    }
+
     /// Waits (bounded) for Sentinel to promote a replica of h1; returns the new master's host.
     pub fn wait_promotion(&self) -> &str {
         self.wait("a promotion", Duration::from_secs(30), || {
