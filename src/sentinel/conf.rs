@@ -277,6 +277,24 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_is_masked_by_a_link_to_dev_null_or_an_empty_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (etc, lib) = (d.path().join("etc"), d.path().join("lib"));
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::create_dir_all(&lib).unwrap();
+        let dirs = [etc.clone(), lib.clone()];
+        std::fs::write(lib.join("redis-sentinel.service"), DEBIAN_UNIT).unwrap();
+        assert!(!unit_masked(&dirs, "redis-sentinel.service"));
+        assert!(!unit_masked(&dirs, "valkey-sentinel.service"), "an absent unit is not masked");
+        std::os::unix::fs::symlink("/dev/null", etc.join("redis-sentinel.service")).unwrap();
+        assert!(unit_masked(&dirs, "redis-sentinel.service"));
+        std::fs::remove_file(etc.join("redis-sentinel.service")).unwrap();
+        std::fs::write(etc.join("redis-sentinel.service"), "").unwrap();
+        assert!(unit_masked(&dirs, "redis-sentinel.service"));
+        assert!(UnitSandbox::load(&dirs, "redis-sentinel.service").is_none());
+    }
+
+    #[test]
     fn a_dynamic_user_is_read() {
         let mut s = UnitSandbox::default();
         s.apply("[Service]\nDynamicUser=yes\n");
