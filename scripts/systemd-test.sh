@@ -128,8 +128,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- what the containers run --------------------------------------------------------------------
-# Set per run: ROOTFS, SERVER (redis|valkey), and from the lab: IP[host], VIP4, SENTINELS.
-declare -A IP=()
+# Set per run: ROOTFS, SERVER (redis|valkey), and from the lab: IP[host], NS[host] (its network
+# namespace; cl too), VIP4, SENTINELS.
+declare -A IP=() NS=()
 
 server_unit() { echo "$SERVER-server.service"; }
 sentinel_unit() { echo "$SERVER-sentinel.service"; }
@@ -183,16 +184,15 @@ EOF
 }
 
 holders() {
-    local lab=$1 h out
-    out=
+    local h out=
     for h in "${HOSTS[@]}"; do
-        ip -n "$("$ROOT/scripts/lab.sh" ns "$lab" "$h")" -o addr show dev eth0 | grep -q " ${VIP4%/*}/" && out+="$h "
+        ip -n "${NS[$h]}" -o addr show dev eth0 | grep -q " ${VIP4%/*}/" && out+="$h "
     done
     echo "${out% }"
 }
 
-# vip_only_on LAB HOSTS: the VIP is on exactly HOSTS ("h2"); master_is RUN HOST: the sentinels say so.
-vip_only_on() { [[ $(holders "$1") == "$2" ]]; }
+# vip_only_on HOSTS: the VIP is on exactly HOSTS ("h2"); master_is RUN HOST: the sentinels say so.
+vip_only_on() { [[ $(holders) == "$1" ]]; }
 master_is() { [[ $(master_host "$1") == "$2" ]]; }
 
 # wait_for SECONDS CMD...: until CMD succeeds (every 0.1 s), for SECONDS at most (plus the last
@@ -272,6 +272,7 @@ one_run() {
     LABS+=("$lab")
     LAB_SERVERS=0 LAB_OWNER_PID=$$ "$ROOT/scripts/lab.sh" up "$lab" >/dev/null || die "lab.sh up $lab failed"
     SENTINELS=
+    for h in "${HOSTS[@]}" cl; do NS[$h]=$("$ROOT/scripts/lab.sh" ns "$lab" "$h"); done
     for h in "${HOSTS[@]}"; do
         IP[$h]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][sys.argv[2]]["ipv4"])' "$lab/lab.json" "$h")
         SENTINELS+="${SENTINELS:+, }\"${IP[$h]}:26379\""
@@ -279,7 +280,7 @@ one_run() {
     VIP4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vips"]["v4"])' "$lab/lab.json")
     echo "== $release with $(sentinel_unit) (vipctl $(dpkg-deb -f "$DEB" Version))"
 
-    for h in "${HOSTS[@]}"; do boot "$run" "$h" "$release" "$(LAB_SERVERS=0 "$ROOT/scripts/lab.sh" ns "$lab" "$h")"; done
+    for h in "${HOSTS[@]}"; do boot "$run" "$h" "$release" "${NS[$h]}"; done
     for h in "${HOSTS[@]}"; do
         # Until PID 1 has its bus up, systemctl cannot even ask (bounded: 30 tries).
         for ((i = 0; i < 30; i++)); do
@@ -301,8 +302,8 @@ one_run() {
         ct "$run" "$h" systemctl enable --now vipctl-watch.service >/dev/null 2>&1 || true
     done
     ok "$run: dpkg -i on three hosts; vipctl-watch.service enabled"
-    if wait_for 15 vip_only_on "$lab" h1; then ok "$run: the daemon claimed the VIP on the master, h1"; else
-        fail "$run: the VIP is on '$(holders "$lab")', not on the master h1"
+    if wait_for 15 vip_only_on h1; then ok "$run: the daemon claimed the VIP on the master, h1"; else
+        fail "$run: the VIP is on '$(holders)', not on the master h1"
         detail "$(ct "$run" h1 journalctl -u vipctl-watch --no-pager -o cat 2>&1)"
     fi
     for h in "${HOSTS[@]}"; do
@@ -345,13 +346,13 @@ one_run() {
     # Failover 1: the master's Redis stopped; the hook runs in sentinel's sandbox.
     wait_for 20 master_is "$run" h1 || true
     sleep 2 # the sentinels learn of each other and the replicas (hello messages)
-    ip netns exec "$("$ROOT/scripts/lab.sh" ns "$lab" cl)" "$WRITER" "${VIP4%/*}" 6379 --duration-ms 120000 \
+    ip netns exec "${NS[cl]}" "$WRITER" "${VIP4%/*}" 6379 --duration-ms 120000 \
         --key systemd-test >"$WORK/$run/writer.log" 2>/dev/null &
     local writer=$! monitors=()
     BG_PIDS+=("$writer")
     # Every address change on every host, timestamped: on a loss, who held the VIP when.
     for h in "${HOSTS[@]}"; do
-        timeout 300 ip -n "$("$ROOT/scripts/lab.sh" ns "$lab" "$h")" -ts -o monitor address >"$WORK/$run/$h.addr.log" 2>&1 &
+        timeout 300 ip -n "${NS[$h]}" -ts -o monitor address >"$WORK/$run/$h.addr.log" 2>&1 &
         monitors+=($!)
         BG_PIDS+=($!)
     done
@@ -359,10 +360,10 @@ one_run() {
     since=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
     ct "$run" h1 systemctl stop "$(server_unit)"
     newm=$(await_new_master "$run" h1) || true
-    if [[ -n $newm && $newm != h1 ]] && wait_for 15 vip_only_on "$lab" "$newm"; then
+    if [[ -n $newm && $newm != h1 ]] && wait_for 15 vip_only_on "$newm"; then
         ok "$run: after the master's Redis stopped, the VIP is on the new master $newm alone"
     else
-        fail "$run: failover: new master '${newm:-none}', VIP on '$(holders "$lab")'"
+        fail "$run: failover: new master '${newm:-none}', VIP on '$(holders)'"
         detail "$(sentinel_log "$run" h2 | tail -n 8)"
     fi
     if wait_for 10 hook_handed "$run" "$newm" "$since"; then
@@ -414,11 +415,11 @@ one_run() {
     ct "$run" h1 "$(cli)" -p 26379 SENTINEL FAILOVER mymaster >/dev/null 2>&1 || true
     local newer
     newer=$(await_new_master "$run" "$newm") || true
-    if [[ -n $newer && $newer != "$newm" ]] && wait_for 15 vip_only_on "$lab" "$newer" &&
+    if [[ -n $newer && $newer != "$newm" ]] && wait_for 15 vip_only_on "$newer" &&
         wait_for 10 hook_handed "$run" "$newer" "$since"; then
         ok "$run: after the upgrade, SENTINEL FAILOVER moved the VIP to $newer, and the hook ran"
     else
-        fail "$run: after the upgrade: master '${newer:-?}' (was $newm), VIP on '$(holders "$lab")'"
+        fail "$run: after the upgrade: master '${newer:-?}' (was $newm), VIP on '$(holders)'"
     fi
 
     sleep 1

@@ -79,9 +79,18 @@ pub const SENTINEL_UNITS: [&str; 2] = ["redis-sentinel.service", "valkey-sentine
 /// Whether `unit` is masked (`systemctl mask`: a link to /dev/null, or an empty file, in the first
 /// of `dirs` that has it): it cannot run, so its sentinel.conf is no one's.
 pub fn unit_masked(dirs: &[PathBuf], unit: &str) -> bool {
-    let Some(main) = dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok()) else { return false };
-    std::fs::canonicalize(&main).is_ok_and(|p| p == Path::new("/dev/null"))
-        || std::fs::metadata(&main).is_ok_and(|m| m.is_file() && m.len() == 0)
+    unit_file(dirs, unit).is_some_and(|p| masks(&p))
+}
+
+/// The unit's file in the first of `dirs` that has one (a link counts, even a dangling one).
+fn unit_file(dirs: &[PathBuf], unit: &str) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok())
+}
+
+/// Whether this unit file masks its unit: a link to /dev/null, or an empty file.
+fn masks(file: &Path) -> bool {
+    std::fs::canonicalize(file).is_ok_and(|p| p == Path::new("/dev/null"))
+        || std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 /// The users the installed sentinel units run as, by unit (units without `User=` run as root and
@@ -113,8 +122,8 @@ impl UnitSandbox {
     /// drop-ins (`unit.d/*.conf` from every dir, in file-name order). None when no dir has it, or
     /// when the first that does masks it (a link to /dev/null, or an empty file: it cannot run).
     pub fn load(dirs: &[PathBuf], unit: &str) -> Option<UnitSandbox> {
-        let main = dirs.iter().map(|d| d.join(unit)).find(|p| p.symlink_metadata().is_ok())?;
-        if unit_masked(dirs, unit) || !main.is_file() {
+        let main = unit_file(dirs, unit)?;
+        if masks(&main) || !main.is_file() {
             return None;
         }
         let mut sandbox = UnitSandbox { trusted: root_only(&main), ..UnitSandbox::default() };
