@@ -44,6 +44,9 @@ pub struct Watch {
     pub metrics_listen: Option<SocketAddr>,
     /// Claim as soon as the local replica that the leader selected reports role:master.
     pub early_claim: bool,
+    /// When the local master's Redis dies (connections refused), ask Sentinel to fail it over at
+    /// once instead of after `down-after-milliseconds`.
+    pub fail_fast: bool,
 }
 
 impl Default for Watch {
@@ -59,6 +62,7 @@ impl Default for Watch {
             defend: true,
             metrics_listen: None,
             early_claim: false,
+            fail_fast: false,
         }
     }
 }
@@ -131,6 +135,7 @@ pub(super) struct RawWatch {
     defend: Option<bool>,
     metrics_listen: Option<MetricsListen>,
     early_claim: Option<bool>,
+    fail_fast: Option<bool>,
 }
 
 impl RawWatch {
@@ -155,6 +160,7 @@ impl RawWatch {
             defend: self.defend.unwrap_or(default.defend),
             metrics_listen: self.metrics_listen.map(|m| m.0),
             early_claim: self.early_claim.unwrap_or(default.early_claim),
+            fail_fast: self.fail_fast.unwrap_or(default.fail_fast),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub notify_failures: Family<Labels, Counter>,
     /// Write fences placed on the local Redis during failovers toward another host.
     pub fences: Family<Labels, Counter>,
+    /// Fail-fast's decisions on deaths of the local master's Redis, by outcome (`trigger` or the
+    /// refusal's code).
+    pub fail_fast: Family<Labels, Counter>,
     /// Unix time (ms) of the main loop's last round, for the health endpoint.
     pub last_round_ms: AtomicU64,
 }
@@ -56,6 +59,7 @@ impl Metrics {
             conflicts: Family::default(),
             notify_failures: Family::default(),
             fences: Family::default(),
+            fail_fast: Family::default(),
             last_round_ms: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -80,6 +84,11 @@ impl Metrics {
         registry.register("conflicts", "Claims on held VIPs seen from other MACs", m.conflicts.clone());
         registry.register("notify_failures", "Notify commands that failed or timed out", m.notify_failures.clone());
         registry.register("fences", "Write fences placed on the local Redis for failovers elsewhere", m.fences.clone());
+        registry.register(
+            "fail_fast",
+            "Deaths of the local master's Redis that fail-fast decided on, by outcome (trigger, or why not)",
+            m.fail_fast.clone(),
+        );
         Metrics { registry, ..m }
     }
 

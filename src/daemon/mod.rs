@@ -81,6 +81,7 @@ struct Loop {
     jobs: mpsc::UnboundedSender<core::Job>,
     role_probes: mpsc::UnboundedSender<(String, HostPort)>,
     redis_access: Access,
+    sentinel_access: Access,
     metrics: Arc<Metrics>,
     held: Arc<Mutex<Vec<Held>>>,
     config: Arc<Config>,
@@ -218,6 +219,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         fresh_for: config.watch.reconcile_interval + config.sentinel_timeout,
         hook_wait: config.sentinel_timeout * 2,
         early_claim: config.watch.early_claim,
+        fail_fast: config.watch.fail_fast,
         dry_run: opts.dry_run,
     };
     let mut l = Loop {
@@ -227,6 +229,7 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         sentinels: handles,
         jobs,
         redis_access,
+        sentinel_access: access.clone(),
         metrics,
         held,
         config: config.clone(),
@@ -376,6 +379,19 @@ impl Loop {
                         h.abort();
                     }
                 }
+                Effect::AskFailover { master, sentinel } => {
+                    let (access, tx, timeout) =
+                        (self.sentinel_access.clone(), self.tx.clone(), self.config.sentinel_timeout);
+                    tokio::spawn(async move {
+                        let mut cmd = redis::cmd("SENTINEL");
+                        cmd.arg("FAILOVER").arg(&master);
+                        let outcome = crate::local_redis::command(&sentinel, &access, &cmd, timeout)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string());
+                        let _ = tx.send(Input::FailoverAsked { master, sentinel, outcome }).await;
+                    });
+                }
                 Effect::Reply { token, reply } => {
                     if let Some(r) = self.replies.remove(&token) {
                         let _ = r.send(reply);
@@ -407,6 +423,10 @@ impl Loop {
             }
             Metric::Fence { master } => {
                 mm.fences.get_or_create(&Metrics::master(&master)).inc();
+            }
+            Metric::FailFast { master, outcome } => {
+                let labels = vec![("master".to_string(), master), ("outcome".to_string(), outcome.to_string())];
+                mm.fail_fast.get_or_create(&labels).inc();
             }
             Metric::Tick => mm.tick(),
         }

@@ -23,6 +23,12 @@ pub const WINDOW: Duration = Duration::from_secs(15);
 const SPACING: Duration = Duration::from_millis(1);
 /// A connection attempt or a poll that takes longer counts as failed.
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// Between two connection attempts to a local master that refused the last one, for
+/// [`GONE_CLOSELY`] after the first refusal.
+const GONE_SPACING: Duration = Duration::from_millis(5);
+/// How long a gone local master is tried every [`GONE_SPACING`]: its death is decided within
+/// ~100 ms, and systemd restarts it within seconds.
+const GONE_CLOSELY: Duration = Duration::from_secs(10);
 
 /// Polls `replica` until it reports master ([`Input::Promoted`]), gives up after [`WINDOW`]
 /// ([`Input::WatchEnded`]), or is aborted by the loop.
@@ -70,17 +76,24 @@ pub async fn replica(master: String, replica: HostPort, access: Access, tx: mpsc
 }
 
 /// Holds an idle connection to the local master `redis` and reports [`Input::Role`] with `Gone`
-/// the moment a new connection is refused after the old one ended. Runs until aborted.
+/// the moment a new connection is refused after the old one ended. Every attempt while it is
+/// gone, and the first accepted after, is an [`Input::LocalProbe`] (fail-fast counts them).
+/// Runs until aborted.
 pub async fn local(master: String, redis: HostPort, tx: mpsc::Sender<Input>) {
     let mut buf = [0u8; 512];
-    // Said once per death: the core needs the news, not a stream of it.
-    let mut told = false;
+    // When the refusals began: they are said once as a role, and every one as a probe.
+    let mut gone_since: Option<Instant> = None;
     loop {
         let connected =
             tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((redis.host.as_str(), redis.port)));
         match connected.await {
             Ok(Ok(mut stream)) => {
-                told = false;
+                if gone_since.take().is_some() {
+                    let probe = Input::LocalProbe { master: master.clone(), refused: false };
+                    if tx.send(probe).await.is_err() {
+                        return;
+                    }
+                }
                 // Redis says nothing unasked: any read returning means the connection ended (the
                 // process died, or it closed idle clients, or Sentinel's CLIENT KILL).
                 while let Ok(n) = stream.read(&mut buf).await {
@@ -89,19 +102,28 @@ pub async fn local(master: String, redis: HostPort, tx: mpsc::Sender<Input>) {
                     }
                 }
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused && !told => {
-                told = true;
-                let seen = RoleSeen {
-                    addr: redis.clone(),
-                    role: Role::Gone(format!("Redis at {redis}: connection refused")),
-                    fenced: None,
-                    at: Instant::now(),
-                };
-                if tx.send(Input::Role { master: master.clone(), seen }).await.is_err() {
-                    return;
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let first = gone_since.is_none();
+                let since = *gone_since.get_or_insert_with(Instant::now);
+                let mut news = vec![Input::LocalProbe { master: master.clone(), refused: true }];
+                if first {
+                    let seen = RoleSeen {
+                        addr: redis.clone(),
+                        role: Role::Gone(format!("Redis at {redis}: connection refused")),
+                        fenced: None,
+                        at: Instant::now(),
+                    };
+                    news.insert(0, Input::Role { master: master.clone(), seen });
                 }
-                // Gone: look again now and then, for when it comes back (the core asks ROLE then).
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                for input in news {
+                    if tx.send(input).await.is_err() {
+                        return;
+                    }
+                }
+                // Often at first (a death is refusals over ~100 ms; a Redis restarted during the
+                // failover must be fenced before clients find it), then now and then.
+                let pause = if since.elapsed() < GONE_CLOSELY { GONE_SPACING } else { Duration::from_millis(100) };
+                tokio::time::sleep(pause).await;
             }
             // Cannot tell (a timeout, no route): no evidence; try again shortly.
             _ => tokio::time::sleep(Duration::from_millis(100)).await,

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::access::{self, Access};
 use crate::config::SentinelAddr;
-use crate::sentinel::{self, Answer, MasterAddr, events};
+use crate::sentinel::{self, Answer, Listed, events};
 
 use super::core::Input;
 
@@ -171,7 +171,7 @@ impl Task {
                 Ok(answered) => {
                     failures = 0;
                     let mut answers: Vec<(String, Answer)> = Vec::with_capacity(masters.len());
-                    let mut replicas: Vec<(String, Vec<MasterAddr>)> = Vec::new();
+                    let mut replicas: Vec<(String, Vec<Listed>)> = Vec::new();
                     for (m, (a, listed)) in masters.iter().zip(answered) {
                         answers.push((m.clone(), a));
                         if let Some(l) = listed {

@@ -38,6 +38,7 @@ use crate::network::plan::{self, Action};
 pub use crate::sentinel::Report;
 use crate::sentinel::{Answer, MasterAddr};
 
+pub mod fail_fast;
 mod hook;
 mod reason;
 
@@ -320,6 +321,9 @@ pub struct Memory {
     pub last_announce: Option<Instant>,
     /// A proven failover toward another host.
     pub elsewhere: Option<Elsewhere>,
+    /// Fail-fast asked for a failover of the local Redis, which died: the VIPs are not served
+    /// from this host until the sentinels settle it (a Redis restarted meanwhile may be empty).
+    pub failing_over: bool,
 }
 
 /// The daemon's settings that bear on decisions.
@@ -437,6 +441,11 @@ pub fn daemon(f: &Facts<'_>, memory: &Memory) -> Decision {
         } else {
             Decision::new(Act::Nothing, Reason::FailoverElsewhere { toward: replica })
         };
+    }
+    if memory.failing_over && f.locality == Locality::Here {
+        let redis = verdict_master.map_or_else(String::new, |(a, _)| a.to_string());
+        let act = if f.holding() { Act::Release } else { Act::Nothing };
+        return Decision::new(act, Reason::FailingOver { redis });
     }
     match (&f.locality, verdict_master) {
         // A dead Redis behind a held VIP keeps it (routed too) until the promotion, just above: its

@@ -197,6 +197,41 @@ pub enum Reason {
         /// The new master.
         to: String,
     },
+    /// Fail-fast: the local master's Redis is dead (connections refused), so a sentinel of the
+    /// majority is asked to fail it over now.
+    FailFast {
+        /// The local Redis.
+        redis: String,
+        /// Refused connections seen.
+        refusals: u32,
+        /// Over how long.
+        span_ms: u64,
+        /// Replicas a majority of the sentinels would promote.
+        replicas: usize,
+        /// The sentinel asked.
+        sentinel: String,
+    },
+    /// Fail-fast saw the local master's Redis dead and asks for no failover.
+    FailFastRefused {
+        /// The local Redis.
+        redis: String,
+        /// Why not.
+        refusal: crate::policy::fail_fast::Refusal,
+    },
+    /// Fail-fast asked for a failover of the local Redis, which died: the VIPs are not served
+    /// from this host until the sentinels settle it.
+    FailingOver {
+        /// The local Redis.
+        redis: String,
+    },
+    /// The same Redis is fenced and made a replica, so that the other replicas do not sync from it
+    /// (a replica whose own master link is down refuses their SYNC with NOMASTERLINK).
+    CameBackReplica {
+        /// The local Redis.
+        redis: String,
+        /// The replica it is made a replica of: the leader's choice, or one a majority would promote.
+        source: String,
+    },
     /// The failover aborted: the fenced Redis takes writes again.
     LiftFence {
         /// The local Redis.
@@ -236,6 +271,10 @@ impl Reason {
             Reason::FenceWrites { .. } => "fence_writes",
             Reason::Demote { .. } => "demote",
             Reason::LiftFence { .. } => "lift_fence",
+            Reason::FailFast { .. } => "fail_fast",
+            Reason::FailFastRefused { .. } => "fail_fast_refused",
+            Reason::FailingOver { .. } => "failing_over",
+            Reason::CameBackReplica { .. } => "came_back_replica",
             Reason::FenceConfirmed { .. } => "fence_confirmed",
             Reason::FenceOnDoubt { .. } => "fence_on_doubt",
             Reason::PromotedElsewhere { .. } => "promoted_elsewhere",
@@ -330,6 +369,23 @@ impl fmt::Display for Reason {
                 "a majority of the sentinels name {to} at a newer epoch: {redis} becomes its replica (writes get READONLY)"
             ),
             Reason::LiftFence { redis, why } => write!(f, "writes on {redis} resume: {why}"),
+            Reason::FailFast { redis, refusals, span_ms, replicas, sentinel } => write!(
+                f,
+                "{redis} refused {refusals} connections over {span_ms} ms: it is dead, so sentinel {sentinel} is asked                  to fail it over now ({replicas} replica(s) it may promote)"
+            ),
+            Reason::FailFastRefused { redis, refusal } => {
+                write!(f, "{redis} is dead, and no failover is asked for: {refusal}")
+            }
+            Reason::FailingOver { redis } => write!(
+                f,
+                "{redis} died and its failover is asked for: the VIPs are not served from this host until the \
+                 sentinels settle it (a Redis restarted meanwhile may be empty, or hold old data)"
+            ),
+            Reason::CameBackReplica { redis, source } => write!(
+                f,
+                "{redis} came back as a master during the failover asked for its death: it refuses writes and becomes \
+                 a replica of {source}, so that no replica syncs its data set"
+            ),
         }
     }
 }

@@ -4,6 +4,9 @@
 
 pub mod conf;
 pub mod events;
+mod replicas;
+
+pub use replicas::{Listed, PING_VALIDITY, parse_listed};
 
 use std::time::Duration;
 
@@ -130,7 +133,7 @@ pub async fn query_with<S: AsRef<str>>(
     s: &SentinelAddr,
     masters: &[S],
     replicas: bool,
-) -> anyhow::Result<Vec<(Answer, Option<Vec<MasterAddr>>)>> {
+) -> anyhow::Result<Vec<(Answer, Option<Vec<Listed>>)>> {
     let per = if replicas { 3 } else { 2 };
     let mut pipe = redis::pipe();
     for m in masters {
@@ -165,7 +168,7 @@ pub async fn query_with<S: AsRef<str>>(
         let answer = parse_answer(addr, details).with_context(|| format!("sentinel {s}, master `{}`", m.as_ref()))?;
         let listed = match group.get(2) {
             // A master it does not know has no replicas to list; any other refusal leaves the list unknown.
-            Some(v) if !matches!(answer, Answer::Unknown) => parse_replicas(v).ok(),
+            Some(v) if !matches!(answer, Answer::Unknown) => parse_listed(v).ok(),
             _ => None,
         };
         out.push((answer, listed));
@@ -173,33 +176,10 @@ pub async fn query_with<S: AsRef<str>>(
     Ok(out)
 }
 
-/// The most replicas of one master taken from a reply: more is no deployment, only a reply to refuse.
-const MAX_REPLICAS: usize = 256;
-
 /// The replicas in a reply to `SENTINEL REPLICAS` (Valkey and Redis 5+; `SLAVES` is the same):
 /// each entry's `ip` and `port`. The host is checked like a master's.
 pub fn parse_replicas(v: &Value) -> anyhow::Result<Vec<MasterAddr>> {
-    let items = match v {
-        Value::Array(items) => items,
-        Value::ServerError(e) => bail!("refused SENTINEL REPLICAS: {}", e.details().unwrap_or(e.code())),
-        other => bail!("unexpected reply to SENTINEL REPLICAS: {}", short(other)),
-    };
-    if items.len() > MAX_REPLICAS {
-        bail!("{} replicas in one reply (at most {MAX_REPLICAS} are taken)", items.len());
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(fields) = fields(item) else { bail!("malformed entry in SENTINEL REPLICAS") };
-        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
-        let (Some(host), Some(port)) = (get("ip"), get("port").and_then(|p| p.parse::<u16>().ok())) else {
-            continue;
-        };
-        if port == 0 || host.len() > MAX_HOST_LEN || crate::resolve::check_syntax(&host).is_err() {
-            continue;
-        }
-        out.push(MasterAddr { host, port });
-    }
-    Ok(out)
+    Ok(parse_listed(v)?.into_iter().map(|l| l.addr).collect())
 }
 
 /// The longest master host a sentinel may report (a DNS name's limit).
@@ -306,16 +286,6 @@ mod tests {
         eprintln!("{why}");
         assert!(why.contains("does not speak the Redis protocol"), "{why}");
         assert!(!why.contains('\n') && why.matches("Redis protocol").count() == 1, "{why}");
-    }
-
-    #[test]
-    fn parses_replica_lists_and_skips_what_is_no_replica() {
-        let entry = |ip: &str, port: &str| bulk(&["name", "x", "ip", ip, "port", port, "flags", "slave"]);
-        let list = Value::Array(vec![entry("198.51.100.12", "6379"), entry("bad host", "6379"), entry("h3.lab", "0")]);
-        let got = parse_replicas(&list).unwrap();
-        assert_eq!(got, vec![MasterAddr { host: "198.51.100.12".into(), port: 6379 }]);
-        assert!(parse_replicas(&Value::Array(vec![entry("198.51.100.12", "6379"); MAX_REPLICAS + 1])).is_err());
-        assert!(parse_replicas(&Value::Int(3)).is_err());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(super) enum Cause {
     },
     /// This holder cannot see a majority of the sentinels.
     Doubt,
+    /// The Redis came back as a master during the failover fail-fast asked for its death.
+    CameBack,
 }
 
 /// The write fence on this host's Redis.
@@ -78,6 +80,7 @@ impl Fence {
         let why = match &self.cause {
             Cause::Selection { by, toward } => format!("sentinel {by} chose {toward}"),
             Cause::Doubt => "no majority of the sentinels answers".to_string(),
+            Cause::CameBack => "it came back during the failover asked for its death".to_string(),
         };
         let left =
             self.until.map_or(String::new(), |u| format!(", {} ms left", u.saturating_duration_since(now).as_millis()));
@@ -190,6 +193,7 @@ impl Core {
                         f.until.expect("matched").saturating_duration_since(f.since).as_millis()
                     ),
                     Cause::Doubt => "its cause is gone".to_string(),
+                    Cause::CameBack => "the failover asked for its death did not happen; left to Sentinel".to_string(),
                 };
                 self.lift(name, why);
             }
@@ -211,7 +215,7 @@ impl Core {
         }
     }
 
-    fn place(&mut self, name: &str, fence: Fence, reason: Reason) {
+    pub(super) fn place(&mut self, name: &str, fence: Fence, reason: Reason) {
         let redis = fence.redis.clone();
         self.masters.get_mut(name).expect("configured").failover.fence = Some(fence);
         self.effects.push(Effect::Metric(Metric::Fence { master: name.to_string() }));

@@ -27,6 +27,8 @@ pub(super) enum Timer {
     HookWait,
     /// Held VIPs are announced again (`announce_refresh_ms`).
     Refresh,
+    /// Fail-fast: replica lists are awaited no longer, or the next sentinel is asked.
+    FailFast,
 }
 
 impl Timer {
@@ -38,6 +40,7 @@ impl Timer {
             Timer::Failover => "failover",
             Timer::HookWait => "hook-wait",
             Timer::Refresh => "refresh",
+            Timer::FailFast => "fail-fast",
         }
     }
 }
@@ -47,7 +50,7 @@ impl Timer {
 pub(super) struct Timers(BTreeMap<Timer, Instant>);
 
 impl Timers {
-    fn set(&mut self, t: Timer, at: Option<Instant>) {
+    pub fn set(&mut self, t: Timer, at: Option<Instant>) {
         match at {
             Some(at) => self.0.insert(t, at),
             None => self.0.remove(&t),
@@ -113,11 +116,13 @@ pub(super) struct MasterState {
     pub timers: Timers,
     /// The local Redis watched for a refused connection.
     local_watch: Option<HostPort>,
+    /// Fail-fast's count of refusals and the failover it asked for.
+    pub fail_fast: super::fail_fast::State,
 }
 
 impl Core {
     /// What a decision about `name` rests on now; `None` before the first address dump.
-    fn now_for(&mut self, name: &str, now: Instant) -> Option<Now> {
+    pub(super) fn now_for(&mut self, name: &str, now: Instant) -> Option<Now> {
         let master = self.config.masters.get(name)?.clone();
         let host = self.host.clone()?;
         let weighed = policy::weigh(&self.reports(&master, now), self.settings.fresh_for);
@@ -139,6 +144,7 @@ impl Core {
             configured: w.configured,
         }));
         self.update_failover(name, &n);
+        self.fail_fast_settle(name, &n);
         self.local_watch(name, &n);
         let st = self.masters.get_mut(name).expect("configured");
         let facts = n.facts(&self.managed, &st.roles, self.settings.policy, self.started);
@@ -184,23 +190,28 @@ impl Core {
         let st = self.masters.get_mut(name).expect("configured");
         st.timers.set(Timer::Failover, failover);
         st.timers.set(Timer::HookWait, st.hook_waits.iter().map(|w| w.deadline).min());
+        st.timers.set(Timer::FailFast, st.fail_fast.deadline());
         let refresh_at = (!refresh.is_zero() && st.holding && st.in_flight.is_none())
             .then(|| st.memory.last_announce.map_or(now, |t| t + refresh));
         st.timers.set(Timer::Refresh, refresh_at);
     }
 
-    /// While this host holds the VIPs for its own Redis, that Redis is watched: a refused
-    /// connection is known within a millisecond, not at the next probe.
+    /// While this host holds the VIPs for its own Redis (with fail-fast: while a majority names
+    /// its Redis master), that Redis is watched: a refused connection is known within a
+    /// millisecond, not at the next probe.
     fn local_watch(&mut self, name: &str, n: &Now) {
+        let fail_fast = self.settings.fail_fast && n.weighed.majority();
         let st = self.masters.get_mut(name).expect("configured");
         let want = match n.weighed.master() {
-            Some(addr) if st.holding && n.locality == Locality::Here => Some(addr.clone()),
+            Some(addr) if (st.holding || fail_fast) && n.locality == Locality::Here => Some(addr.clone()),
             _ => None,
         };
         if want == st.local_watch || self.settings.dry_run {
             return;
         }
         st.local_watch = want.clone();
+        // A new watch starts a new count: refusals seen by an old one may be long past.
+        st.fail_fast = super::fail_fast::State { asked: st.fail_fast.asked.take(), ..Default::default() };
         let master = name.to_string();
         self.effects.push(match want {
             Some(redis) => Effect::WatchLocal { master, redis },

@@ -11,6 +11,8 @@
 //! ask again, and only evidence no sentinel can forge fences for long, yields, demotes or sends
 //! credentials anywhere.
 
+mod effects;
+mod fail_fast;
 mod failover;
 mod fencing;
 mod hooks;
@@ -27,15 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, HostPort, SentinelAddr};
-use crate::control::Reply;
-use crate::fence::Step;
 use crate::network::defend::Conflict;
 use crate::network::host::HostState;
 use crate::policy::{self, Act, Locality, Reason, RoleSeen, Weighed};
 use crate::record::{self, Record};
 use crate::resolve::{self, LookupError};
-use crate::sentinel::{Answer, MasterAddr, events};
+use crate::sentinel::{Answer, Listed, events};
 
+pub use effects::{Effect, Metric};
 pub use failover::SELECTION_WINDOW;
 pub use fencing::{FENCE_BOUND, single_voice_bound};
 use master::MasterState;
@@ -81,7 +82,7 @@ pub enum Input {
         /// Its answer per master.
         answers: Vec<(String, Answer)>,
         /// Its replica list per master, for the masters asked about them this time.
-        replicas: Vec<(String, Vec<MasterAddr>)>,
+        replicas: Vec<(String, Vec<Listed>)>,
     },
     /// A sentinel answered a heartbeat: it is alive, and its last answer still stands.
     Alive(SentinelAddr),
@@ -157,124 +158,24 @@ pub enum Input {
         /// What happened, in words.
         outcome: Result<String, String>,
     },
+    /// The local watch tried a connection to the local master (fail-fast counts refusals).
+    LocalProbe {
+        /// The master.
+        master: String,
+        /// Refused (nothing listens), or accepted.
+        refused: bool,
+    },
+    /// A sentinel answered `SENTINEL FAILOVER` (see [`Effect::AskFailover`]).
+    FailoverAsked {
+        /// The master.
+        master: String,
+        /// The sentinel.
+        sentinel: SentinelAddr,
+        /// `Err`: its error reply, or why it could not be asked.
+        outcome: Result<(), String>,
+    },
     /// The moment [`Core::poll_timeout`] named has come.
     Timeout,
-}
-
-/// Something for the I/O loop to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Carry out a decision about a master's VIPs; answer with [`Input::Applied`].
-    Apply(Box<Job>),
-    /// Ask the Redis at `addr` for its role (and whether it is fenced); answer with [`Input::Role`].
-    AskRole {
-        /// The master.
-        master: String,
-        /// The Redis.
-        addr: HostPort,
-    },
-    /// Look `name` up; answer with [`Input::Resolved`].
-    Resolve(String),
-    /// Ask these sentinels again now (with their replica lists when `replicas`).
-    Nudge {
-        /// The sentinels.
-        sentinels: Vec<SentinelAddr>,
-        /// Ask for replica lists too.
-        replicas: bool,
-    },
-    /// Carry out steps on a Redis (fence, lift, demote); answer with [`Input::StepsDone`].
-    Redis {
-        /// The master.
-        master: String,
-        /// The Redis.
-        redis: HostPort,
-        /// Why, for the record.
-        reason: Reason,
-        /// In order, on one connection.
-        steps: Vec<Step>,
-        /// Leave a Redis that is not a master alone.
-        only_if_master: bool,
-    },
-    /// Poll this replica's `ROLE` until it reports master; answer with [`Input::Promoted`] or
-    /// [`Input::WatchEnded`]. The replica is one a majority of the master's sentinels list.
-    Watch {
-        /// The master.
-        master: String,
-        /// The replica.
-        replica: HostPort,
-    },
-    /// Stop the watch of this replica.
-    Unwatch {
-        /// The master.
-        master: String,
-        /// The replica.
-        replica: HostPort,
-    },
-    /// Keep a connection to the local master open and say at once when it refuses connections
-    /// ([`Input::Role`] with `Gone`).
-    WatchLocal {
-        /// The master.
-        master: String,
-        /// The local Redis.
-        redis: HostPort,
-    },
-    /// Stop watching the local master.
-    UnwatchLocal {
-        /// The master.
-        master: String,
-    },
-    /// Answer a hook (see [`Input::Hook`]).
-    Reply {
-        /// The request.
-        token: u64,
-        /// The answer.
-        reply: Reply,
-    },
-    /// Emit this record.
-    Record(Box<Record>),
-    /// Update a metric.
-    Metric(Metric),
-    /// The sentinels whose heartbeats go fast (`heartbeat_ms`), the others' at the probe period:
-    /// those on other hosts while this host holds VIPs (one on this host cannot be cut off).
-    Heartbeats {
-        /// The fast ones.
-        fast: Vec<SentinelAddr>,
-    },
-}
-
-/// A metric update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Metric {
-    /// Sentinels answering for a master.
-    Sentinels {
-        /// The master.
-        master: String,
-        /// Fresh answers.
-        answered: usize,
-        /// Configured.
-        configured: usize,
-    },
-    /// Another MAC claimed one of the master's held VIPs.
-    Conflict {
-        /// The master.
-        master: String,
-    },
-    /// Whether a VIP is bound here.
-    VipBound {
-        /// The master.
-        master: String,
-        /// The VIP.
-        vip: String,
-        /// Bound.
-        bound: bool,
-    },
-    /// A fence was placed on the local Redis.
-    Fence {
-        /// The master.
-        master: String,
-    },
-    /// The loop handled an address round (for /healthz).
-    Tick,
 }
 
 /// The settings the core decides with.
@@ -288,6 +189,8 @@ pub struct Settings {
     pub hook_wait: Duration,
     /// `[watch] early_claim`.
     pub early_claim: bool,
+    /// `[watch] fail_fast`.
+    pub fail_fast: bool,
     /// Decide and say, change nothing.
     pub dry_run: bool,
 }
@@ -427,6 +330,8 @@ impl Core {
                     st.fence_error = outcome.err();
                 }
             }
+            Input::LocalProbe { master, refused } => self.local_probe(&master, refused, now),
+            Input::FailoverAsked { master, sentinel, outcome } => self.failover_asked(&master, &sentinel, outcome, now),
             Input::Timeout => self.timeout(now),
         }
     }
@@ -462,6 +367,7 @@ impl Core {
             }
             let what = timers.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
             self.expire_failover(&name, now);
+            self.fail_fast_rules(&name, now);
             self.decide(&name, &format!("timer {what}"), now);
             self.finish_hook_waits(&name, now);
         }

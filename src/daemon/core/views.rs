@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use super::Core;
 use crate::config::{HostPort, Master};
-use crate::sentinel::{Answer, MasterAddr, Report};
+use crate::sentinel::{Answer, Listed, Report};
 
 /// One sentinel as the core knows it.
 #[derive(Debug, Default)]
 pub(super) struct View {
     /// The latest answer per master it serves.
     answers: HashMap<String, Answer>,
-    /// The replicas it listed per master, as last asked (lists are asked less often than masters).
-    replicas: HashMap<String, Vec<MasterAddr>>,
+    /// The replicas it listed per master, as last asked (lists are asked less often than masters),
+    /// and when.
+    replicas: HashMap<String, (Vec<Listed>, Instant)>,
     /// When it last answered (or, between answers, answered a PING while its events were followed).
     at: Option<Instant>,
     /// Its events were followed without a break since its last answer: only then can a PING vouch
@@ -27,14 +28,14 @@ pub(super) struct View {
 
 impl View {
     /// Books an answer that arrived at `now`.
-    pub fn answered(&mut self, answers: Vec<(String, Answer)>, replicas: Vec<(String, Vec<MasterAddr>)>, now: Instant) {
+    pub fn answered(&mut self, answers: Vec<(String, Answer)>, replicas: Vec<(String, Vec<Listed>)>, now: Instant) {
         for (m, a) in &answers {
             if matches!(a, Answer::Unknown) {
                 self.replicas.remove(m);
             }
         }
         self.answers = answers.into_iter().collect();
-        self.replicas.extend(replicas);
+        self.replicas.extend(replicas.into_iter().map(|(m, l)| (m, (l, now))));
         self.at = Some(now);
         self.valid = true;
     }
@@ -53,7 +54,12 @@ impl View {
     }
 
     fn lists(&self, master: &str, replica: &HostPort) -> bool {
-        self.replicas.get(master).is_some_and(|l| l.contains(replica))
+        self.replicas.get(master).is_some_and(|(l, _)| l.iter().any(|r| &r.addr == replica))
+    }
+
+    /// Its list for `master`, when it was given at or after `since`.
+    fn list_since(&self, master: &str, since: Instant) -> Option<&[Listed]> {
+        self.replicas.get(master).filter(|(_, at)| *at >= since).map(|(l, _)| l.as_slice())
     }
 }
 
@@ -83,5 +89,20 @@ impl Core {
         let listing =
             master.sentinels.iter().filter(|s| self.views.get(*s).is_some_and(|v| v.lists(&master.name, replica)));
         listing.count() * 2 > master.sentinels.len()
+    }
+
+    /// The replicas a majority of `master`'s sentinels list as ones they would promote, in lists
+    /// given at or after `since`, in order; `None` while fewer than a majority have given one since.
+    pub(super) fn promotable_since(&self, master: &Master, since: Instant) -> Option<Vec<HostPort>> {
+        let lists: Vec<&[Listed]> =
+            master.sentinels.iter().filter_map(|s| self.views.get(s)?.list_since(&master.name, since)).collect();
+        if lists.len() * 2 <= master.sentinels.len() {
+            return None;
+        }
+        let mut candidates: Vec<&HostPort> = lists.iter().flat_map(|l| l.iter().map(|r| &r.addr)).collect();
+        candidates.sort();
+        candidates.dedup();
+        let good = |r: &HostPort| lists.iter().filter(|l| l.iter().any(|x| &x.addr == r && x.promotable)).count();
+        Some(candidates.into_iter().filter(|r| good(r) * 2 > master.sentinels.len()).cloned().collect())
     }
 }

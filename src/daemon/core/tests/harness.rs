@@ -19,12 +19,14 @@ use crate::network::defend::Conflict;
 use crate::network::host::{Address, HostState, Interface};
 use crate::policy::{self, Act, RoleSeen};
 use crate::record::{Actor, Change, Record};
-use crate::sentinel::{Answer, events};
+use crate::sentinel::{Answer, Listed, events};
 
 /// A round trip on the lab's links.
 const HOP: Duration = Duration::from_micros(500);
 /// The daemon's reconcile period (address rounds, sentinel probes).
 const ROUND: Duration = Duration::from_millis(500);
+/// Between two attempts of the local watch on a gone Redis.
+const PROBE_SPACING: Duration = Duration::from_millis(5);
 /// How long the daemon's heartbeats take to call a cut-off sentinel unreachable (3 × 20 ms).
 pub const SILENCE: Duration = Duration::from_millis(60);
 
@@ -109,6 +111,12 @@ pub struct Sim {
     pub vip_log: Vec<(Duration, bool)>,
     /// Commands sent to Redis instances: (Redis, what) — credentials go with each connection.
     pub contacted: Vec<(HostPort, String)>,
+    /// `SENTINEL FAILOVER` as fail-fast sent it: (time since start, sentinel).
+    pub failover_asks: Vec<(Duration, HostPort)>,
+    /// What every sentinel answers to `SENTINEL FAILOVER`.
+    pub failover_reply: Result<(), String>,
+    /// Replicas the sentinels list as ones they would not promote (besides frozen or gone ones).
+    pub unpromotable: Vec<HostPort>,
 }
 
 /// A config for the world: the three sentinels (and `extra` ones), early claim as asked.
@@ -137,6 +145,7 @@ impl Sim {
             fresh_for: ROUND + config.sentinel_timeout,
             hook_wait: config.sentinel_timeout * 2,
             early_claim: config.watch.early_claim,
+            fail_fast: config.watch.fail_fast,
             dry_run: false,
         };
         let mut sentinels = BTreeMap::new();
@@ -177,6 +186,9 @@ impl Sim {
             fence_log: Vec::new(),
             vip_log: Vec::new(),
             contacted: Vec::new(),
+            failover_asks: Vec::new(),
+            failover_reply: Ok(()),
+            unpromotable: Vec::new(),
         };
         sim.deliver(HOP, Input::Host(Ok(sim.host.clone())));
         sim
@@ -245,13 +257,41 @@ impl Sim {
         }
     }
 
-    /// Kills a Redis: connections to it are refused from now on.
+    /// Kills a Redis: connections to it are refused from now on. The local watch says so at once,
+    /// and tries again every 5 ms for a second (each a refused probe), as the daemon's does.
     pub fn kill(&mut self, r: &HostPort) {
         self.redis.get_mut(r).expect("a Redis of the world").state = Redis::Gone;
         if self.local_watch.as_ref() == Some(r) {
             let seen = RoleSeen { addr: r.clone(), role: Role::Gone("refused".into()), fenced: None, at: self.now };
             self.deliver(Duration::from_micros(200), Input::Role { master: "mymaster".into(), seen });
+            for i in 0..200u32 {
+                let probe = Input::LocalProbe { master: "mymaster".into(), refused: true };
+                self.deliver(Duration::from_micros(200) + PROBE_SPACING * i, probe);
+            }
         }
+    }
+
+    /// A killed Redis starts again (systemd's restart): a master, unfenced, maybe empty. The local
+    /// watch's next attempt is accepted.
+    pub fn restart(&mut self, r: &HostPort) {
+        let x = self.redis.get_mut(r).expect("a Redis of the world");
+        assert_eq!(x.state, Redis::Gone, "only a killed Redis restarts");
+        *x = FakeRedis { state: Redis::Master, fenced: false, frozen: false };
+        if self.local_watch.as_ref() == Some(r) {
+            self.queue.retain(|(_, _, i)| !matches!(i, Input::LocalProbe { refused: true, .. }));
+            self.deliver(PROBE_SPACING, Input::LocalProbe { master: "mymaster".into(), refused: false });
+        }
+    }
+
+    /// The records the core emitted, as (reason code, reason).
+    pub fn records(&self) -> Vec<(String, String)> {
+        self.effects
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Effect::Record(r) => Some((r.reason_code.clone(), r.reason.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Makes a replica a master (Sentinel's SLAVEOF NO ONE).
@@ -323,7 +363,15 @@ impl Sim {
         } else {
             Answer::Unknown
         };
-        let replicas = if f.knows { vec![("mymaster".to_string(), f.replicas.clone())] } else { vec![] };
+        let listed = f
+            .replicas
+            .iter()
+            .map(|r| {
+                let healthy = self.redis.get(r).is_some_and(|x| matches!(x.state, Redis::Replica(_)) && !x.frozen);
+                Listed { addr: r.clone(), promotable: healthy && !self.unpromotable.contains(r) }
+            })
+            .collect();
+        let replicas = if f.knows { vec![("mymaster".to_string(), listed)] } else { vec![] };
         let input = Input::Answers { sentinel: s.clone(), answers: vec![("mymaster".into(), answer)], replicas };
         self.deliver(HOP, input);
     }
@@ -394,6 +442,11 @@ impl Sim {
                     }
                 }
                 Effect::UnwatchLocal { .. } => self.local_watch = None,
+                Effect::AskFailover { master, sentinel } => {
+                    self.failover_asks.push((self.elapsed(), sentinel.clone()));
+                    let outcome = self.failover_reply.clone();
+                    self.deliver(HOP, Input::FailoverAsked { master, sentinel, outcome });
+                }
                 Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) | Effect::Heartbeats { .. } => {}
             }
         }
@@ -418,6 +471,7 @@ impl Sim {
                     }
                 }
                 Step::ReplicaOf(m) => r.state = Redis::Replica(m.clone()),
+                Step::NoOne => r.state = Redis::Master,
             }
         }
         Ok("done".into())

@@ -3,6 +3,7 @@
 //! of a lying sentinel.
 
 mod attacks;
+mod fail_fast;
 mod harness;
 mod sequences;
 
