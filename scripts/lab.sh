@@ -141,6 +141,8 @@ Environment for "up":
                   instead of addresses (announce-hostnames, resolve-hostnames)
   LAB_REPLICA_CONF  lines appended to the replicas' redis.conf (e.g. a
                   rename-command that makes a promotion fail)
+  LAB_DOWN_AFTER  the sentinels' down-after-milliseconds (default 1000; 100
+                  to 600000)
   LAB_SERVERS     0: the network only, no Redis and no sentinels (for hosts
                   that bring their own, e.g. systemd-nspawn containers joined
                   to the host namespaces: scripts/systemd-test.sh)
@@ -751,7 +753,7 @@ write_sentinel_conf() {
             echo "sentinel announce-ip $ip"
             echo "sentinel monitor $MASTER_NAME $(host_ip4 "$FIRST_MASTER") $REDIS_PORT 2"
         fi
-        echo "sentinel down-after-milliseconds $MASTER_NAME 1000"
+        echo "sentinel down-after-milliseconds $MASTER_NAME ${LAB_DOWN_AFTER:-1000}"
         echo "sentinel failover-timeout $MASTER_NAME 5000"
         echo "sentinel parallel-syncs $MASTER_NAME 1"
         [[ -z ${LAB_HOOK:-} ]] || echo "sentinel client-reconfig-script $MASTER_NAME $LAB_HOOK"
@@ -1283,6 +1285,8 @@ cmd_up() {
     1) set_mode routed "${LAB_SPEAKER:-bird}" ;;
     *) die "LAB_ROUTED must be 0 or 1 (got '$LAB_ROUTED')" ;;
     esac
+    [[ ${LAB_DOWN_AFTER:-1000} =~ ^[1-9][0-9]{2,5}$ ]] && ((${LAB_DOWN_AFTER:-1000} <= 600000)) ||
+        die "LAB_DOWN_AFTER must be milliseconds from 100 to 600000 (got '${LAB_DOWN_AFTER:-}')"
     need_tools
     pick_server
     local dir id i host t0 deadline owner owner_start

@@ -185,6 +185,8 @@ pub struct LabOptions {
     pub redis_tls_dir: Option<PathBuf>,
     /// The routed lab (hosts behind a BGP router) with this speaker on the hosts: "bird" or "frr".
     pub routed: Option<&'static str>,
+    /// The sentinels' `down-after-milliseconds` (the lab's default: 1000).
+    pub down_after_ms: Option<u64>,
 }
 
 impl Lab {
@@ -223,6 +225,9 @@ impl Lab {
         }
         if let Some(d) = &opts.tls_dir {
             cmd.env("LAB_TLS_DIR", d);
+        }
+        if let Some(ms) = opts.down_after_ms {
+            cmd.env("LAB_DOWN_AFTER", ms.to_string());
         }
         if let Some(speaker) = opts.routed {
             cmd.env("LAB_ROUTED", "1").env("LAB_SPEAKER", speaker);
