@@ -26,6 +26,8 @@
 #   both              hook + watch
 #   early             watch with [watch] early_claim = true, no hook
 #   switch            as early; the planned switchover by `vipctl switchover`
+#   fast              as early, with [watch] fail_fast = true (SENTINEL FAILOVER when the
+#                     master's Redis dies; compare with early and classic at BENCH_DOWN_AFTER)
 #   classic           the classic shell hook (scripts/bench/classic-hook.sh)
 #   keepalived        keepalived with a Redis role check (scripts/bench/keepalived.sh)
 #   routed-bird       hook + watch in the routed lab, BIRD on the hosts
@@ -58,6 +60,8 @@
 #   BENCH_FENCE       1 (default): also run scripts/bench/fence.sh 3 (CLIENT PAUSE WRITE
 #                     against the min-replicas-to-write fence on a healthy master) into the
 #                     report's "Fences" section; 0: skip it
+#   BENCH_DOWN_AFTER  the sentinels' down-after-milliseconds in every lab (default 1000; LAB_DOWN_AFTER
+#                     of scripts/lab.sh), in meta.txt and the report
 #   BENCH_QUIET_S     quiet interval for the daemons' CPU and memory (default 30)
 #   BENCH_SOAK_ROUNDS rounds of the fault soak, scripts/bench/soak.sh, both movers (default 40;
 #                     0: skip); BENCH_SOAK_SEED its seed (default 1)
@@ -104,6 +108,8 @@ OUT=${BENCH_OUT:-/tmp/vipctl-bench-$$}
 VENV=${BENCH_VENV:-/tmp/vipctl-bench-venv}
 export BENCH_QUIET_S=${BENCH_QUIET_S:-30}
 FENCE=${BENCH_FENCE:-1}
+export LAB_DOWN_AFTER=${BENCH_DOWN_AFTER:-1000}
+[[ $LAB_DOWN_AFTER =~ ^[1-9][0-9]{2,5}$ ]] || die "BENCH_DOWN_AFTER must be milliseconds from 100 to 600000 (got '$LAB_DOWN_AFTER')"
 [[ $FENCE == 0 || $FENCE == 1 ]] || die "BENCH_FENCE must be 0 or 1 (got '$FENCE')"
 
 # Every setup checked before anything is installed or built; a SETUP@base
@@ -129,7 +135,7 @@ for setup in "${SETUPS[@]}"; do
         [[ " ${SERVERS_USED[*]} " == *" $server "* ]] || SERVERS_USED+=("$server")
     fi
     case ${name%@base} in
-    hook | watch | both | early | switch | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
+    hook | watch | both | early | switch | fast | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
     classic | keepalived) [[ $name != *@base ]] || die "setup '$setup': ${name%@base} runs no vipctl, so it has no @base" ;;
     *) die "unknown setup '$setup' (see the list at the top of $PROG)" ;;
     esac
@@ -266,6 +272,7 @@ mkdir -p "$OUT"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "other labs: $others other lab(s) running when this run started (they share the CPUs)"
     echo "scenarios: ${SCENARIOS[*]}; N=$N; setups: ${SETUPS[*]}"
+    echo "down-after-milliseconds: $LAB_DOWN_AFTER"
 } >"$OUT/meta.txt"
 
 # --- the setups --------------------------------------------------------------------------

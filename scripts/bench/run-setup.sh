@@ -7,7 +7,7 @@
 #
 # Usage (as root): run-setup.sh SETUP N OUT SCENARIO...
 #   SETUP     KIND or, for a vipctl KIND, KIND@base; either with ~SERVER after it
-#   KIND      hook | watch | both | early | switch | classic | keepalived |
+#   KIND      hook | watch | both | early | switch | fast | classic | keepalived |
 #             routed-bird | routed-frr | routed-bird-early | routed-frr-early
 #             (switch: the daemons with early claim, and the planned switchover done by
 #             `vipctl switchover` instead of SENTINEL FAILOVER;
@@ -15,7 +15,8 @@
 #             LAB_ROUTED=1, with BIRD or FRR as the hosts' BGP speaker: the VIPs are host
 #             routes bound on lo;
 #             routed-*-early: as routed-bird / routed-frr, the daemons with
-#             `[watch] early_claim = true`, as in `early`)
+#             `[watch] early_claim = true`, as in `early`;
+#             fast: as early, with `[watch] fail_fast = true`)
 #   @base     the same KIND with the baseline vipctl (BENCH_BASELINE) instead of VIPCTL:
 #             as the daemons, the hook, and for `vipctl claim` / `vipctl switchover`; the
 #             lab writer stays LAB_WRITER.  Not for classic or keepalived.
@@ -99,7 +100,7 @@ KIND=${BUILD%@base}
 BASE=0
 [[ $KIND == "$BUILD" ]] || BASE=1
 case $KIND in
-hook | watch | both | early | switch | classic | keepalived | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
+hook | watch | both | early | switch | fast | classic | keepalived | routed-bird | routed-frr | routed-bird-early | routed-frr-early) ;;
 *) die "unknown setup '$SETUP'" ;;
 esac
 # Routed setups: the routed lab (a router, a subnet per host, the VIPs as host
@@ -108,7 +109,10 @@ ROUTED=0 SPEAKER=
 case $KIND in routed-*) ROUTED=1 SPEAKER=${KIND#routed-} SPEAKER=${SPEAKER%-early} ;; esac
 # The daemons with [watch] early_claim = true.
 EARLY=0
-case $KIND in early | switch | routed-*-early) EARLY=1 ;; esac
+case $KIND in early | switch | fast | routed-*-early) EARLY=1 ;; esac
+# And with [watch] fail_fast = true.
+FAST=0
+[[ $KIND != fast ]] || FAST=1
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number (got '$N')"
 [[ -x ${VIPCTL:-} && -x ${LAB_WRITER:-} ]] || die "VIPCTL and LAB_WRITER must name the built binaries"
 if ((BASE)); then
@@ -499,6 +503,10 @@ if ((EARLY)); then
     sed '/^\[watch\]/a early_claim = true' "$LAB/vipctl.toml" >"$CONF"
     grep -q '^early_claim = true' "$CONF" || die "could not add early_claim to $CONF"
 fi
+if ((FAST)); then
+    sed -i '/^\[watch\]/a fail_fast = true' "$CONF"
+    grep -q '^fail_fast = true' "$CONF" || die "could not add fail_fast to $CONF"
+fi
 
 case $KIND in
 hook)
@@ -512,7 +520,7 @@ classic)
     # branch, run once on h1 (not through the timing wrapper).
     ip netns exec "$(lab_ns h1)" "$HERE/classic-hook.sh" "$MASTER" leader start 0.0.0.0 0 "$(ip_of h1)" "$REDIS_PORT"
     ;;
-watch | both | early | switch | routed-*)
+watch | both | early | switch | fast | routed-*)
     for h in "${HOSTS[@]}"; do
         spawn "$LAB/$h/watch.out" env VIPCTL_SOCKET="$LAB/$h/vipctl.sock" VIPCTL_LOG_FILE="$LAB/$h/watch.log" \
             ip netns exec "$(lab_ns "$h")" "$VIPCTL" --config "$CONF" watch
