@@ -40,8 +40,6 @@ pub enum Step {
     Lift,
     /// Become a replica of this master (`REPLICAOF`).
     ReplicaOf(HostPort),
-    /// Be a master again (`REPLICAOF NO ONE`): undoes a `ReplicaOf` of a failover that did not happen.
-    NoOne,
 }
 
 impl fmt::Display for Step {
@@ -50,7 +48,6 @@ impl fmt::Display for Step {
             Step::Fence => f.write_str("fence writes (min-replicas-to-write)"),
             Step::Lift => f.write_str("lift the write fence"),
             Step::ReplicaOf(m) => write!(f, "REPLICAOF {} {}", m.host, m.port),
-            Step::NoOne => f.write_str("REPLICAOF NO ONE"),
         }
     }
 }
@@ -109,9 +106,6 @@ pub async fn run(
                 Step::Lift => lift(&mut con, addr).await?,
                 Step::ReplicaOf(m) => {
                     local_redis::send(&mut con, addr, &local_redis::replicaof(m)).await?;
-                }
-                Step::NoOne => {
-                    local_redis::send(&mut con, addr, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
                 }
             }
         }

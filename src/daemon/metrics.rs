@@ -38,8 +38,8 @@ pub struct Metrics {
     pub notify_failures: Family<Labels, Counter>,
     /// Write fences placed on the local Redis during failovers toward another host.
     pub fences: Family<Labels, Counter>,
-    /// Fail-fast's decisions on deaths of the local master's Redis, by outcome (`trigger` or the
-    /// refusal's code).
+    /// Fail-fast's decisions on deaths of the local master's Redis, by outcome: `trigger` per
+    /// sentinel asked, or the refusal's code per death.
     pub fail_fast: Family<Labels, Counter>,
     /// Unix time (ms) of the main loop's last round, for the health endpoint.
     pub last_round_ms: AtomicU64,

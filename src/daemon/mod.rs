@@ -385,10 +385,7 @@ impl Loop {
                     tokio::spawn(async move {
                         let mut cmd = redis::cmd("SENTINEL");
                         cmd.arg("FAILOVER").arg(&master);
-                        let outcome = crate::local_redis::command(&sentinel, &access, &cmd, timeout)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string());
+                        let outcome = ask_failover(&sentinel, &access, &cmd, timeout).await;
                         let _ = tx.send(Input::FailoverAsked { master, sentinel, outcome }).await;
                     });
                 }
@@ -563,4 +560,28 @@ fn hook_users(watch: &crate::config::Watch) -> Vec<String> {
             user
         })
         .collect()
+}
+
+/// Sends `SENTINEL FAILOVER` and tells an error reply (the sentinel refused) from no answer (it
+/// may have started).
+async fn ask_failover(
+    sentinel: &SentinelAddr,
+    access: &Access,
+    cmd: &redis::Cmd,
+    timeout: Duration,
+) -> core::AskOutcome {
+    let work = async {
+        let mut con = access.connect(sentinel, timeout).await?;
+        cmd.query_async::<redis::Value>(&mut con).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(_)) => core::AskOutcome::Accepted,
+        Ok(Err(e)) if e.code().is_some() => {
+            core::AskOutcome::Refused(format!("{} {}", e.code().unwrap_or_default(), e.detail().unwrap_or_default()))
+        }
+        Ok(Err(e)) => core::AskOutcome::Unknown(format!("sentinel {sentinel}: {}", crate::access::describe(&e))),
+        Err(_) => {
+            core::AskOutcome::Unknown(format!("sentinel {sentinel}: no answer within {} ms", timeout.as_millis()))
+        }
+    }
 }

@@ -83,12 +83,16 @@ pub async fn local(master: String, redis: HostPort, tx: mpsc::Sender<Input>) {
     let mut buf = [0u8; 512];
     // When the refusals began: they are said once as a role, and every one as a probe.
     let mut gone_since: Option<Instant> = None;
+    // The first accepted connection of a watch is a probe too: the Redis may have come back
+    // while nothing watched it.
+    let mut first = true;
     loop {
         let connected =
             tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((redis.host.as_str(), redis.port)));
         match connected.await {
             Ok(Ok(mut stream)) => {
-                if gone_since.take().is_some() {
+                let (was_gone, was_first) = (gone_since.take().is_some(), std::mem::take(&mut first));
+                if was_gone || was_first {
                     let probe = Input::LocalProbe { master: master.clone(), refused: false };
                     if tx.send(probe).await.is_err() {
                         return;

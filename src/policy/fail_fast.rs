@@ -16,7 +16,8 @@
 //!   not 0). Otherwise the failover would abort or promote a replica that missed writes.
 //!
 //! What happens next is Sentinel's own failover, followed as always (early claim on the promoted
-//! host, release and fence here).
+//! host, fence and demotion here); the daemon lets go of the VIPs at the trigger
+//! ([`crate::daemon`]'s core, `fail_fast.rs`).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ pub struct Facts {
     pub refusals: Refusals,
     /// A majority of the sentinels answered recently.
     pub majority: bool,
-    /// The newest answer names this host's Redis master.
+    /// More than half of the configured sentinels name this host's Redis master, at the newest epoch.
     pub named_here: bool,
     /// What tells of a failover in progress, if anything does.
     pub failover_running: Option<String>,
@@ -127,7 +128,7 @@ impl fmt::Display for Refusal {
             Refusal::NoMajority => f.write_str("this host cannot see a majority of the sentinels"),
             Refusal::FailoverRunning { what } => write!(f, "a failover is in progress already ({what})"),
             Refusal::NoPromotableReplica => {
-                f.write_str("no replica that a majority of the sentinels would promote (link up, seen recently)")
+                f.write_str("no replica that a majority of the sentinels would promote (in sync, seen recently)")
             }
             Refusal::NoReplicaLists => {
                 write!(f, "a majority of the sentinels gave no replica list within {} ms", LISTS_WAIT.as_millis())

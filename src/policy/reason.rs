@@ -371,7 +371,8 @@ impl fmt::Display for Reason {
             Reason::LiftFence { redis, why } => write!(f, "writes on {redis} resume: {why}"),
             Reason::FailFast { redis, refusals, span_ms, replicas, sentinel } => write!(
                 f,
-                "{redis} refused {refusals} connections over {span_ms} ms: it is dead, so sentinel {sentinel} is asked                  to fail it over now ({replicas} replica(s) it may promote)"
+                "{redis} refused {refusals} connections over {span_ms} ms: it is dead, so sentinel {sentinel} is asked \
+                 to fail it over now ({replicas} replica(s) it may promote)"
             ),
             Reason::FailFastRefused { redis, refusal } => {
                 write!(f, "{redis} is dead, and no failover is asked for: {refusal}")

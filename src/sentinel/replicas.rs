@@ -16,14 +16,22 @@ pub(super) const MAX_REPLICAS: usize = 256;
 /// A replica whose last PING reply is older than this is not promoted by Sentinel's leader
 /// (`SENTINEL_PING_PERIOD * 5` in sentinel.c's `sentinelSelectSlave`).
 pub const PING_VALIDITY: Duration = Duration::from_secs(5);
+/// Nor one whose INFO that sentinel last read longer ago (`sentinel_info_period * 3`).
+pub const INFO_VALIDITY: Duration = Duration::from_secs(30);
+/// A replica whose link to the master is down counts as in sync when it went down this recently:
+/// the master's death itself ends the link, and a sentinel may read the replica's INFO just
+/// after. Longer, and the replica was behind before the death (Sentinel's own bound, ten times
+/// down-after-milliseconds, is far looser than what "in sync" means).
+pub const LINK_DOWN_VALIDITY: Duration = Duration::from_secs(5);
 
 /// One replica in one sentinel's list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// Its address.
     pub addr: MasterAddr,
-    /// That sentinel would promote it: not down or disconnected, it answered a PING within
-    /// [`PING_VALIDITY`], its replication link is up, and its priority is not 0.
+    /// That sentinel would promote it, and it was in sync: not flagged down or disconnected, it
+    /// answered a PING within [`PING_VALIDITY`], its INFO is younger than [`INFO_VALIDITY`], its
+    /// replication link is up (or went down within [`LINK_DOWN_VALIDITY`]), its priority is not 0.
     pub promotable: bool,
 }
 
@@ -54,9 +62,14 @@ pub fn parse_listed(v: &Value) -> anyhow::Result<Vec<Listed>> {
         let ping_ok = get("last-ok-ping-reply")
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|ms| Duration::from_millis(ms) <= PING_VALIDITY);
-        let link_up = get("master-link-status").as_deref() == Some("ok");
+        let within = |field: &str, bound: Duration| {
+            get(field).and_then(|v| v.parse::<u64>().ok()).is_some_and(|ms| Duration::from_millis(ms) <= bound)
+        };
+        let info_ok = within("info-refresh", INFO_VALIDITY);
+        let link_ok =
+            get("master-link-status").as_deref() == Some("ok") || within("master-link-down-time", LINK_DOWN_VALIDITY);
         let priority = get("slave-priority").or(get("replica-priority")).and_then(|p| p.parse::<i64>().ok());
-        let promotable = !flagged && ping_ok && link_up && priority.is_some_and(|p| p > 0);
+        let promotable = !flagged && ping_ok && info_ok && link_ok && priority.is_some_and(|p| p > 0);
         out.push(Listed { addr: MasterAddr { host, port }, promotable });
     }
     Ok(out)
@@ -76,8 +89,20 @@ mod tests {
         bulk(&f)
     }
 
-    const HEALTHY: &[&str] =
-        &["flags", "slave", "last-ok-ping-reply", "120", "master-link-status", "ok", "slave-priority", "100"];
+    const HEALTHY: &[&str] = &[
+        "flags",
+        "slave",
+        "last-ok-ping-reply",
+        "120",
+        "info-refresh",
+        "4000",
+        "master-link-status",
+        "ok",
+        "master-link-down-time",
+        "0",
+        "slave-priority",
+        "100",
+    ];
 
     #[test]
     fn parses_replica_lists_and_skips_what_is_no_replica() {
@@ -108,7 +133,16 @@ mod tests {
         assert!(!with("flags", "slave,s_down"));
         assert!(!with("flags", "slave,disconnected"));
         assert!(!with("last-ok-ping-reply", "5001"));
-        assert!(!with("master-link-status", "err"));
+        assert!(!with("info-refresh", "30001"));
+        // The link went down with the master's death just now: still in sync.
+        let just_down = |ms: &str| {
+            let mut f: Vec<&str> = HEALTHY.to_vec();
+            f[7] = "err";
+            f[9] = ms;
+            parse_listed(&Value::Array(vec![entry("198.51.100.12", "6379", &f)])).unwrap()[0].promotable
+        };
+        assert!(just_down("1500"));
+        assert!(!just_down("5001"), "behind before the death");
         assert!(!with("slave-priority", "0"));
         // A field missing is no proof of health.
         let bare = parse_listed(&Value::Array(vec![entry("198.51.100.12", "6379", &["flags", "slave"])])).unwrap();

@@ -57,7 +57,8 @@ pub enum Effect {
         replica: HostPort,
     },
     /// Keep a connection to the local master open and say at once when it refuses connections
-    /// ([`super::Input::Role`] with `Gone`).
+    /// ([`super::Input::Role`] with `Gone`); every attempt while it is gone, and the first accepted
+    /// one, is an [`super::Input::LocalProbe`].
     WatchLocal {
         /// The master.
         master: String,
@@ -127,7 +128,8 @@ pub enum Metric {
         /// The master.
         master: String,
     },
-    /// Fail-fast decided on a death: `trigger`, or the code of its refusal.
+    /// Fail-fast asked a sentinel for a failover (`trigger`, once per sentinel asked), or refused
+    /// to (the code of its refusal, once per death).
     FailFast {
         /// The master.
         master: String,

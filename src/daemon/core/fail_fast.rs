@@ -25,6 +25,23 @@ use crate::sentinel::Answer;
 /// How long a sentinel that accepted `SENTINEL FAILOVER` has to select a replica before the next
 /// one of the majority is asked. Sentinel's leader selects at its next timer tick (≤ ~200 ms).
 pub const START_BOUND: Duration = Duration::from_secs(1);
+/// How long a failover asked for keeps the VIPs off this host at most, if the sentinels never
+/// settle it: a forced failover that works is through in seconds, and past this the usual rules
+/// (which never claim for a Redis that is dead or a replica) are safe again.
+pub const SETTLE_BOUND: Duration = Duration::from_secs(30);
+/// After failed steps on a Redis that came back, the wait before they are sent again.
+const REDO_AFTER: Duration = Duration::from_millis(100);
+
+/// What a sentinel answered to `SENTINEL FAILOVER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskOutcome {
+    /// `+OK`: it says it started the failover.
+    Accepted,
+    /// An error reply (`-NOGOODSLAVE`, `-INPROG`, …), with its text.
+    Refused(String),
+    /// No answer (a timeout, a broken connection): it may have started.
+    Unknown(String),
+}
 
 /// A failover fail-fast asked for.
 #[derive(Debug, Clone)]
@@ -43,7 +60,12 @@ pub(super) struct Asked {
     pub asked: usize,
     /// When the one asked last must have started by (its selection seen), else the next is asked.
     pub retry_at: Option<Instant>,
-    /// When it is over at the latest: Sentinel's failover timeout after it was asked.
+    /// A failover is seen running (`-INPROG`, a sentinel's failover flag): nobody else is asked.
+    pub started: bool,
+    /// Steps on the Redis that came back failed (it may still be loading): they are sent again then.
+    pub redo_at: Option<Instant>,
+    /// When it is over at the latest: Sentinel's failover timeout after it was asked, at most
+    /// [`SETTLE_BOUND`].
     pub until: Instant,
     /// The local Redis accepted connections again since.
     pub back: bool,
@@ -66,7 +88,8 @@ impl State {
     /// When the core wants to look again.
     pub fn deadline(&self) -> Option<Instant> {
         let wait = self.lists_until.filter(|_| !self.decided);
-        let asked = self.asked.as_ref().map(|a| a.retry_at.map_or(a.until, |r| r.min(a.until)));
+        let asked =
+            self.asked.as_ref().map(|a| [a.retry_at, a.redo_at].into_iter().flatten().fold(a.until, Instant::min));
         [wait, asked].into_iter().flatten().min()
     }
 }
@@ -80,6 +103,10 @@ impl Core {
         let Some(st) = self.masters.get_mut(name) else { return };
         let ff = &mut st.fail_fast;
         if refused {
+            // Gone again: the next time it answers, it is fenced again (a crash loop).
+            if let Some(a) = ff.asked.as_mut() {
+                a.back = false;
+            }
             let first = ff.refusals.is_none();
             ff.refusals = Some(Refusals::add(ff.refusals, now));
             if first {
@@ -124,7 +151,7 @@ impl Core {
             Verdict::NotDead | Verdict::Wait => {}
             Verdict::Trigger { .. } => {
                 let order = majority_naming(self, &n);
-                let until = now + failover_timeout(&n.weighed);
+                let until = now + failover_timeout(&n.weighed).min(SETTLE_BOUND);
                 let st = self.masters.get_mut(name).expect("configured");
                 st.fail_fast.decided = true;
                 st.fail_fast.asked = Some(Asked {
@@ -135,6 +162,8 @@ impl Core {
                     order,
                     asked: 0,
                     retry_at: None,
+                    started: false,
+                    redo_at: None,
                     until,
                     back: false,
                 });
@@ -180,29 +209,33 @@ impl Core {
     }
 
     /// A sentinel answered `SENTINEL FAILOVER`.
-    pub(super) fn failover_asked(
-        &mut self,
-        name: &str,
-        sentinel: &SentinelAddr,
-        outcome: Result<(), String>,
-        now: Instant,
-    ) {
+    pub(super) fn failover_asked(&mut self, name: &str, sentinel: &SentinelAddr, outcome: AskOutcome, now: Instant) {
         let Some(st) = self.masters.get_mut(name) else { return };
         let Some(a) = st.fail_fast.asked.as_mut() else { return };
         if a.order.get(a.asked.wrapping_sub(1)) != Some(sentinel) {
             return;
         }
         match outcome {
-            Ok(()) => tracing::info!("master `{name}`: sentinel {sentinel} accepted SENTINEL FAILOVER"),
+            // Its word alone: the failover must show (a selection, a sentinel's failover flag)
+            // within the bound, or the next one is asked.
+            AskOutcome::Accepted => tracing::info!("master `{name}`: sentinel {sentinel} accepted SENTINEL FAILOVER"),
             // Another sentinel leads a failover already: it started.
-            Err(e) if e.contains("INPROG") => {
+            AskOutcome::Refused(e) if e.starts_with("INPROG") => {
                 tracing::info!("master `{name}`: sentinel {sentinel}: a failover is in progress ({e})");
+                a.started = true;
+                a.retry_at = None;
             }
-            Err(e) => {
+            AskOutcome::Refused(e) => {
                 tracing::warn!("master `{name}`: sentinel {sentinel} refused SENTINEL FAILOVER: {e}");
                 self.retry_or_give_up(name, e, now);
             }
+            // It may have started: the next one is asked only if nothing tells so within the bound
+            // (two forced failovers at once would race each other).
+            AskOutcome::Unknown(e) => {
+                tracing::warn!("master `{name}`: sentinel {sentinel} did not answer SENTINEL FAILOVER: {e}");
+            }
         }
+        self.decide(name, &format!("sentinel {sentinel} answered SENTINEL FAILOVER"), now);
     }
 
     /// The one asked last started nothing in time (or refused): ask the next, or give up.
@@ -214,17 +247,21 @@ impl Core {
             self.ask_next(name, now);
             return;
         }
-        // Left to Sentinel, as without fail-fast: a Redis that came back is a master again, the
-        // only copy there is.
+        // Left to Sentinel, as without fail-fast. A Redis that came back stays a replica, fenced
+        // until its bound: its data set may be empty, the replicas hold the writes, and Sentinel
+        // fails over a master that reports itself a replica.
         st.fail_fast.asked = None;
         st.memory.failing_over = false;
-        if let Some(Fence { cause: Cause::CameBack, .. }) = &st.failover.fence {
-            let f = st.failover.fence.take().expect("matched");
-            let why = "the failover asked for its death did not start; left to Sentinel".to_string();
-            let reason = Reason::LiftFence { redis: f.redis.to_string(), why };
-            self.redis(name, f.redis, reason, vec![Step::NoOne, Step::Lift], false);
-        }
         self.fail_fast_refused(name, &redis, Refusal::NoneStarted { last });
+    }
+
+    /// Steps on the Redis that came back failed: they are sent again shortly.
+    pub(super) fn steps_failed(&mut self, name: &str, now: Instant) {
+        let Some(st) = self.masters.get_mut(name) else { return };
+        let came_back = matches!(&st.failover.fence, Some(Fence { cause: Cause::CameBack, .. }));
+        if let Some(a) = st.fail_fast.asked.as_mut().filter(|a| a.back && came_back) {
+            a.redo_at = Some(now + REDO_AFTER);
+        }
     }
 
     /// Settles a failover fail-fast asked for, on what the core knows now; runs at every decision.
@@ -235,21 +272,31 @@ impl Core {
             st.memory.failing_over = false;
             return;
         };
-        let moved = n.locality == Locality::Elsewhere && n.weighed.majority() && n.weighed.epoch() > a.epoch;
-        let started = !st.failover.selections.is_empty() || st.memory.elsewhere.is_some();
-        if started {
-            a.retry_at = None;
-        }
+        let moved = n.locality == Locality::Elsewhere && majority_names(&n.weighed) && n.weighed.epoch() > a.epoch;
         if moved || now >= a.until {
             st.fail_fast.asked = None;
             st.memory.failing_over = false;
             return;
         }
         st.memory.failing_over = true;
-        if a.retry_at.is_some_and(|r| now >= r) {
+        let selected = !st.failover.selections.is_empty() || st.memory.elsewhere.is_some();
+        let redo = a.redo_at.is_some_and(|r| now >= r);
+        if redo {
+            a.redo_at = None;
+        }
+        let retry = a.retry_at.is_some_and(|r| now >= r);
+        if selected || a.started || retry {
             a.retry_at = None;
+        }
+        let running = !a.started && !selected && retry && self.failover_running(name, n).is_some();
+        if running {
+            self.masters.get_mut(name).expect("configured").fail_fast.asked.as_mut().expect("above").started = true;
+        } else if retry && !selected && !self.masters[name].fail_fast.asked.as_ref().is_some_and(|a| a.started) {
             let last = format!("no replica selected within {} ms", START_BOUND.as_millis());
             self.retry_or_give_up(name, last, now);
+        }
+        if redo {
+            self.came_back(name, now);
         }
     }
 
@@ -268,10 +315,10 @@ impl Core {
         tracing::warn!("master `{name}`: {reason}");
         let fence = Fence { redis: redis.clone(), cause: Cause::CameBack, since: now, epoch, until, confirmed: false };
         st.failover.fence = Some(fence);
+        st.fail_fast.asked.as_mut().expect("above").redo_at = None;
         self.effects.push(Effect::Metric(Metric::Fence { master: name.to_string() }));
         self.redis(name, redis.clone(), reason, vec![Step::Fence, Step::ReplicaOf(source)], true);
         self.ask_role(name, redis);
-        self.decide(name, "the local Redis came back during the failover asked for its death", now);
     }
 
     /// What tells of a failover of `name` in progress, if anything does.

@@ -1,7 +1,8 @@
 //! When this host's Redis refuses writes ([`crate::fence`]): so that it acknowledges none that a
 //! failover would throw away, and none on the side of a partition that cannot see the majority.
 //!
-//! Two causes, each with its rules and typed reasons:
+//! Three causes, each with its rules and typed reasons (the third, a Redis that came back during
+//! a failover fail-fast asked for, is placed by [`super::fail_fast`]):
 //! - **A selection**: a sentinel chose another host's replica while a majority still names this
 //!   host master. Resting on that one voice, the fence lasts [`single_voice_bound`], well below
 //!   `down-after-milliseconds`, and a sentinel's selection fences once. Evidence no sentinel can

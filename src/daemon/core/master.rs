@@ -202,8 +202,11 @@ impl Core {
     fn local_watch(&mut self, name: &str, n: &Now) {
         let fail_fast = self.settings.fail_fast && n.weighed.majority();
         let st = self.masters.get_mut(name).expect("configured");
-        let want = match n.weighed.master() {
-            Some(addr) if (st.holding || fail_fast) && n.locality == Locality::Here => Some(addr.clone()),
+        let want = match (n.weighed.master(), &st.fail_fast.asked) {
+            // A failover asked for its death runs: the Redis is watched until it settles, for
+            // when it comes back.
+            (_, Some(a)) => Some(a.redis.clone()),
+            (Some(addr), None) if (st.holding || fail_fast) && n.locality == Locality::Here => Some(addr.clone()),
             _ => None,
         };
         if want == st.local_watch || self.settings.dry_run {

@@ -37,6 +37,7 @@ use crate::resolve::{self, LookupError};
 use crate::sentinel::{Answer, Listed, events};
 
 pub use effects::{Effect, Metric};
+pub use fail_fast::AskOutcome;
 pub use failover::SELECTION_WINDOW;
 pub use fencing::{FENCE_BOUND, single_voice_bound};
 use master::MasterState;
@@ -171,8 +172,8 @@ pub enum Input {
         master: String,
         /// The sentinel.
         sentinel: SentinelAddr,
-        /// `Err`: its error reply, or why it could not be asked.
-        outcome: Result<(), String>,
+        /// What it answered.
+        outcome: AskOutcome,
     },
     /// The moment [`Core::poll_timeout`] named has come.
     Timeout,
@@ -328,6 +329,10 @@ impl Core {
             Input::StepsDone { master, outcome } => {
                 if let Some(st) = self.masters.get_mut(&master) {
                     st.fence_error = outcome.err();
+                    if st.fence_error.is_some() {
+                        self.steps_failed(&master, now);
+                        self.rearm(&master, now);
+                    }
                 }
             }
             Input::LocalProbe { master, refused } => self.local_probe(&master, refused, now),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::harness::{Redis, Sim, config, redis, sentinel};
 use super::{failover, settled};
-use crate::daemon::core::{Effect, Metric};
+use crate::daemon::core::{AskOutcome, Effect, Metric};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -119,7 +119,7 @@ fn a_failover_in_progress_is_not_asked_for_again() {
 #[test]
 fn a_refusal_passes_to_the_next_sentinel_and_all_refusing_leaves_it_to_sentinel() {
     let mut sim = fail_fast(true);
-    sim.failover_reply = Err("NOGOODSLAVE No suitable replica to promote".into());
+    sim.failover_reply = AskOutcome::Refused("NOGOODSLAVE No suitable replica to promote".into());
     sim.kill(&redis(1));
     sim.run_for(Duration::from_millis(500));
     let order: Vec<String> = asked(&sim).into_iter().map(|(_, s)| s).collect();
@@ -196,19 +196,62 @@ fn one_sentinel_naming_this_host_cannot_make_its_dead_replica_trigger_a_failover
 }
 
 #[test]
-fn a_redis_back_from_a_failover_that_never_starts_is_a_master_again() {
+fn a_redis_back_from_a_failover_no_sentinel_starts_stays_a_replica_and_unserved() {
+    let mut sim = fail_fast(true);
+    sim.failover_reply = AskOutcome::Unknown("no answer within 300 ms".into());
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(150));
+    sim.restart(&redis(1));
+    sim.run_for(Duration::from_secs(4));
+    assert_eq!(outcomes(&sim), ["trigger", "trigger", "trigger", "none_started"]);
+    // Its data set may be empty; the replicas hold the writes. Sentinel fails over a master that
+    // reports itself a replica; meanwhile nothing is served from it.
+    assert_eq!(sim.redis[&redis(1)].state, Redis::Replica(redis(2)));
+    sim.run_for(Duration::from_secs(30));
+    assert!(!sim.holding(), "{:?}", sim.decisions());
+    let claims = sim.decisions().iter().filter(|(a, _)| *a == crate::policy::Act::Hold).count();
+    assert_eq!(claims, 1, "claimed again: {:?}", sim.decisions());
+}
+
+#[test]
+fn a_redis_in_a_crash_loop_is_fenced_each_time_it_comes_back() {
     let mut sim = fail_fast(true);
     sim.kill(&redis(1));
     sim.run_for(Duration::from_millis(150));
     sim.restart(&redis(1));
     sim.run_for(Duration::from_millis(20));
     assert_eq!(sim.redis[&redis(1)].state, Redis::Replica(redis(2)));
-    // Each sentinel accepts and none selects a replica: after the third, it is left to Sentinel.
-    sim.run_for(Duration::from_secs(4));
-    assert_eq!(asked(&sim).len(), 3);
-    assert_eq!(outcomes(&sim), ["trigger", "trigger", "trigger", "none_started"]);
-    assert_eq!(sim.redis[&redis(1)].state, Redis::Master, "the only copy there is");
-    assert!(!sim.redis[&redis(1)].fenced);
-    sim.run_for(Duration::from_secs(1));
-    assert!(sim.holding(), "{:?}", sim.decisions());
+    // systemd restarts it again: it forgot REPLICAOF and the fence (neither is in redis.conf).
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(50));
+    sim.restart(&redis(1));
+    sim.run_for(Duration::from_millis(20));
+    assert_eq!(sim.redis[&redis(1)].state, Redis::Replica(redis(2)), "the second comeback is a master");
+    assert!(sim.redis[&redis(1)].fenced);
+    assert_eq!(asked(&sim).len(), 1);
+}
+
+#[test]
+fn no_answer_waits_for_evidence_before_asking_the_next_sentinel() {
+    let mut sim = fail_fast(true);
+    sim.failover_reply = AskOutcome::Unknown("no answer within 300 ms".into());
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(600));
+    assert_eq!(asked(&sim).len(), 1, "a second forced failover may race the first");
+    sim.run_for(Duration::from_millis(600));
+    assert_eq!(asked(&sim).len(), 2);
+}
+
+#[test]
+fn one_sentinel_naming_the_new_master_does_not_end_the_failover_here() {
+    let mut sim = fail_fast(true);
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(150));
+    sim.restart(&redis(1));
+    sim.run_for(Duration::from_millis(20));
+    // One sentinel (a liar, or the leader's first word) names another master at a newer epoch.
+    sim.sentinels_name(&redis(3), 1, &[sentinel(2), sentinel(3)]);
+    sim.run_for(Duration::from_secs(2));
+    assert!(!sim.holding(), "{:?}", sim.decisions());
+    assert!(sim.redis[&redis(1)].fenced);
 }

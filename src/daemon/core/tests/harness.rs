@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::{Applied, Core, Effect, Input, Settings};
+use super::super::{Applied, AskOutcome, Core, Effect, Input, Settings};
 use crate::config::Config;
 pub use crate::config::HostPort;
 use crate::fence::Step;
@@ -114,7 +114,7 @@ pub struct Sim {
     /// `SENTINEL FAILOVER` as fail-fast sent it: (time since start, sentinel).
     pub failover_asks: Vec<(Duration, HostPort)>,
     /// What every sentinel answers to `SENTINEL FAILOVER`.
-    pub failover_reply: Result<(), String>,
+    pub failover_reply: AskOutcome,
     /// Replicas the sentinels list as ones they would not promote (besides frozen or gone ones).
     pub unpromotable: Vec<HostPort>,
 }
@@ -187,7 +187,7 @@ impl Sim {
             vip_log: Vec::new(),
             contacted: Vec::new(),
             failover_asks: Vec::new(),
-            failover_reply: Ok(()),
+            failover_reply: AskOutcome::Accepted,
             unpromotable: Vec::new(),
         };
         sim.deliver(HOP, Input::Host(Ok(sim.host.clone())));
@@ -471,7 +471,6 @@ impl Sim {
                     }
                 }
                 Step::ReplicaOf(m) => r.state = Redis::Replica(m.clone()),
-                Step::NoOne => r.state = Redis::Master,
             }
         }
         Ok("done".into())
