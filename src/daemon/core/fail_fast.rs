@@ -124,8 +124,7 @@ impl Core {
                 self.came_back(name, now);
             }
         }
-        let deadline = self.masters[name].fail_fast.deadline();
-        self.masters.get_mut(name).expect("configured").timers.set(super::master::Timer::FailFast, deadline);
+        self.rearm(name, now);
     }
 
     /// Applies the rule to the death under way, if one is and it was not decided on yet.

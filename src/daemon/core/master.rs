@@ -50,7 +50,7 @@ impl Timer {
 pub(super) struct Timers(BTreeMap<Timer, Instant>);
 
 impl Timers {
-    pub fn set(&mut self, t: Timer, at: Option<Instant>) {
+    fn set(&mut self, t: Timer, at: Option<Instant>) {
         match at {
             Some(at) => self.0.insert(t, at),
             None => self.0.remove(&t),
