@@ -639,12 +639,12 @@ def main():
     md.append("| column | what runs |\n|---|---|")
     md.append("| vipctl hook | `vipctl` as every sentinel's `client-reconfig-script`; initial `vipctl claim` on h1 |")
     md.append("| vipctl watch | `vipctl watch` on h1 h2 h3, no hook |")
+    md.append("| vipctl hook + watch | both of the above |")
+    md.append("| vipctl watch, early claim | `vipctl watch` with `[watch] early_claim = true`, no hook |")
     if any(kind(s) == "fast" for s, _ in present):
         md.append("| vipctl watch, early claim + fail-fast | as early claim, with `[watch] fail_fast = true`: the "
                   "master's daemon asks a sentinel for `SENTINEL FAILOVER` when its Redis refuses connections for "
-                  "~100 ms |")
-    md.append("| vipctl hook + watch | both of the above |")
-    md.append("| vipctl watch, early claim | `vipctl watch` with `[watch] early_claim = true`, no hook |")
+                  "~100 ms, and lets go of the VIP then |")
     md.append("| vipctl switchover | as *early claim*; the planned switchover is `vipctl switchover` run on a "
               "replica's host instead of `SENTINEL FAILOVER` (other faults: not run) |")
     md.append("| classic shell hook | `scripts/bench/classic-hook.sh` (ip addr add + `arping -q -c 3 -A`, else ip addr del; "

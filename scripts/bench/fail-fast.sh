@@ -10,7 +10,7 @@
 #
 # Run as root. ~45 minutes with N=3. FF_DOWN_AFTER, FF_SETUPS, FF_SCENARIOS, FF_OUT and FF_DOC
 # override the down-after values ("1000 10000"), the setups, the scenarios, where the raw logs go
-# (kept) and the report.
+# (kept) and the report; FF_REPORT_ONLY=1 with FF_OUT of an earlier run writes its report again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 n=${1:-3}
@@ -22,12 +22,22 @@ setups=${FF_SETUPS:-classic early fast}
 scenarios=${FF_SCENARIOS:-kill freeze partition switchover}
 mkdir -p "$out"
 t0=$SECONDS
-for da in ${FF_DOWN_AFTER:-1000 10000}; do
-    echo "== down-after-milliseconds $da"
-    BENCH_DOWN_AFTER=$da BENCH_SETUPS=$setups BENCH_SCENARIOS=$scenarios BENCH_FENCE=0 BENCH_SOAK_ROUNDS=0 \
-        BENCH_QUIET_MIN=0 BENCH_SCALE= BENCH_OUT="$out/$da" BENCH_DOC="$out/$da.md" BENCH_PNG="$out/$da.png" \
-        scripts/bench.sh "$n"
-done
+if [[ -z ${FF_REPORT_ONLY:-} ]]; then
+    for da in ${FF_DOWN_AFTER:-1000 10000}; do
+        echo "== down-after-milliseconds $da"
+        BENCH_DOWN_AFTER=$da BENCH_SETUPS=$setups BENCH_SCENARIOS=$scenarios BENCH_FENCE=0 BENCH_SOAK_ROUNDS=0 \
+            BENCH_QUIET_MIN=0 BENCH_SCALE= BENCH_OUT="$out/$da" BENCH_DOC="$out/$da.md" BENCH_PNG="$out/$da.png" \
+            scripts/bench.sh "$n"
+    done
+else
+    # FF_REPORT_ONLY=1 with FF_OUT of an earlier run: its reports again from its raw logs, as
+    # scripts/bench.sh makes them (its Python venv), e.g. after a change of analyze.py.
+    t0=$((SECONDS - $(cat "$out/runtime-s" 2>/dev/null || echo 0)))
+    for da in ${FF_DOWN_AFTER:-1000 10000}; do
+        "${BENCH_VENV:-/tmp/vipctl-bench-venv}/bin/python" scripts/bench/analyze.py "$out/$da" "$n" "$out/$da.md" "$out/$da.png"
+    done
+fi
+echo "$((SECONDS - t0))" >"$out/runtime-s"
 
 python3 - "$out" "$doc" "$n" "$((SECONDS - t0))" ${FF_DOWN_AFTER:-1000 10000} <<'PY'
 import glob, json, os, sys
