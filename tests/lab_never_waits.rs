@@ -136,6 +136,14 @@ fn early_claim_stops_when_the_failover_aborts() {
     lab.wait("the failover to abort", Duration::from_secs(20), || {
         lab.hosts().iter().any(|h| sentinel_log(h).contains("-failover-abort")).then_some(())
     });
+    // The daemon hears of the abort a moment after the sentinel logs it (a busy machine: later):
+    // the promotion by hand comes after it stopped watching, or the test would race the event.
+    lab.wait("the selected replica's daemon to stop watching it", Duration::from_secs(5), || {
+        std::fs::read_to_string(lab.dir.join(&selected).join("watch.out"))
+            .unwrap_or_default()
+            .contains("stopped watching it")
+            .then_some(())
+    });
     let promote = lab.exec(
         &selected,
         std::path::Path::new("/usr/bin/redis-cli"),

@@ -252,6 +252,7 @@ impl Core {
             return;
         }
         if st.failover.watching.remove(replica) {
+            tracing::info!("master `{name}`: no failover chooses {replica} any more; stopped watching it");
             self.effects.push(Effect::Unwatch { master: name.to_string(), replica: replica.clone() });
         }
     }
