@@ -6,7 +6,7 @@ pub mod conf;
 pub mod events;
 mod replicas;
 
-pub use replicas::{INFO_VALIDITY, LINK_DOWN_VALIDITY, Listed, PING_VALIDITY, parse_listed};
+pub use replicas::{Listed, parse_listed};
 
 use std::time::Duration;
 
