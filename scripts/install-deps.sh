@@ -193,6 +193,31 @@ check_cargo() {
     log "cargo: ${ver:-$cargo}"
 }
 
+# The cloud tests' Python (tests/lab_cloud.rs): moto's server mode, an emulator of EC2's wire
+# protocol, and boto3, the real AWS SDK for Python that reads moto's state back. Pinned, in a
+# venv of their own under the lab's root-owned cache, never in the system's Python.
+readonly PY_DIR=/var/cache/vipctl-lab/py
+readonly -a PY_PACKAGES=("moto[server]==5.2.1" "boto3==1.43.11")
+install_python_tools() {
+    if [[ -x $PY_DIR/bin/moto_server ]] && "$PY_DIR/bin/python3" -c 'import boto3, moto' 2>/dev/null; then
+        return 0
+    fi
+    if ((EUID != 0)); then
+        err "$PY_DIR (moto, boto3 for the cloud tests) is missing; run as root"
+        return 2
+    fi
+    local py
+    py=$(command -v python3) || { err "python3 not found (apt-get install python3 python3-venv)"; return 1; }
+    if ! "$py" -m venv --help >/dev/null 2>&1; then
+        apt-get install -y -q python3-venv >/dev/null || { err "cannot install python3-venv"; return 1; }
+    fi
+    install -d -m 0755 -o root -g root "$(dirname "$PY_DIR")"
+    "$py" -m venv "$PY_DIR" || { err "cannot make the venv $PY_DIR"; return 1; }
+    "$PY_DIR/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" ||
+        { err "pip install ${PY_PACKAGES[*]} into $PY_DIR failed"; return 1; }
+    log "installed ${PY_PACKAGES[*]} into $PY_DIR"
+}
+
 main() {
     local before after rc=0
     before=$(missing_packages)
@@ -201,6 +226,7 @@ main() {
     if [[ -n $before && -z $after ]]; then
         log "installed packages: $before"
     fi
+    install_python_tools || rc=$?
     check_cargo || rc=$?
     exit "$rc"
 }

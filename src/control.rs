@@ -90,6 +90,10 @@ pub struct MasterStatus {
     /// The write fence on the local Redis, when one is placed: what, why, since when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
+    /// Whether the provider's API delivers the VIPs here (`[masters.NAME.cloud]`): "delivered …"
+    /// or "bound, not delivered: …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// One sentinel's latest answer about a master.

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod bgp;
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod control;

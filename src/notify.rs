@@ -145,6 +145,7 @@ mod tests {
             announce: Announce { rounds: 1, interval: Duration::ZERO },
             sentinels: vec![],
             mode: crate::config::Mode::default(),
+            cloud: None,
             notify: Notify {
                 on_claim: on_claim.iter().map(|s| s.to_string()).collect(),
                 on_release: vec![],

@@ -76,6 +76,8 @@ pub enum Event {
     Hook,
     /// The daemon paused, demoted or resumed its local Redis during a failover.
     Fence,
+    /// A cloud provider's API was called for the VIPs.
+    Cloud,
     /// The daemon started.
     Start,
     /// The daemon stopped.
@@ -91,6 +93,7 @@ impl Event {
             Event::Notify => "notify",
             Event::Hook => "hook",
             Event::Fence => "fence",
+            Event::Cloud => "cloud",
             Event::Start => "start",
             Event::Stop => "stop",
         }

@@ -191,6 +191,7 @@ async fn checks(ctx: &Ctx, opts: &Args, c: &mut Checks) -> Outcome<()> {
     for master in config.masters.values() {
         check_interfaces(c, master, &host, &managed);
         check_sentinels(c, &config, master, &host, &managed).await;
+        check_cloud(c, master).await;
     }
     check_speaker(c, &config, &host, opts).await;
 
@@ -457,6 +458,24 @@ async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: 
                     ),
                 ),
             }
+        }
+    }
+}
+
+/// The provider API's read-only checks (metadata, credentials, permission by DryRun, the holder).
+async fn check_cloud(c: &mut Checks, master: &crate::config::Master) {
+    let api = match crate::cloud::Api::of(master) {
+        Ok(Some(api)) => api,
+        Ok(None) => return,
+        Err(e) => return c.fail(e, "fix [masters.NAME.cloud]"),
+    };
+    for (what, verdict) in api.doctor().await {
+        match verdict {
+            Ok(v) => c.ok(format!("master `{}` cloud: {what}: {v}", master.name)),
+            Err(e) => c.fail(
+                format!("master `{}` cloud: {what}: {e}", master.name),
+                "see README, \"Clouds\", for the permissions and metadata each provider needs",
+            ),
         }
     }
 }

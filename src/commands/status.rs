@@ -225,6 +225,9 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Outcome<()> {
                     .map(|r| format!("; last change: {} ({})", r.decision.as_str(), r.actions.join("; ")))
                     .unwrap_or_default()
             );
+            if let Some(cl) = &d.delivery {
+                println!("  cloud:    {cl}");
+            }
             if let Some(f) = &d.fence {
                 println!("  fence:    {f}");
             }

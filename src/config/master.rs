@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::addr::{SentinelAddr, SentinelEntry, unique_sentinels};
 use super::announce::{self, Announce, RawAnnounce};
 use super::bounded::{Bounded, Setting};
+use super::cloud::{Cloud, RawCloud};
 use super::error::{ConfigError, Lines, from_text};
 use crate::network::vip::Vip;
 
@@ -33,6 +34,8 @@ pub struct Master {
     pub notify: Notify,
     /// How the VIPs reach the clients.
     pub mode: Mode,
+    /// The provider API that delivers the VIPs to the holder, where ARP moves nothing.
+    pub cloud: Option<Cloud>,
 }
 
 /// How a master's VIPs reach the clients.
@@ -130,6 +133,7 @@ pub(super) struct RawMaster {
     on_release: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     notify_timeout_ms: Bounded<NotifyTimeoutMs>,
+    cloud: Option<RawCloud>,
 }
 
 /// What every master starts from: the file's global settings.
@@ -211,7 +215,8 @@ impl RawMaster {
             on_release: argv(lines, self.on_release, "on_release", &name)?,
             timeout: self.notify_timeout_ms.millis(),
         };
-        Ok(Master { name, vips, interface, label, announce, sentinels, notify, mode })
+        let cloud = self.cloud.map(|c| c.build(lines, &name, &vips)).transpose()?;
+        Ok(Master { name, vips, interface, label, announce, sentinels, notify, mode, cloud })
     }
 
     /// The VIPs, each parsed and claimed for this master.

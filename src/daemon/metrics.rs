@@ -41,6 +41,12 @@ pub struct Metrics {
     /// Fail-fast's decisions on deaths of the local master's Redis, by outcome: `trigger` per
     /// sentinel asked, or the refusal's code per death.
     pub fail_fast: Family<Labels, Counter>,
+    /// 1 when the provider's API names this host as the holder of the master's VIPs (masters with
+    /// a cloud table only).
+    pub vip_delivered: Family<Labels, Gauge>,
+    /// Calls to a provider's API, by call (`deliver`, `check`) and outcome (`delivered`,
+    /// `elsewhere`, `error`).
+    pub cloud_calls: Family<Labels, Counter>,
     /// Unix time (ms) of the main loop's last round, for the health endpoint.
     pub last_round_ms: AtomicU64,
 }
@@ -60,6 +66,8 @@ impl Metrics {
             notify_failures: Family::default(),
             fences: Family::default(),
             fail_fast: Family::default(),
+            vip_delivered: Family::default(),
+            cloud_calls: Family::default(),
             last_round_ms: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -88,6 +96,16 @@ impl Metrics {
             "fail_fast",
             "Deaths of the local master's Redis that fail-fast decided on, by outcome (trigger, or why not)",
             m.fail_fast.clone(),
+        );
+        registry.register(
+            "vip_delivered",
+            "1 when the cloud provider's API names this host as the holder of the master's VIPs (0: bound, not delivered)",
+            m.vip_delivered.clone(),
+        );
+        registry.register(
+            "cloud_calls",
+            "Calls to the cloud provider's API, by call and outcome",
+            m.cloud_calls.clone(),
         );
         Metrics { registry, ..m }
     }

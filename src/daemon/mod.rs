@@ -15,6 +15,7 @@
 //! - name lookups, `ROLE` probes and fence steps, spawned on demand.
 
 pub mod applier;
+pub mod cloud_calls;
 pub mod control;
 pub mod core;
 pub mod host_watch;
@@ -87,6 +88,7 @@ struct Loop {
     config: Arc<Config>,
     watches: HashMap<(String, HostPort), AbortHandle>,
     local_watches: HashMap<String, AbortHandle>,
+    clouds: cloud_calls::Clouds,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
     next_token: u64,
     /// Per master, the queue of Redis steps: a fence and its lift reach Redis in the order decided.
@@ -230,6 +232,8 @@ pub async fn run(mut config: Config, opts: Options) -> Outcome<()> {
         jobs,
         redis_access,
         sentinel_access: access.clone(),
+        clouds: cloud_calls::Clouds::new(&config, tx.clone(), metrics.clone())
+            .map_err(|e| Failure::permanent(anyhow!(e)))?,
         metrics,
         held,
         config: config.clone(),
@@ -389,6 +393,9 @@ impl Loop {
                         let _ = tx.send(Input::FailoverAsked { master, sentinel, outcome }).await;
                     });
                 }
+                Effect::Deliver { master, generation } => self.clouds.start(master, generation, false),
+                Effect::CheckDelivery { master, generation } => self.clouds.start(master, generation, true),
+                Effect::StopDelivery { master } => self.clouds.stop(&master),
                 Effect::Reply { token, reply } => {
                     if let Some(r) = self.replies.remove(&token) {
                         let _ = r.send(reply);
@@ -424,6 +431,9 @@ impl Loop {
             Metric::FailFast { master, outcome } => {
                 let labels = vec![("master".to_string(), master), ("outcome".to_string(), outcome.to_string())];
                 mm.fail_fast.get_or_create(&labels).inc();
+            }
+            Metric::Delivered { master, delivered } => {
+                mm.vip_delivered.get_or_create(&Metrics::master(&master)).set(i64::from(delivered));
             }
             Metric::Tick => mm.tick(),
         }

@@ -264,6 +264,7 @@ mod tests {
             announce: Announce { rounds: 1, interval: Duration::ZERO },
             sentinels: vec![],
             mode: crate::config::Mode::default(),
+            cloud: None,
             notify: crate::config::Notify { on_claim: vec![], on_release: vec![], timeout: Duration::from_secs(1) },
         }
     }

@@ -38,6 +38,7 @@ use crate::network::plan::{self, Action};
 pub use crate::sentinel::Report;
 use crate::sentinel::{Answer, MasterAddr};
 
+pub mod delivery;
 pub mod fail_fast;
 mod hook;
 mod reason;

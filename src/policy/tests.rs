@@ -55,6 +55,7 @@ fn master() -> Master {
         announce: Announce { rounds: 1, interval: Duration::ZERO },
         sentinels: (11..=13).map(s).collect(),
         mode: crate::config::Mode::default(),
+        cloud: None,
         notify: Notify { on_claim: vec![], on_release: vec![], timeout: Duration::from_secs(1) },
     }
 }

@@ -78,6 +78,26 @@ pub enum Effect {
         /// One sentinel of the majority.
         sentinel: SentinelAddr,
     },
+    /// Move the master's VIPs here through its provider's API, then ask who holds them; answer
+    /// with [`super::Input::Delivery`].
+    Deliver {
+        /// The master.
+        master: String,
+        /// Names the call in its answer.
+        generation: u64,
+    },
+    /// Ask the provider who holds the master's VIPs; answer with [`super::Input::Delivery`].
+    CheckDelivery {
+        /// The master.
+        master: String,
+        /// Names the call in its answer.
+        generation: u64,
+    },
+    /// Stop the call under way for the master, if any: this host lets go.
+    StopDelivery {
+        /// The master.
+        master: String,
+    },
     /// Answer a hook (see [`super::Input::Hook`]).
     Reply {
         /// The request.
@@ -135,6 +155,13 @@ pub enum Metric {
         master: String,
         /// `trigger` or a [`crate::policy::fail_fast::Refusal`] code.
         outcome: &'static str,
+    },
+    /// Whether the provider delivers the master's VIPs to this host.
+    Delivered {
+        /// The master.
+        master: String,
+        /// Delivered.
+        delivered: bool,
     },
     /// The loop handled an address round (for /healthz).
     Tick,

@@ -29,6 +29,8 @@ pub(super) enum Timer {
     Refresh,
     /// Fail-fast: replica lists are awaited no longer, or the next sentinel is asked.
     FailFast,
+    /// The provider's API is called again, or asked who holds the VIPs.
+    Delivery,
 }
 
 impl Timer {
@@ -41,6 +43,7 @@ impl Timer {
             Timer::HookWait => "hook-wait",
             Timer::Refresh => "refresh",
             Timer::FailFast => "fail-fast",
+            Timer::Delivery => "cloud",
         }
     }
 }
@@ -50,7 +53,7 @@ impl Timer {
 pub(super) struct Timers(BTreeMap<Timer, Instant>);
 
 impl Timers {
-    fn set(&mut self, t: Timer, at: Option<Instant>) {
+    pub(super) fn set(&mut self, t: Timer, at: Option<Instant>) {
         match at {
             Some(at) => self.0.insert(t, at),
             None => self.0.remove(&t),
@@ -118,6 +121,8 @@ pub(super) struct MasterState {
     local_watch: Option<HostPort>,
     /// Fail-fast's count of refusals and the failover it asked for.
     pub fail_fast: super::fail_fast::State,
+    /// The provider API's calls for the VIPs (`[masters.NAME.cloud]`).
+    pub delivery: super::delivery::State,
 }
 
 impl Core {
@@ -183,8 +188,9 @@ impl Core {
         self.rearm(name, now);
     }
 
-    /// Sets the timers that follow from the master's state.
+    /// Sets the timers that follow from the master's state, and takes the provider API's next step.
     pub(super) fn rearm(&mut self, name: &str, now: Instant) {
+        self.delivery_step(name, now);
         let failover = self.failover_deadline(name);
         let refresh = self.settings.policy.announce_refresh;
         let st = self.masters.get_mut(name).expect("configured");

@@ -11,6 +11,7 @@
 //! ask again, and only evidence no sentinel can forge fences for long, yields, demotes or sends
 //! credentials anywhere.
 
+mod delivery;
 mod effects;
 mod fail_fast;
 mod failover;
@@ -36,6 +37,7 @@ use crate::record::{self, Record};
 use crate::resolve::{self, LookupError};
 use crate::sentinel::{Answer, Listed, events};
 
+pub use delivery::DeliveryOutcome;
 pub use effects::{Effect, Metric};
 pub use fail_fast::AskOutcome;
 pub use failover::SELECTION_WINDOW;
@@ -174,6 +176,17 @@ pub enum Input {
         sentinel: SentinelAddr,
         /// What it answered.
         outcome: AskOutcome,
+    },
+    /// The provider answered a call or check (see [`Effect::Deliver`], [`Effect::CheckDelivery`]).
+    Delivery {
+        /// The master.
+        master: String,
+        /// The call's generation.
+        generation: u64,
+        /// It was a check, not a move.
+        checked_only: bool,
+        /// What came back.
+        outcome: DeliveryOutcome,
     },
     /// The moment [`Core::poll_timeout`] named has come.
     Timeout,
@@ -337,6 +350,9 @@ impl Core {
             }
             Input::LocalProbe { master, refused } => self.local_probe(&master, refused, now),
             Input::FailoverAsked { master, sentinel, outcome } => self.failover_asked(&master, &sentinel, outcome, now),
+            Input::Delivery { master, generation, checked_only, outcome } => {
+                self.delivery_done(&master, generation, checked_only, outcome, now);
+            }
             Input::Timeout => self.timeout(now),
         }
     }

@@ -34,6 +34,7 @@ impl Core {
                     conflicts: st.conflicts,
                     last_error: st.last_error.clone().or_else(|| st.fence_error.clone()),
                     fence: st.failover.fence.as_ref().map(|f| f.describe(now)),
+                    delivery: self.delivery_status(name, now),
                 }
             })
             .collect();

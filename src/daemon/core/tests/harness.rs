@@ -117,6 +117,8 @@ pub struct Sim {
     pub failover_reply: AskOutcome,
     /// Replicas the sentinels list as ones they would not promote (besides frozen or gone ones).
     pub unpromotable: Vec<HostPort>,
+    /// The provider's API, for a config with a cloud table (a fake: see [`super::cloud`]).
+    pub cloud: super::cloud::FakeCloud,
 }
 
 /// A config for the world: the three sentinels (and `extra` ones), early claim as asked.
@@ -189,6 +191,7 @@ impl Sim {
             failover_asks: Vec::new(),
             failover_reply: AskOutcome::Accepted,
             unpromotable: Vec::new(),
+            cloud: super::cloud::FakeCloud::default(),
         };
         sim.deliver(HOP, Input::Host(Ok(sim.host.clone())));
         sim
@@ -446,6 +449,13 @@ impl Sim {
                     self.failover_asks.push((self.elapsed(), sentinel.clone()));
                     let outcome = self.failover_reply.clone();
                     self.deliver(HOP, Input::FailoverAsked { master, sentinel, outcome });
+                }
+                e @ (Effect::Deliver { .. } | Effect::CheckDelivery { .. } | Effect::StopDelivery { .. }) => {
+                    let me = self.me;
+                    let t = self.elapsed();
+                    if let Some((after, input)) = self.cloud.carry(me, t, e) {
+                        self.deliver(after, input);
+                    }
                 }
                 Effect::Reply { .. } | Effect::Record(_) | Effect::Metric(_) | Effect::Heartbeats { .. } => {}
             }

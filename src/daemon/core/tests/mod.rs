@@ -3,6 +3,7 @@
 //! of a lying sentinel.
 
 mod attacks;
+mod cloud;
 mod fail_fast;
 mod harness;
 mod sequences;

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Test helpers for vipctl's cloud delivery, run inside lab namespaces only.
+
+  imds LISTEN ENI MAC REGION      a FAKE instance metadata service (IMDSv2 only: a token is
+                                  required), not AWS's: it answers the paths vipctl reads.
+  aws-setup ENDPOINT N            on moto (an emulator of EC2's wire protocol): a VPC, a subnet,
+                                  N ENIs and a route table; prints their ids as JSON.
+  aws-enis ENDPOINT VIP           the ENIs moto lists with VIP as a private IP (boto3,
+                                  describe_network_interfaces, every ENI read), one per line.
+  aws-route ENDPOINT RTB VIP      the target of VIP/32 in route table RTB (boto3,
+                                  describe_route_tables), or "-".
+  bench-watch ENDPOINT RTB VIP ENIS REDIS... (scripts/bench/cloud.sh) polls each REDIS
+                                  (IP:PORT) with ROLE every 2 ms until one is a master, then
+                                  the route table (boto3) until VIP/32 names that host's ENI
+                                  (ENIS: JSON, host IP to ENI id); prints both moments.
+  hetzner-metadata LISTEN ID      a FAKE of Hetzner's server metadata (instance-id only).
+  hetzner-api LISTEN TOKEN VIP    a FAKE of the Hetzner Cloud API, not Hetzner's: Hetzner has no
+                                  emulator. It follows the published API for what vipctl calls
+                                  (docs.hetzner.cloud): floating IP 4711 (address VIP) with its
+                                  assign action and the 422 floating_ip_assigned error, servers
+                                  101-103 in network 7 with change_alias_ips (which replaces a
+                                  server's whole list; an alias another server holds is a 422
+                                  ip_not_available), actions followed at /actions/{id}, bearer
+                                  tokens (401 unauthorized), error bodies {"error": {"code",
+                                  "message"}} and an X-Correlation-Id on every answer. For the
+                                  tests, GET /_fake/state shows everything and POST
+                                  /_fake/stale-reads?n=N makes the next N floating IP reads
+                                  name no server (a lagging read).
+"""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def imds(listen, eni, mac, region):
+    host, port = listen.rsplit(":", 1)
+    token = "fake-imds-token"
+    paths = {
+        "/latest/meta-data/mac": mac,
+        f"/latest/meta-data/network/interfaces/macs/{mac}/interface-id": eni,
+        "/latest/meta-data/placement/region": region,
+        "/latest/meta-data/iam/security-credentials/": "vipctl-lab-role",
+        "/latest/meta-data/iam/security-credentials/vipctl-lab-role": json.dumps({
+            "Code": "Success", "AccessKeyId": "AKIDLABFAKE", "SecretAccessKey": "lab-fake-secret",
+            "Token": "lab-fake-session", "Expiration": "2099-01-01T00:00:00Z"}),
+    }
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def reply(self, code, body):
+            b = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+        def do_PUT(self):
+            if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self.reply(200, token)
+            self.reply(400, "")
+
+        def do_GET(self):
+            if self.headers.get("X-aws-ec2-metadata-token") != token:
+                return self.reply(401, "")
+            body = paths.get(self.path)
+            self.reply(200, body) if body is not None else self.reply(404, "")
+
+    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+
+
+def hetzner_metadata(listen, server_id):
+    host, port = listen.rsplit(":", 1)
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            ok = self.path == "/hetzner/v1/metadata/instance-id"
+            b = (server_id if ok else "not found").encode()
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+
+
+def hetzner_api(listen, token, vip):
+    import threading
+    import time
+    host, port = listen.rsplit(":", 1)
+    lock = threading.Lock()
+    net = 7
+    st = {
+        "floating": {"id": 4711, "ip": vip, "server": None},
+        "servers": {sid: {"ip": f"203.0.113.{sid - 90}", "alias_ips": []} for sid in (101, 102, 103)},
+        "actions": {},
+        "log": [],
+        "stale_reads": 0,
+        "next": 1,
+    }
+
+    def server_json(sid):
+        s = st["servers"][sid]
+        return {"id": sid, "name": f"h{sid - 100}", "status": "running",
+                "private_net": [{"network": net, "ip": s["ip"], "alias_ips": list(s["alias_ips"]),
+                                 "mac_address": f"86:00:00:00:00:{sid - 100:02x}"}]}
+
+    def action(command, resources):
+        aid = st["next"]
+        st["next"] += 1
+        st["actions"][aid] = {"id": aid, "command": command, "status": "running", "progress": 0,
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "finished": None,
+                              "resources": resources, "error": None}
+        return {"action": dict(st["actions"][aid])}
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def reply(self, code, obj):
+            b = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Correlation-Id", f"fake-{time.monotonic_ns():x}")
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+        def error(self, code, err, message):
+            st["log"].append({"t": time.time(), "call": self.path, "error": err})
+            self.reply(code, {"error": {"code": err, "message": message, "details": {}}})
+
+        def body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            try:
+                return json.loads(self.rfile.read(n) or b"{}")
+            except ValueError:
+                return None
+
+        def handle_any(self, method):
+            path, _, query = self.path.partition("?")
+            with lock:
+                if path == "/_fake/state":
+                    return self.reply(200, st)
+                if path == "/_fake/stale-reads":
+                    st["stale_reads"] = int(query.split("=")[1])
+                    return self.reply(200, {})
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self.error(401, "unauthorized", "unable to authenticate")
+                body = self.body() if method == "POST" else {}
+                if body is None:
+                    return self.error(400, "json_error", "invalid JSON")
+                parts = path.strip("/").split("/")
+                if parts[:1] != ["v1"]:
+                    return self.error(404, "not_found", "not found")
+                parts = parts[1:]
+                f = st["floating"]
+                if method == "GET" and parts == ["floating_ips", str(f["id"])]:
+                    shown = dict(f)
+                    if st["stale_reads"] > 0:
+                        st["stale_reads"] -= 1
+                        shown["server"] = None
+                    return self.reply(200, {"floating_ip": shown})
+                if method == "POST" and parts == ["floating_ips", str(f["id"]), "actions", "assign"]:
+                    sid = body.get("server")
+                    if sid not in st["servers"]:
+                        return self.error(422, "invalid_input", "invalid input in field 'server'")
+                    if f["server"] == sid:
+                        return self.error(422, "floating_ip_assigned", "floating IP is already assigned to this server")
+                    f["server"] = sid
+                    st["log"].append({"t": time.time(), "call": "assign", "server": sid})
+                    return self.reply(201, action("assign_floating_ip", [{"id": f["id"], "type": "floating_ip"}, {"id": sid, "type": "server"}]))
+                if method == "GET" and parts == ["servers"]:
+                    ids = sorted(st["servers"])
+                    return self.reply(200, {"servers": [server_json(s) for s in ids],
+                                            "meta": {"pagination": {"page": 1, "per_page": 50, "previous_page": None,
+                                                                    "next_page": None, "last_page": 1,
+                                                                    "total_entries": len(ids)}}})
+                if method == "GET" and len(parts) == 2 and parts[0] == "servers" and parts[1].isdigit() and int(parts[1]) in st["servers"]:
+                    return self.reply(200, {"server": server_json(int(parts[1]))})
+                if method == "POST" and len(parts) == 4 and parts[0] == "servers" and parts[2:] == ["actions", "change_alias_ips"]:
+                    sid = int(parts[1]) if parts[1].isdigit() else None
+                    if sid not in st["servers"]:
+                        return self.error(404, "not_found", "server not found")
+                    if body.get("network") != net:
+                        return self.error(422, "server_not_attached_to_network", "server is not attached to this network")
+                    want = body.get("alias_ips")
+                    if not isinstance(want, list):
+                        return self.error(422, "invalid_input", "invalid input in field 'alias_ips'")
+                    for other, s in st["servers"].items():
+                        if other != sid and set(want) & set(s["alias_ips"]):
+                            return self.error(422, "ip_not_available", "the IP is not available")
+                    st["servers"][sid]["alias_ips"] = list(want)
+                    st["log"].append({"t": time.time(), "call": "change_alias_ips", "server": sid, "alias_ips": want})
+                    return self.reply(201, action("change_alias_ips", [{"id": sid, "type": "server"}]))
+                if method == "GET" and len(parts) == 2 and parts[0] == "actions" and parts[1].isdigit():
+                    a = st["actions"].get(int(parts[1]))
+                    if a is None:
+                        return self.error(404, "not_found", "action not found")
+                    a.update(status="success", progress=100, finished=time.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+                    return self.reply(200, {"action": a})
+                return self.error(404, "not_found", "not found")
+
+        def do_GET(self):
+            self.handle_any("GET")
+
+        def do_POST(self):
+            self.handle_any("POST")
+
+    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+
+
+def role_is_master(addr):
+    import socket
+    host, port = addr.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2) as c:
+            c.sendall(b"ROLE\r\n")
+            return c.recv(64).startswith(b"*3\r\n$6\r\nmaster")
+    except OSError:
+        return False
+
+
+def bench_watch(endpoint, rtb, vip, enis, *redis):
+    import time
+    enis = json.loads(enis)
+    c = ec2(endpoint)
+    deadline = time.monotonic() + 60
+    master = None
+    while master is None and time.monotonic() < deadline:
+        master = next((r for r in redis if role_is_master(r)), None)
+        if master is None:
+            time.sleep(0.002)
+    if master is None:
+        sys.exit("no replica became a master within 60 s")
+    promoted = time.time()
+    want = enis[master.rsplit(":", 1)[0]]
+    while time.monotonic() < deadline:
+        routes = c.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
+        if any(r.get("DestinationCidrBlock") == vip + "/32" and r.get("NetworkInterfaceId") == want for r in routes):
+            done = time.time()
+            print(json.dumps({"master": master, "role_master": promoted, "route": done,
+                              "ms": round((done - promoted) * 1000, 1)}))
+            return
+        time.sleep(0.002)
+    sys.exit(f"the route did not name {want} within 60 s")
+
+
+def ec2(endpoint):
+    import boto3
+    return boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="AKIDLABFAKE", aws_secret_access_key="lab-fake-secret")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "imds":
+        imds(*args)
+    elif cmd == "bench-watch":
+        bench_watch(*args)
+    elif cmd == "hetzner-metadata":
+        hetzner_metadata(*args)
+    elif cmd == "hetzner-api":
+        hetzner_api(*args)
+    elif cmd == "aws-setup":
+        c = ec2(args[0])
+        vpc = c.create_vpc(CidrBlock="198.51.100.0/24")["Vpc"]["VpcId"]
+        sub = c.create_subnet(VpcId=vpc, CidrBlock="198.51.100.0/24")["Subnet"]["SubnetId"]
+        enis = [c.create_network_interface(SubnetId=sub, PrivateIpAddress=f"198.51.100.{11 + i}")
+                ["NetworkInterface"]["NetworkInterfaceId"] for i in range(int(args[1]))]
+        rtb = c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        print(json.dumps({"vpc": vpc, "subnet": sub, "enis": enis, "route_table": rtb}))
+    elif cmd == "aws-enis":
+        c = ec2(args[0])
+        # Every ENI, read whole: moto's addresses.private-ip-address filter sees primaries only.
+        for n in c.describe_network_interfaces()["NetworkInterfaces"]:
+            if any(a["PrivateIpAddress"] == args[1] for a in n.get("PrivateIpAddresses", [])):
+                print(n["NetworkInterfaceId"])
+    elif cmd == "aws-route":
+        c = ec2(args[0])
+        r = c.describe_route_tables(RouteTableIds=[args[1]])
+        t = [x.get("NetworkInterfaceId", "-") for x in r["RouteTables"][0]["Routes"]
+             if x.get("DestinationCidrBlock") == args[2] + "/32"]
+        print(t[0] if t else "-")
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
