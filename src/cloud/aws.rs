@@ -192,7 +192,13 @@ impl Aws {
         let verdict = match self.call(action, &p).await {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok("allowed (DryRun)".into()),
             Err(e) => Err(e.to_string()),
-            Ok(_) => Ok("answered without DryRunOperation (an emulator?)".into()),
+            // Real EC2 answers DryRunOperation; an endpoint that does not has carried the call
+            // out (moto does), so the operator must know that the state may have changed.
+            Ok(_) => Err(format!(
+                "the endpoint ignored DryRun and carried out {action} (an emulator such as moto does): \
+                 its state may now name this host; check it with describe-network-interfaces or \
+                 describe-route-tables"
+            )),
         };
         out.push((format!("permission for {action}"), verdict));
         out

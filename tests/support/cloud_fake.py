@@ -7,6 +7,8 @@
                                   N ENIs and a route table; prints their ids as JSON.
   aws-enis ENDPOINT VIP           the ENIs moto lists with VIP as a private IP (boto3,
                                   describe_network_interfaces, every ENI read), one per line.
+  aws-unassign ENDPOINT ENI IP    removes IP from ENI on moto (boto3), to repair what moto did
+                                  with a DryRun it does not honour.
   aws-route ENDPOINT RTB VIP      the target of VIP/32 in route table RTB (boto3,
                                   describe_route_tables), or "-".
   bench-watch ENDPOINT RTB VIP ENIS REDIS... (scripts/bench/cloud.sh) polls each REDIS
@@ -280,6 +282,9 @@ def main():
         for n in c.describe_network_interfaces()["NetworkInterfaces"]:
             if any(a["PrivateIpAddress"] == args[1] for a in n.get("PrivateIpAddresses", [])):
                 print(n["NetworkInterfaceId"])
+    elif cmd == "aws-unassign":
+        c = ec2(args[0])
+        c.unassign_private_ip_addresses(NetworkInterfaceId=args[1], PrivateIpAddresses=[args[2]])
     elif cmd == "aws-route":
         c = ec2(args[0])
         r = c.describe_route_tables(RouteTableIds=[args[1]])
