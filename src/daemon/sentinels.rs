@@ -79,7 +79,13 @@ impl Handle {
 
     /// Heartbeats fast (`heartbeat_ms`) or at the probe period.
     pub fn fast(&self, on: bool) {
-        self.fast.store(on, Ordering::Relaxed);
+        // Turning fast wakes the task: it would otherwise finish the slow wait it is in (up to a
+        // probe period) before its first fast PING, and a cut just after a claim would go unseen.
+        if on && !self.fast.swap(on, Ordering::Relaxed) {
+            self.nudge.notify_one();
+        } else {
+            self.fast.store(on, Ordering::Relaxed);
+        }
     }
 }
 
@@ -211,7 +217,10 @@ impl Task {
             loop {
                 let fast_now = fast.load(Ordering::Relaxed);
                 let period = if fast_now { timing.heartbeat } else { timing.probe };
-                let ping = vouching && following.load(Ordering::Relaxed) && con.is_some();
+                // Asked on every turn, not once: at start-up the answers come before the
+                // subscription, and a daemon that claimed then would not PING until its next
+                // full question, so a cut in its first second went unnoticed for up to a second.
+                let ping = !timing.heartbeat.is_zero() && following.load(Ordering::Relaxed) && con.is_some();
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => break,
                     _ = nudge.notified() => break,
