@@ -188,6 +188,15 @@ fn settled_master(lab: &Lab) -> String {
     })
 }
 
+/// Waits (bounded) for one acknowledged write after now, stops the writer, and counts the
+/// acknowledged writes lost (with where).
+fn stop_after_one_more_write(lab: &Lab, w: &mut Writer, what: &str, secs: u64) -> (i64, Vec<(i64, i64)>) {
+    let moved = unix_ms();
+    lab.wait(what, Duration::from_secs(secs), || w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ()));
+    w.stop();
+    lost_writes(&w.lines())
+}
+
 fn status(lab: &Lab, host: &str) -> String {
     text(&lab.vipctl(host, &["status"]))
 }
@@ -268,13 +277,7 @@ fn the_aws_route_follows_kill_partition_and_switchover_and_a_stale_holder_never_
     lab.wait("the route to name h1", Duration::from_secs(10), || (cloud.route_holder() == Some("h1")).then_some(()));
     eprintln!("[cloud-route] switchover: route on h1 {} ms after the command", unix_ms() - sw);
     assert!(delivers_after(&lab, &third, sw).is_empty(), "the old master called after the switchover");
-    let moved = unix_ms();
-    lab.wait("a write after the switchover", Duration::from_secs(5), || {
-        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())
-    });
-    w.stop();
-    let lines = w.lines();
-    let (lost, at) = lost_writes(&lines);
+    let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the switchover", 5);
     eprintln!("[cloud-route] lost {lost} acknowledged writes over kill, partition and switchover");
     // The partition's fence-on-doubt window (tests/lab_doubt.rs) is the only allowance.
     assert!(lost <= 10, "lost {lost}: {at:?}");
@@ -347,12 +350,7 @@ fn the_aws_secondary_ip_is_reassigned_and_an_unreachable_metadata_service_shows_
     );
     std::thread::sleep(Duration::from_secs(2));
     assert!(delivers_after(&lab, "h1", killed).is_empty(), "h1 called after the kill");
-    let moved = unix_ms();
-    lab.wait("a write after the failover", Duration::from_secs(10), || {
-        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())
-    });
-    w.stop();
-    let (lost, at) = lost_writes(&w.lines());
+    let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-eni] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");
 }
@@ -512,12 +510,7 @@ fn the_hetzner_floating_ip_follows_a_kill_and_a_lagging_read_meets_floating_ip_a
     let back: Vec<_> =
         cloud.log_after(killed).into_iter().filter(|e| e["call"] == "assign" && e["server"] == 101).collect();
     assert!(back.is_empty(), "h1 took the floating IP back: {back:?}");
-    let moved = unix_ms();
-    lab.wait("a write after the failover", Duration::from_secs(10), || {
-        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())
-    });
-    w.stop();
-    let (lost, at) = lost_writes(&w.lines());
+    let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-hfip] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");
 }
@@ -559,12 +552,7 @@ fn the_hetzner_alias_ip_leaves_the_old_server_before_the_new_one_takes_it() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(cloud.alias_holders(), std::slice::from_ref(&new_master), "{}", lab.diagnostics());
-    let moved = unix_ms();
-    lab.wait("a write after the failover", Duration::from_secs(10), || {
-        w.lines().into_iter().find(|l| l.ok && l.at_ms > moved).map(|_| ())
-    });
-    w.stop();
-    let (lost, at) = lost_writes(&w.lines());
+    let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-halias] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");
 }

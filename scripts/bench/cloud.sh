@@ -89,10 +89,38 @@ config() {
     echo "$f"
 }
 
+host_of_ip() {
+    case $1 in 198.51.100.11) echo h1 ;; 198.51.100.12) echo h2 ;; 198.51.100.13) echo h3 ;; *) echo "" ;; esac
+}
+
+# The master every sentinel names, or nothing while they disagree.
 master_host() {
-    local a
-    a=$(scripts/lab.sh master "$lab" h1 | awk '{print $1; exit}')
-    case $a in 198.51.100.11) echo h1 ;; 198.51.100.12) echo h2 ;; 198.51.100.13) echo h3 ;; *) echo "" ;; esac
+    local a b c
+    a=$(scripts/lab.sh master "$lab" h1 2>/dev/null | awk '{print $1; exit}') || true
+    b=$(scripts/lab.sh master "$lab" h2 2>/dev/null | awk '{print $1; exit}') || true
+    c=$(scripts/lab.sh master "$lab" h3 2>/dev/null | awk '{print $1; exit}') || true
+    if [[ -n $a && $a == "$b" && $b == "$c" ]]; then host_of_ip "$a"; fi
+}
+
+# Bounded: the sentinels agree for 2 s in a row and the route names that master's ENI, so a
+# round starts from a settled state (Sentinel may fail over twice; the restarted old master
+# must have rejoined as a replica).
+settle() {
+    local i m prev="" same=0 eni
+    for i in $(seq 120); do
+        m=$(master_host)
+        if [[ -n $m && $m == "$prev" ]]; then same=$((same + 1)); else same=0; fi
+        prev=$m
+        if ((same >= 4)); then
+            eni=$(echo "$enis_by_ip" | "$py" -c "import json,sys; print(json.load(sys.stdin)['$(fact "d['nodes']['$m']['ipv4']")'])")
+            if [[ $(ip netns exec "$(ns cl)" "$py" "$fake" aws-route "$endpoint" "$rtb" "$vip") == "$eni" ]]; then
+                return 0
+            fi
+        fi
+        sleep 0.5
+    done
+    echo "cloud.sh: the sentinels and the route did not settle within 60 s" >&2
+    exit 1
 }
 
 for s in vipctl notify; do
@@ -105,8 +133,8 @@ for s in vipctl notify; do
         daemons+=($!)
         pids+=($!)
     done
-    sleep 3
     for i in $(seq "$n"); do
+        settle
         old=$(master_host)
         [[ -n $old ]] || { echo "cloud.sh: no master named by the sentinels" >&2; exit 1; }
         replicas=()
@@ -120,7 +148,9 @@ for s in vipctl notify; do
         wait "$w" || { echo "cloud.sh: $s round $i: $(cat "$out/$s-$i.err")" >&2; exit 1; }
         echo "$s $i: $(cat "$out/$s-$i.json")"
         scripts/lab.sh start-redis "$lab" "$old" >/dev/null
-        sleep 6
+        # Sentinel waits 2 x failover-timeout (5 s in the lab) before it fails the same master
+        # over again; a kill sooner measures Sentinel's wait, not the mover.
+        sleep 10
     done
     for d in "${daemons[@]}"; do kill "$d" 2>/dev/null || true; wait "$d" 2>/dev/null || true; done
     cp -r "$lab/$s" "$out/"
