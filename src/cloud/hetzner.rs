@@ -54,6 +54,20 @@ impl Hetzner {
         }
     }
 
+    /// Replaces `server`'s alias IPs in network `net` with `list` (the call replaces the whole
+    /// list), followed to the action's end; returns the action's id for the record.
+    async fn change_alias_ips(
+        &self,
+        server: u64,
+        net: u64,
+        list: Vec<String>,
+        what: &'static str,
+    ) -> Result<String, CallError> {
+        let path = format!("/servers/{server}/actions/change_alias_ips");
+        let v = self.api_call(Method::POST, &path, Some(json!({ "network": net, "alias_ips": list })), what).await?;
+        self.follow(&v, what).await
+    }
+
     /// Moves the VIPs here, then checks who holds them.
     pub async fn deliver(&self) -> Result<Delivered, CallError> {
         let me = self.server().await?;
@@ -77,32 +91,14 @@ impl Hetzner {
                 }
                 let keep: Vec<String> =
                     list.iter().filter(|a| !self.vips.iter().any(|v| v.to_string() == **a)).cloned().collect();
-                let path = format!("/servers/{holder}/actions/change_alias_ips");
-                let v = self
-                    .api_call(
-                        Method::POST,
-                        &path,
-                        Some(json!({ "network": net, "alias_ips": keep })),
-                        "change_alias_ips (old holder)",
-                    )
-                    .await?;
-                ids.push(self.follow(&v, "change_alias_ips (old holder)").await?);
+                ids.push(self.change_alias_ips(holder, net, keep, "change_alias_ips (old holder)").await?);
             }
             let mut mine = self.aliases_of(me, net).await?;
             let missing: Vec<String> =
                 self.vips.iter().map(ToString::to_string).filter(|v| !mine.contains(v)).collect();
             if !missing.is_empty() {
                 mine.extend(missing);
-                let path = format!("/servers/{me}/actions/change_alias_ips");
-                let v = self
-                    .api_call(
-                        Method::POST,
-                        &path,
-                        Some(json!({ "network": net, "alias_ips": mine })),
-                        "change_alias_ips",
-                    )
-                    .await?;
-                ids.push(self.follow(&v, "change_alias_ips").await?);
+                ids.push(self.change_alias_ips(me, net, mine, "change_alias_ips").await?);
             }
         }
         let mut seen = self.check().await?;
