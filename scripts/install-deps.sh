@@ -29,6 +29,7 @@ readonly MIN_RUST_MINOR=85
 # scripts/fuzz.sh needs (libfuzzer-sys builds libFuzzer from C++ source).
 readonly -a NEEDS=(
     debootstrap:debootstrap
+    python3:python3
     patchelf:patchelf
     systemd-nspawn:systemd-container
     redis-server:redis-server
@@ -208,8 +209,9 @@ install_python_tools() {
     fi
     local py
     py=$(command -v python3) || { err "python3 not found (apt-get install python3 python3-venv)"; return 1; }
-    if ! "$py" -m venv --help >/dev/null 2>&1; then
-        apt-get install -y -q python3-venv >/dev/null || { err "cannot install python3-venv"; return 1; }
+    # Debian's python3 has the venv module but not ensurepip, which making a venv needs.
+    if ! "$py" -c 'import ensurepip' >/dev/null 2>&1; then
+        { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; } || { err "cannot install python3-venv"; return 1; }
     fi
     install -d -m 0755 -o root -g root "$(dirname "$PY_DIR")"
     "$py" -m venv "$PY_DIR" || { err "cannot make the venv $PY_DIR"; return 1; }
