@@ -12,6 +12,11 @@
 //! `provider = "hetzner"` runs against a FAKE of the Hetzner Cloud API (Hetzner has no emulator):
 //! tests/support/cloud_fake.py follows its published paths, bodies and error codes for what
 //! vipctl calls, and says where it simplifies.
+//!
+//! `provider = "gcp"` runs against a FAKE of the Compute Engine API and of GCE's metadata server
+//! (GCP has no emulator), in the same file: fingerprints and their 412 conditionNotMet, zone
+//! operations that finish later, the aggregated list, Google's error bodies, and an OAuth token
+//! endpoint that checks a service-account key's RS256 signature.
 
 mod support;
 
@@ -554,5 +559,182 @@ fn the_hetzner_alias_ip_leaves_the_old_server_before_the_new_one_takes_it() {
     assert_eq!(cloud.alias_holders(), std::slice::from_ref(&new_master), "{}", lab.diagnostics());
     let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-halias] lost {lost} acknowledged writes");
+    assert_eq!(lost, 0, "{at:?}");
+}
+
+struct Gcp<'a> {
+    lab: &'a Lab,
+    api: String,
+    key_file: PathBuf,
+    _helpers: Helpers,
+}
+
+const GCP_TOKEN: &str = "lab-fake-gcp-token";
+
+impl<'a> Gcp<'a> {
+    fn up(lab: &'a Lab) -> Gcp<'a> {
+        let py = python();
+        assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
+        let ip = lab.ip_of("cl").to_string();
+        let api = format!("http://{ip}:8081");
+        // A service-account key whose public half the fake's token endpoint checks signatures with.
+        let pubkey = lab.dir.join("gcp-sa.pub");
+        let o = lab.exec(
+            "cl",
+            &py,
+            &[fake().to_str().unwrap(), "gcp-key", pubkey.to_str().unwrap(), &format!("{api}/token")],
+            &[],
+        );
+        assert!(o.status.success(), "gcp-key: {}", String::from_utf8_lossy(&o.stderr));
+        let key_file = lab.dir.join("gcp-sa.json");
+        std::fs::write(&key_file, &o.stdout).unwrap();
+        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let spawn = |ns: &str, args: &[&str]| {
+            let c = Command::new("ip").args(["netns", "exec", ns]).arg(&py).arg(fake()).args(args).spawn().unwrap();
+            note_pid(lab, c.id());
+            c
+        };
+        let listen = format!("{ip}:8081");
+        let mut helpers =
+            Helpers(vec![spawn(&lab.ns("cl"), &["gcp-api", &listen, GCP_TOKEN, pubkey.to_str().unwrap()])]);
+        for (h, zone) in [("h1", "europe-west1-b"), ("h2", "europe-west1-b"), ("h3", "europe-west1-c")] {
+            helpers.0.push(spawn(&lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone]));
+        }
+        let g = Gcp { lab, api, key_file, _helpers: helpers };
+        lab.wait("the GCP fake to answer", Duration::from_secs(10), || g.try_state());
+        g
+    }
+
+    fn try_state(&self) -> Option<serde_json::Value> {
+        let code = format!(
+            "import urllib.request; print(urllib.request.urlopen('{}/_fake/state', timeout=2).read().decode())",
+            self.api
+        );
+        let o = self.lab.exec("cl", &python(), &["-c", &code], &[]);
+        o.status.success().then(|| serde_json::from_slice(&o.stdout).ok()).flatten()
+    }
+
+    fn stale_fingerprints(&self, n: u32) {
+        let code = format!(
+            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/_fake/stale-fingerprints?n={n}', method='POST'), timeout=2)",
+            self.api
+        );
+        assert!(self.lab.exec("cl", &python(), &["-c", &code], &[]).status.success());
+    }
+
+    /// The instances whose nic0 lists the VIP's /32.
+    fn alias_holders(&self) -> Vec<String> {
+        let st = self.try_state().expect("the GCP fake answers");
+        let want = format!("{}/32", self.lab.vip4());
+        let mut out: Vec<String> = st["instances"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, i)| i["aliasIpRanges"].as_array().unwrap().iter().any(|r| r["ipCidrRange"] == want.as_str()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn log_after(&self, since: u128) -> Vec<serde_json::Value> {
+        let st = self.try_state().expect("the GCP fake answers");
+        st["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| (e["t"].as_f64().unwrap() * 1000.0) as u128 > since)
+            .cloned()
+            .collect()
+    }
+
+    /// A config; with `key` the service-account key file, else the metadata server's token.
+    fn config(&self, name: &str, key: bool) -> PathBuf {
+        let m = &self.lab.facts().master_name;
+        let creds = if key { format!("credentials_file = \"{}\"\n", self.key_file.display()) } else { String::new() };
+        let extra = format!(
+            "[masters.{m}]\nvips = [\"{}\"]\n\n[masters.{m}.cloud]\nprovider = \"gcp\"\nendpoint = \"{}/compute/v1\"\n\
+             metadata_endpoint = \"http://127.0.0.1:1340\"\n{creds}verify_every_ms = 1000\n",
+            self.lab.vip4_cidr(),
+            self.api,
+        );
+        self.lab.config_with(name, &extra)
+    }
+}
+
+#[test]
+#[ignore = "needs root: builds a network-namespace lab with the GCP fake (scripts/test.sh runs it as root)"]
+fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despite_a_stale_fingerprint() {
+    let lab = Lab::up("cloud-gcp", LabOptions::default());
+    let cloud = Gcp::up(&lab);
+    let cfg = cloud.config("gcp.toml", false);
+    let _daemons = lab.watch_all(&cfg);
+    lab.wait("the VIP on h1", Duration::from_secs(10), || only_v4_on(&lab, "h1"));
+    lab.wait("the alias range on h1's nic0", Duration::from_secs(10), || {
+        (cloud.alias_holders() == ["h1"]).then_some(())
+    });
+    lab.wait("h1's status to say delivered", Duration::from_secs(3), || {
+        status(&lab, "h1").contains("cloud:    delivered").then_some(())
+    });
+
+    // doctor on a replica with the service-account key: the fake's token endpoint checks the
+    // JWT's signature; doctor asks testIamPermissions and the holder, and changes nothing.
+    let asked = unix_ms();
+    let key_cfg = cloud.config("gcp-key.toml", true);
+    let doctor = text(&lab.vipctl("h2", &["--config", key_cfg.to_str().unwrap(), "check"]));
+    assert!(doctor.contains("cloud: instance metadata: europe-west1-b/h2 in vipctl-lab"), "{doctor}");
+    assert!(doctor.contains("cloud: credentials: an OAuth token"), "{doctor}");
+    assert!(doctor.contains("cloud: permissions: compute.instances.get"), "{doctor}");
+    assert!(doctor.contains("cloud: the VIPs' holder: europe-west1-b/h1 nic0"), "{doctor}");
+    let after = cloud.log_after(asked);
+    assert!(
+        after.iter().any(|e| e["call"] == "token" && e["iss"].as_str().is_some_and(|i| i.starts_with("vipctl@"))),
+        "{after:?}"
+    );
+    assert!(!after.iter().any(|e| e["call"] == "updateNetworkInterface" || e.get("error").is_some()), "{after:?}");
+
+    // The old holder's fingerprint goes stale under the new master's first change: a 412
+    // conditionNotMet, read again, retried.
+    cloud.stale_fingerprints(1);
+    let mut w = lab.writer(lab.vip4(), Duration::from_secs(40));
+    lab.wait("writes through the VIP", Duration::from_secs(5), || w.lines().iter().any(|l| l.ok).then_some(()));
+    let killed = unix_ms();
+    assert!(lab.sh(&["kill-redis", "h1"]).status.success());
+    let new_master = lab.wait_promotion().to_string();
+    lab.wait("the alias range on the new master alone", Duration::from_secs(15), || {
+        (cloud.alias_holders() == [new_master.clone()]).then_some(())
+    });
+    eprintln!("[cloud-gcp] the alias range on {new_master} {} ms after the kill", unix_ms() - killed);
+    let log = cloud.log_after(killed);
+    assert!(log.iter().any(|e| e["error"] == "conditionNotMet"), "no stale fingerprint was met: {log:?}");
+    // No atomic move: h1's removal is DONE before the new master's change is asked for.
+    let vip = format!("{}/32", lab.vip4());
+    let off_h1 = log.iter().position(|e| e["call"] == "done" && e["instance"] == "h1").expect("h1's removal finished");
+    assert!(!log[off_h1]["aliasIpRanges"].as_array().unwrap().iter().any(|r| *r == vip.as_str()), "{log:?}");
+    let on_new = log
+        .iter()
+        .position(|e| e["call"] == "updateNetworkInterface" && e["instance"] == new_master.as_str())
+        .expect("the new master's change");
+    assert!(off_h1 < on_new, "the new master asked before h1's removal was done: {log:?}");
+    let refused: Vec<_> = log.iter().filter(|e| e["error"] == "badRequest").collect();
+    assert!(refused.is_empty(), "{refused:?}");
+
+    assert!(lab.sh(&["start-redis", "h1"]).status.success());
+    let new_master = settled_master(&lab);
+    assert_ne!(new_master, "h1", "Sentinel promoted the restarted h1 again; the stale-holder check is void");
+    lab.wait("the alias range on the settled master alone", Duration::from_secs(15), || {
+        (cloud.alias_holders() == [new_master.clone()]).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cloud.alias_holders(), std::slice::from_ref(&new_master), "{}", lab.diagnostics());
+    let back: Vec<_> = cloud
+        .log_after(killed)
+        .into_iter()
+        .filter(|e| e["call"] == "updateNetworkInterface" && e["instance"] == "h1")
+        .filter(|e| e["aliasIpRanges"].as_array().unwrap().iter().any(|r| *r == vip.as_str()))
+        .collect();
+    assert!(back.is_empty(), "h1 took the alias range back: {back:?}");
+    let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
+    eprintln!("[cloud-gcp] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");
 }

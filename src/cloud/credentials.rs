@@ -15,6 +15,12 @@ pub type Fields = BTreeMap<String, String>;
 /// readable by others (`chown root:vipctl F; chmod 640 F`): a secret anyone could replace or read
 /// is no credential.
 pub fn read_file(path: &Path) -> Result<Fields, String> {
+    read_text(path).map(|t| parse(&t))
+}
+
+/// The whole text of `path`, under the same rule as [`read_file`] (a GCP service-account key is
+/// JSON, not `key = value` lines).
+pub fn read_text(path: &Path) -> Result<String, String> {
     let p = path.display();
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -25,7 +31,7 @@ pub fn read_file(path: &Path) -> Result<Fields, String> {
     check_owner(path, meta.is_file(), meta.uid(), meta.mode())?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(|e| format!("cannot read cloud credentials_file {p}: {e}"))?;
-    Ok(parse(&text))
+    Ok(text)
 }
 
 /// The ownership rule of [`read_file`], apart for tests.

@@ -1,9 +1,11 @@
 //! Provider APIs that deliver a VIP to the host holding it, where the network ignores ARP: AWS
-//! (`aws`), Hetzner Cloud (`hetzner`). The daemon's core decides when to call ([`crate::policy::delivery`]);
+//! (`aws`), GCP Compute Engine (`gcp`), Hetzner Cloud (`hetzner`). The daemon's core decides when to call ([`crate::policy::delivery`]);
 //! this module only makes the calls, each bounded in time, and says who holds the VIPs afterwards.
 
 mod aws;
 pub mod credentials;
+mod gcp;
+mod google_key;
 mod hetzner;
 mod http;
 
@@ -60,6 +62,8 @@ impl fmt::Display for CallError {
 pub enum Api {
     /// AWS EC2.
     Aws(aws::Aws),
+    /// GCP Compute Engine.
+    Gcp(gcp::Gcp),
     /// Hetzner Cloud.
     Hetzner(hetzner::Hetzner),
 }
@@ -72,6 +76,7 @@ impl Api {
         let vips: Vec<IpAddr> = master.vips.iter().map(|v| v.addr).collect();
         Ok(Some(match &cloud.provider {
             Provider::Aws { .. } => Api::Aws(aws::Aws::new(http, cloud, vips)),
+            Provider::Gcp { .. } => Api::Gcp(gcp::Gcp::new(http, cloud, vips)),
             Provider::Hetzner { .. } => Api::Hetzner(hetzner::Hetzner::new(http, cloud, vips)),
         }))
     }
@@ -80,6 +85,7 @@ impl Api {
     pub async fn deliver(&self) -> Result<Delivered, CallError> {
         match self {
             Api::Aws(a) => a.deliver().await,
+            Api::Gcp(g) => g.deliver().await,
             Api::Hetzner(h) => h.deliver().await,
         }
     }
@@ -88,6 +94,7 @@ impl Api {
     pub async fn check(&self) -> Result<Delivered, CallError> {
         match self {
             Api::Aws(a) => a.check().await,
+            Api::Gcp(g) => g.check().await,
             Api::Hetzner(h) => h.check().await,
         }
     }
@@ -96,6 +103,7 @@ impl Api {
     pub async fn doctor(&self) -> Vec<(String, Result<String, String>)> {
         match self {
             Api::Aws(a) => a.doctor().await,
+            Api::Gcp(g) => g.doctor().await,
             Api::Hetzner(h) => h.doctor().await,
         }
     }

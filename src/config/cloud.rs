@@ -1,5 +1,5 @@
 //! `[masters.NAME.cloud]`: the provider whose API delivers the master's VIPs to the host that holds
-//! them, where the network ignores gratuitous ARP (AWS VPCs, Hetzner Cloud).
+//! them, where the network ignores gratuitous ARP (AWS VPCs, GCP VPCs, Hetzner Cloud).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +53,12 @@ pub enum Provider {
         /// Route tables whose VIP route points at this instance's ENI; empty: a secondary IP.
         route_tables: Vec<String>,
     },
+    /// GCP Compute Engine: an alias IP range (the VIP's /32) of this instance's network interface
+    /// (`instances.updateNetworkInterface` with the interface's fingerprint).
+    Gcp {
+        /// The interface's name in the API, `nic0` unless set.
+        network_interface: String,
+    },
     /// Hetzner Cloud: a floating IP assigned to this server, or an alias IP in a private network.
     Hetzner {
         /// The floating IP's id (its address must be the master's VIP).
@@ -67,6 +73,7 @@ impl Provider {
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Aws { .. } => "aws",
+            Provider::Gcp { .. } => "gcp",
             Provider::Hetzner { .. } => "hetzner",
         }
     }
@@ -76,6 +83,7 @@ impl Provider {
         match self {
             Provider::Aws { route_tables, .. } if route_tables.is_empty() => "AWS secondary private IP".into(),
             Provider::Aws { route_tables, .. } => format!("AWS route in {}", route_tables.join(", ")),
+            Provider::Gcp { network_interface } => format!("GCP alias IP range of {network_interface}"),
             Provider::Hetzner { floating_ip: Some(id), .. } => format!("Hetzner floating IP {id}"),
             Provider::Hetzner { network, .. } => format!("Hetzner alias IP in network {}", network.unwrap_or(0)),
         }
@@ -115,7 +123,8 @@ impl Setting for VerifyEveryMs {
     const DEFAULT: u64 = 30_000;
 }
 
-/// The default metadata service: the link-local address AWS and Hetzner answer on.
+/// The default metadata service: the link-local address AWS, GCP (`metadata.google.internal`)
+/// and Hetzner answer on.
 pub const DEFAULT_METADATA: &str = "http://169.254.169.254";
 
 /// A provider's own key: its name, where it is written (if it is), the providers it belongs to.
@@ -133,6 +142,7 @@ pub(super) struct RawCloud {
     route_tables: Option<Spanned<Vec<String>>>,
     floating_ip: Option<Spanned<u64>>,
     network: Option<Spanned<u64>>,
+    network_interface: Option<Spanned<String>>,
     #[serde(default)]
     connect_timeout_ms: Bounded<ConnectTimeoutMs>,
     #[serde(default)]
@@ -191,23 +201,18 @@ impl RawCloud {
 
     fn provider(&self, lines: &Lines<'_>, table: &str, vips: &[Vip]) -> Result<Provider, ConfigError> {
         // Keys that belong to another provider are refused: they would be silently ignored.
-        let keys: [ProviderKey<'_>; 4] = [
+        let keys: [ProviderKey<'_>; 5] = [
             ("region", self.region.as_ref().map(Spanned::span), &["aws"]),
             ("route_tables", self.route_tables.as_ref().map(Spanned::span), &["aws"]),
             ("floating_ip", self.floating_ip.as_ref().map(Spanned::span), &["hetzner"]),
             ("network", self.network.as_ref().map(Spanned::span), &["hetzner"]),
+            ("network_interface", self.network_interface.as_ref().map(Spanned::span), &["gcp"]),
         ];
         let p = self.provider.get_ref().as_str();
-        if p == "gcp" {
+        if !["aws", "gcp", "hetzner"].contains(&p) {
             return Err(lines.err(
                 self.provider.span(),
-                format!("{table} provider \"gcp\" is not built yet (README, \"Clouds\"): run a notify command with gcloud for now"),
-            ));
-        }
-        if !["aws", "hetzner"].contains(&p) {
-            return Err(lines.err(
-                self.provider.span(),
-                format!("{table} provider {p:?} is not \"aws\" or \"hetzner\" (clouds that move addresses by ARP, such as Tencent HAVIP, Alibaba HaVip or OpenStack allowed-address-pairs, need no cloud table)"),
+                format!("{table} provider {p:?} is not \"aws\", \"gcp\" or \"hetzner\" (clouds that move addresses by ARP, such as Tencent HAVIP, Alibaba HaVip or OpenStack allowed-address-pairs, need no cloud table)"),
             ));
         }
         for (key, span, for_) in keys {
@@ -253,6 +258,9 @@ impl RawCloud {
                 }
                 Provider::Aws { region: text(&self.region, "region")?, route_tables }
             }
+            "gcp" => Provider::Gcp {
+                network_interface: text(&self.network_interface, "network_interface")?.unwrap_or("nic0".into()),
+            },
             _ => {
                 let (floating_ip, network) =
                     (self.floating_ip.as_ref().map(|s| *s.get_ref()), self.network.as_ref().map(|s| *s.get_ref()));
@@ -308,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_routes_and_hetzner() {
+    fn reads_routes_gcp_and_hetzner() {
         let t = "provider = \"aws\"\nregion = \"eu-west-1\"\nroute_tables = [\"rtb-0a1\"]\nendpoint = \"http://198.51.100.50:5000/\"";
         let c = with("\"203.0.113.10/32\"", t).unwrap();
         let cloud = c.masters["m"].cloud.clone().unwrap();
@@ -322,13 +330,23 @@ mod tests {
             c.masters["m"].cloud.clone().unwrap().provider,
             Provider::Hetzner { floating_ip: Some(4711), network: None }
         );
+        let c = with("\"198.51.100.100/24\"", "provider = \"gcp\"").unwrap();
+        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, Provider::Gcp { network_interface: "nic0".into() });
+        let c = with("\"198.51.100.100/24\"", "provider = \"gcp\"\nnetwork_interface = \"nic1\"").unwrap();
+        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, Provider::Gcp { network_interface: "nic1".into() });
     }
 
     #[test]
     fn refuses_what_would_be_ignored_or_cannot_work() {
         let v4 = "\"198.51.100.100/24\"";
         let cases = [
-            (v4, "provider = \"gcp\"", "not built yet"),
+            (v4, "provider = \"gcp\"\nregion = \"x\"", "region is a setting of provider \"aws\""),
+            (
+                v4,
+                "provider = \"aws\"\nnetwork_interface = \"nic1\"",
+                "network_interface is a setting of provider \"gcp\"",
+            ),
+            (v4, "provider = \"gcp\"\nnetwork_interface = \"nic 1\"", "must be letters, digits"),
             (v4, "provider = \"tencent\"", "need no cloud table"),
             (v4, "provider = \"aws\"\nfloating_ip = 1", "floating_ip is a setting of provider \"hetzner\""),
             (v4, "provider = \"hetzner\"\nregion = \"x\"\nnetwork = 1", "region is a setting of provider \"aws\""),

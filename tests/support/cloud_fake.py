@@ -28,6 +28,29 @@
                                   tests, GET /_fake/state shows everything and POST
                                   /_fake/stale-reads?n=N makes the next N floating IP reads
                                   name no server (a lagging read).
+  gcp-metadata LISTEN NAME ZONE   a FAKE of GCE's metadata server: instance/name, instance/zone,
+                                  project/project-id (vipctl-lab) and the default service
+                                  account's token, only with Metadata-Flavor: Google (403
+                                  otherwise, as GCE answers).
+  gcp-api LISTEN TOKEN [PUBKEY]   a FAKE of the Compute Engine API, not Google's: GCP has no
+                                  emulator. It follows the published v1 API for what vipctl calls
+                                  (cloud.google.com/compute/docs/reference/rest/v1): instances
+                                  h1, h2 (zone europe-west1-b) and h3 (europe-west1-c) of
+                                  project vipctl-lab, each with nic0; instances.get,
+                                  instances.aggregatedList, instances.testIamPermissions and
+                                  instances.updateNetworkInterface, which needs the interface's
+                                  current fingerprint (else 412 conditionNotMet) and replaces
+                                  the whole aliasIpRanges list; it answers a zone operation that
+                                  is RUNNING and applies the change when the operation turns
+                                  DONE 300 ms later (zoneOperations.get). A range another
+                                  interface holds, or one a running operation is adding, is a
+                                  400 (simplified: GCE's own wording differs). Bearer tokens
+                                  (401 with Google's error body). With PUBKEY (a PEM file),
+                                  POST /token is an OAuth token endpoint for service-account
+                                  JWTs, whose RS256 signature it checks. For the tests: GET
+                                  /_fake/state, POST /_fake/stale-fingerprints?n=N (the next N
+                                  updateNetworkInterface calls find the fingerprint changed just
+                                  before them, as another client's change would do).
 """
 import json
 import sys
@@ -216,6 +239,230 @@ def hetzner_api(listen, token, vip):
     ThreadingHTTPServer((host, int(port)), H).serve_forever()
 
 
+def gcp_metadata(listen, name, zone):
+    host, port = listen.rsplit(":", 1)
+    paths = {
+        "/computeMetadata/v1/instance/name": name,
+        "/computeMetadata/v1/instance/zone": f"projects/123456789012/zones/{zone}",
+        "/computeMetadata/v1/project/project-id": "vipctl-lab",
+        "/computeMetadata/v1/instance/service-accounts/default/token":
+            json.dumps({"access_token": GCP_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+    }
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.headers.get("Metadata-Flavor") != "Google":
+                code, body = 403, "Missing Metadata-Flavor:Google header."
+            else:
+                body = paths.get(self.path)
+                code, body = (200, body) if body is not None else (404, "not found")
+            b = body.encode()
+            self.send_response(code)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+
+
+GCP_TOKEN = "lab-fake-gcp-token"
+
+
+def gcp_api(listen, token, pubkey=None):
+    import base64
+    import os
+    import threading
+    import time
+    from urllib.parse import parse_qs, urlparse
+    host, port = listen.rsplit(":", 1)
+    lock = threading.Lock()
+    project = "vipctl-lab"
+    base = f"http://{listen}/compute/v1"
+    zones = {"h1": "europe-west1-b", "h2": "europe-west1-b", "h3": "europe-west1-c"}
+    st = {
+        "instances": {n: {"zone": z, "aliasIpRanges": [], "fingerprint": "", "ip": f"198.51.100.{11 + i}"}
+                      for i, (n, z) in enumerate(zones.items())},
+        "operations": {},
+        "tokens": [token],
+        "log": [],
+        "stale": 0,
+    }
+
+    def new_fingerprint(inst):
+        inst["fingerprint"] = base64.b64encode(os.urandom(8)).decode()
+
+    for inst in st["instances"].values():
+        new_fingerprint(inst)
+
+    def instance_json(name):
+        i = st["instances"][name]
+        zone_url = f"{base}/projects/{project}/zones/{i['zone']}"
+        return {"kind": "compute#instance", "id": str(abs(hash(name)) % 10**12), "name": name,
+                "zone": zone_url, "status": "RUNNING", "selfLink": f"{zone_url}/instances/{name}",
+                "networkInterfaces": [{"kind": "compute#networkInterface", "name": "nic0",
+                                       "network": f"{base}/projects/{project}/global/networks/lab",
+                                       "networkIP": i["ip"], "fingerprint": i["fingerprint"],
+                                       "aliasIpRanges": [dict(r) for r in i["aliasIpRanges"]]}]}
+
+    def finish(op_name):
+        with lock:
+            op = st["operations"][op_name]
+            i = st["instances"][op["_instance"]]
+            i["aliasIpRanges"] = op["_ranges"]
+            new_fingerprint(i)
+            op.update(status="DONE", progress=100, endTime=time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00"))
+            st["log"].append({"t": time.time(), "call": "done", "instance": op["_instance"],
+                              "aliasIpRanges": [r["ipCidrRange"] for r in op["_ranges"]]})
+
+    def shown(op):
+        return {k: v for k, v in op.items() if not k.startswith("_")}
+
+    def verify_jwt(assertion):
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        with open(pubkey, "rb") as f:
+            key = serialization.load_pem_public_key(f.read())
+        head, claims, sig = assertion.split(".")
+        pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        key.verify(pad(sig), f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        c = json.loads(pad(claims))
+        if json.loads(pad(head)).get("alg") != "RS256" or "auth/compute" not in c.get("scope", ""):
+            raise ValueError("wrong alg or scope")
+        if not c["iat"] - 300 <= time.time() <= c["exp"]:
+            raise ValueError("expired")
+        return c
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def reply(self, code, obj):
+            b = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(b)))
+            self.end_headers()
+            self.wfile.write(b)
+
+        def error(self, code, reason, message, status):
+            st["log"].append({"t": time.time(), "call": self.path, "error": reason})
+            self.reply(code, {"error": {"code": code, "message": message,
+                                        "errors": [{"message": message, "domain": "global", "reason": reason}],
+                                        "status": status}})
+
+        def body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n) if n else b""
+            return raw
+
+        def handle_any(self, method):
+            u = urlparse(self.path)
+            q = {k: v[0] for k, v in parse_qs(u.query).items()}
+            raw = self.body()
+            with lock:
+                if u.path == "/_fake/state":
+                    return self.reply(200, {k: v for k, v in st.items() if k != "operations"})
+                if u.path == "/_fake/stale-fingerprints":
+                    st["stale"] = int(q["n"])
+                    return self.reply(200, {})
+                if u.path == "/token" and method == "POST" and pubkey:
+                    form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                    try:
+                        assert form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+                        c = verify_jwt(form.get("assertion", ""))
+                    except Exception as e:
+                        st["log"].append({"t": time.time(), "call": "token", "error": f"invalid_grant: {e}"})
+                        return self.reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+                    t = f"lab-fake-sa-token-{len(st['tokens'])}"
+                    st["tokens"].append(t)
+                    st["log"].append({"t": time.time(), "call": "token", "iss": c["iss"]})
+                    return self.reply(200, {"access_token": t, "expires_in": 3599, "token_type": "Bearer"})
+                auth = self.headers.get("Authorization", "")
+                if not auth.startswith("Bearer ") or auth[7:] not in st["tokens"]:
+                    return self.error(401, "required", "Request is missing required authentication credential.",
+                                      "UNAUTHENTICATED")
+                parts = u.path.strip("/").split("/")
+                if parts[:4] != ["compute", "v1", "projects", project]:
+                    return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
+                parts = parts[4:]
+                if method == "GET" and parts == ["aggregated", "instances"]:
+                    items = {}
+                    for n, i in sorted(st["instances"].items()):
+                        items.setdefault(f"zones/{i['zone']}", {"instances": []})["instances"].append(instance_json(n))
+                    return self.reply(200, {"kind": "compute#instanceAggregatedList", "items": items})
+                if len(parts) < 4 or parts[0] != "zones" or parts[2] not in ("instances", "operations"):
+                    return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
+                zone, kind, name, rest = parts[1], parts[2], parts[3], parts[4:]
+                if kind == "operations":
+                    op = st["operations"].get(name)
+                    if method != "GET" or rest or op is None or op["zone"].rsplit("/", 1)[1] != zone:
+                        return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
+                    return self.reply(200, shown(op))
+                inst = st["instances"].get(name)
+                if inst is None or inst["zone"] != zone:
+                    return self.error(404, "notFound", f"The resource 'projects/{project}/zones/{zone}/instances/{name}' was not found", "NOT_FOUND")
+                if method == "GET" and not rest:
+                    return self.reply(200, instance_json(name))
+                if method == "POST" and rest == ["testIamPermissions"]:
+                    asked = json.loads(raw or b"{}").get("permissions", [])
+                    return self.reply(200, {"permissions": [p for p in asked if p.startswith("compute.")]})
+                if method == "PATCH" and rest == ["updateNetworkInterface"]:
+                    if q.get("networkInterface") != "nic0":
+                        return self.error(400, "invalid", "Invalid value for field 'networkInterface'", "INVALID_ARGUMENT")
+                    try:
+                        b = json.loads(raw)
+                    except ValueError:
+                        return self.error(400, "parseError", "Parse Error", "INVALID_ARGUMENT")
+                    if st["stale"] > 0:
+                        st["stale"] -= 1
+                        new_fingerprint(inst)
+                    if b.get("fingerprint") != inst["fingerprint"]:
+                        return self.error(412, "conditionNotMet",
+                                          "Supplied fingerprint does not match current metadata fingerprint.",
+                                          "FAILED_PRECONDITION")
+                    want = b.get("aliasIpRanges", [])
+                    mine = {r["ipCidrRange"] for r in want}
+                    busy = set()
+                    for other, i in st["instances"].items():
+                        if other != name:
+                            busy |= {r["ipCidrRange"] for r in i["aliasIpRanges"]}
+                    for op in st["operations"].values():
+                        if op["status"] != "DONE" and op["_instance"] != name:
+                            busy |= {r["ipCidrRange"] for r in op["_ranges"]}
+                    if mine & busy:
+                        return self.error(400, "badRequest",
+                                          f"IP range {sorted(mine & busy)[0]} is in use by another instance's alias IP ranges.",
+                                          "INVALID_ARGUMENT")
+                    op_name = f"operation-{int(time.time() * 1000)}-{os.urandom(4).hex()}"
+                    zone_url = f"{base}/projects/{project}/zones/{zone}"
+                    st["operations"][op_name] = {
+                        "kind": "compute#operation", "id": str(int.from_bytes(os.urandom(6), "big")),
+                        "name": op_name, "zone": zone_url, "operationType": "updateNetworkInterface",
+                        "targetLink": f"{zone_url}/instances/{name}", "status": "RUNNING", "progress": 0,
+                        "selfLink": f"{zone_url}/operations/{op_name}", "_instance": name,
+                        "_ranges": [{"ipCidrRange": r["ipCidrRange"]} for r in want]}
+                    st["log"].append({"t": time.time(), "call": "updateNetworkInterface", "instance": name,
+                                      "aliasIpRanges": sorted(mine)})
+                    threading.Timer(0.3, finish, (op_name,)).start()
+                    return self.reply(200, shown(st["operations"][op_name]))
+                return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
+
+        def do_GET(self):
+            self.handle_any("GET")
+
+        def do_POST(self):
+            self.handle_any("POST")
+
+        def do_PATCH(self):
+            self.handle_any("PATCH")
+
+    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+
+
 def role_is_master(addr):
     import socket
     host, port = addr.rsplit(":", 1)
@@ -271,6 +518,24 @@ def main():
         hetzner_metadata(*args)
     elif cmd == "hetzner-api":
         hetzner_api(*args)
+    elif cmd == "gcp-metadata":
+        gcp_metadata(*args)
+    elif cmd == "gcp-api":
+        gcp_api(*args)
+    elif cmd == "gcp-key":
+        # A service-account key for the fake (cryptography, which moto already needs): the key
+        # file's JSON on stdout, the public key to PUBKEY.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()
+        with open(args[0], "wb") as f:
+            f.write(k.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo))
+        print(json.dumps({"type": "service_account", "project_id": "vipctl-lab", "private_key_id": "fake",
+                          "private_key": pem, "client_email": "vipctl@vipctl-lab.iam.gserviceaccount.com",
+                          "token_uri": args[1]}))
     elif cmd == "aws-setup":
         c = ec2(args[0])
         vpc = c.create_vpc(CidrBlock="198.51.100.0/24")["Vpc"]["VpcId"]

@@ -1,0 +1,456 @@
+//! GCP Compute Engine: this instance's name, zone and project from the metadata server, an OAuth
+//! token from it (the instance's service account) or from a root-only service-account key, and
+//! the Compute API's `instances.updateNetworkInterface`, which replaces an interface's whole list
+//! of alias IP ranges and only with the interface's current fingerprint. The API has no atomic
+//! move, so the VIP's /32 range is taken off the old holder first and added here after; each
+//! change is followed to its zone operation's end, and a stale fingerprint (412
+//! `conditionNotMet`) is read again and retried, within a bound.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::http::{Http, retryable};
+use super::{CallError, Delivered, credentials, google_key};
+
+/// The public API.
+const API: &str = "https://compute.googleapis.com/compute/v1";
+/// A zone operation is asked about this often until it is `DONE`…
+const OP_POLL: Duration = Duration::from_millis(250);
+/// …this many times at most (60 s).
+const OP_POLLS: u32 = 240;
+/// A change whose fingerprint went stale meanwhile is read again and tried this many times.
+const FINGERPRINT_TRIES: u32 = 4;
+/// Pages of the aggregated instance list looked at when looking for the VIP's holder.
+const MAX_PAGES: u32 = 20;
+/// A token is renewed this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// What vipctl needs; `doctor` asks `testIamPermissions` for each.
+pub const PERMISSIONS: &[&str] = &[
+    "compute.instances.get",
+    "compute.instances.list",
+    "compute.instances.updateNetworkInterface",
+    "compute.zoneOperations.get",
+];
+
+/// This instance as the metadata server names it.
+#[derive(Debug, Clone)]
+struct Instance {
+    project: String,
+    zone: String,
+    name: String,
+}
+
+/// An instance's interface with any of the VIPs among its alias IP ranges.
+#[derive(Debug)]
+struct Holder {
+    zone: String,
+    name: String,
+    interface: String,
+}
+
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+/// What a change does to an interface's alias IP ranges.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Takes the VIPs off (the old holder).
+    Remove,
+    /// Adds the VIPs (this instance).
+    Add,
+}
+
+/// One master's Compute Engine deliverer.
+pub struct Gcp {
+    http: Http,
+    api: String,
+    metadata: String,
+    credentials_file: Option<std::path::PathBuf>,
+    interface: String,
+    vips: Vec<IpAddr>,
+    instance: Mutex<Option<Instance>>,
+    token: Mutex<Option<Token>>,
+}
+
+impl Gcp {
+    /// A deliverer of `vips` as `cloud` configures it.
+    pub fn new(http: Http, cloud: &crate::config::Cloud, vips: Vec<IpAddr>) -> Gcp {
+        let crate::config::Provider::Gcp { network_interface } = &cloud.provider else {
+            unreachable!("built for provider gcp only")
+        };
+        Gcp {
+            http,
+            api: cloud.endpoint.clone().unwrap_or(API.into()),
+            metadata: cloud.metadata_endpoint.clone(),
+            credentials_file: cloud.credentials_file.clone(),
+            interface: network_interface.clone(),
+            vips,
+            instance: Mutex::new(None),
+            token: Mutex::new(None),
+        }
+    }
+
+    /// Moves the VIPs here (off every other holder first), then checks who holds them.
+    pub async fn deliver(&self) -> Result<Delivered, CallError> {
+        let me = self.instance().await?;
+        let mut ids = Vec::new();
+        for h in self.holders(&me.project).await? {
+            if h.zone == me.zone && h.name == me.name && h.interface == self.interface {
+                continue;
+            }
+            let what = "updateNetworkInterface (old holder)";
+            ids.extend(self.update(&me.project, &h.zone, &h.name, &h.interface, Change::Remove, what).await?);
+        }
+        let what = "updateNetworkInterface";
+        ids.extend(self.update(&me.project, &me.zone, &me.name, &self.interface, Change::Add, what).await?);
+        let mut seen = self.check().await?;
+        ids.append(&mut seen.request_ids);
+        seen.request_ids = ids;
+        Ok(seen)
+    }
+
+    /// Who holds the VIPs; changes nothing.
+    pub async fn check(&self) -> Result<Delivered, CallError> {
+        let me = self.instance().await?;
+        let v = self.instance_json(&me.project, &me.zone, &me.name).await?;
+        let mine = interface(&v, &self.interface).map(|i| ranges(&i)).ok_or_else(|| self.no_interface(&me.name))?;
+        let here = self.vips.iter().all(|vip| mine.iter().any(|r| is_vip(r, *vip)));
+        let holders = self.holders(&me.project).await?;
+        let who = if holders.is_empty() {
+            "nobody".into()
+        } else {
+            holders.iter().map(|h| format!("{}/{} {}", h.zone, h.name, h.interface)).collect::<Vec<_>>().join(", ")
+        };
+        // Here only when no other instance still lists a VIP (the old holder's removal failed).
+        let alone = holders.iter().all(|h| h.zone == me.zone && h.name == me.name);
+        Ok(Delivered { here: here && alone, holder: who, request_ids: Vec::new() })
+    }
+
+    /// Read-only checks for `vipctl doctor`.
+    pub async fn doctor(&self) -> Vec<(String, Result<String, String>)> {
+        let mut out = Vec::new();
+        let me = match self.instance().await {
+            Ok(me) => {
+                out.push(("instance metadata".into(), Ok(format!("{}/{} in {}", me.zone, me.name, me.project))));
+                me
+            }
+            Err(e) => {
+                out.push(("instance metadata".into(), Err(e.to_string())));
+                return out;
+            }
+        };
+        let token = self.token().await.map(|_| "an OAuth token".to_string()).map_err(|e| e.to_string());
+        let ok = token.is_ok();
+        out.push(("credentials".into(), token));
+        if !ok {
+            return out;
+        }
+        let path = format!("/projects/{}/zones/{}/instances/{}/testIamPermissions", me.project, me.zone, me.name);
+        let asked =
+            self.api_call(Method::POST, &path, Some(json!({ "permissions": PERMISSIONS })), "testIamPermissions");
+        let perms = asked.await.map_err(|e| e.to_string()).and_then(|v| {
+            let granted: Vec<&str> =
+                v["permissions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let missing: Vec<&str> = PERMISSIONS.iter().copied().filter(|p| !granted.contains(p)).collect();
+            if missing.is_empty() {
+                Ok(PERMISSIONS.join(", "))
+            } else {
+                Err(format!("missing {}: grant them to the service account (README, \"GCP\")", missing.join(", ")))
+            }
+        });
+        out.push(("permissions".into(), perms));
+        out.push(("the VIPs' holder".into(), self.check().await.map(|d| d.holder).map_err(|e| e.to_string())));
+        out
+    }
+
+    /// Takes the VIPs off (or adds them to) `name`'s interface `nic`, with its current fingerprint;
+    /// a stale one is read again. Returns the operation's name, or `None` when nothing changed.
+    async fn update(
+        &self,
+        project: &str,
+        zone: &str,
+        name: &str,
+        nic: &str,
+        change: Change,
+        what: &str,
+    ) -> Result<Option<String>, CallError> {
+        for _ in 0..FINGERPRINT_TRIES {
+            let v = self.instance_json(project, zone, name).await?;
+            let i = interface(&v, nic).ok_or_else(|| self.no_interface(name))?;
+            let now = i["aliasIpRanges"].as_array().cloned().unwrap_or_default();
+            let vip_range =
+                |r: &Value| self.vips.iter().any(|vip| is_vip(r["ipCidrRange"].as_str().unwrap_or(""), *vip));
+            let wanted: Vec<Value> = match change {
+                Change::Remove => now.iter().filter(|r| !vip_range(r)).cloned().collect(),
+                Change::Add => {
+                    let have: Vec<String> = ranges(&i);
+                    let mut w = now.clone();
+                    w.extend(
+                        self.vips
+                            .iter()
+                            .filter(|vip| !have.iter().any(|r| is_vip(r, **vip)))
+                            .map(|vip| json!({ "ipCidrRange": format!("{vip}/32") })),
+                    );
+                    w
+                }
+            };
+            if wanted.len() == now.len() {
+                return Ok(None);
+            }
+            let Some(fingerprint) = i["fingerprint"].as_str() else {
+                return Err(CallError::new(what, &format!("interface {nic} of {name} has no fingerprint"), None, true));
+            };
+            let path = format!(
+                "/projects/{project}/zones/{zone}/instances/{name}/updateNetworkInterface?networkInterface={nic}"
+            );
+            let body = json!({ "aliasIpRanges": wanted, "fingerprint": fingerprint });
+            match self.api_call(Method::PATCH, &path, Some(body), what).await {
+                Ok(op) => return self.follow(project, zone, &op, what).await.map(Some),
+                // Another change came first: read the new fingerprint and the new list.
+                Err(e) if e.code.as_deref() == Some("conditionNotMet") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CallError::new(
+            what,
+            &format!(
+                "{name}'s fingerprint changed under each of {FINGERPRINT_TRIES} tries: another client is changing it"
+            ),
+            None,
+            true,
+        ))
+    }
+
+    /// Follows a zone operation until it is `DONE`; its name is the request id.
+    async fn follow(&self, project: &str, zone: &str, op: &Value, what: &str) -> Result<String, CallError> {
+        let Some(name) = op["name"].as_str().map(str::to_string) else {
+            return Err(CallError::new(what, "the answer names no operation", None, true));
+        };
+        let rid = format!("operation {name}");
+        let mut op = op.clone();
+        for _ in 0..OP_POLLS {
+            if op["status"] == "DONE" {
+                let errors = op["error"]["errors"].as_array().cloned().unwrap_or_default();
+                let Some(e) = errors.first() else { return Ok(rid) };
+                let why = format!(
+                    "the operation failed: {} {}",
+                    e["code"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                );
+                return Err(CallError::new(what, &why, Some(rid), true));
+            }
+            tokio::time::sleep(OP_POLL).await;
+            op = self
+                .api_call(Method::GET, &format!("/projects/{project}/zones/{zone}/operations/{name}"), None, what)
+                .await?;
+        }
+        Err(CallError::new(what, "the operation was not DONE in 60 s", Some(rid), true))
+    }
+
+    async fn instance_json(&self, project: &str, zone: &str, name: &str) -> Result<Value, CallError> {
+        self.api_call(Method::GET, &format!("/projects/{project}/zones/{zone}/instances/{name}"), None, "instances.get")
+            .await
+    }
+
+    /// Every instance interface of the project that lists any of the VIPs (all zones: a
+    /// regional subnet spans them).
+    async fn holders(&self, project: &str) -> Result<Vec<Holder>, CallError> {
+        let mut out = Vec::new();
+        let mut page = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut path = format!("/projects/{project}/aggregated/instances?maxResults=500");
+            if !page.is_empty() {
+                path.push_str("&pageToken=");
+                path.extend(form_urlencoded::byte_serialize(page.as_bytes()));
+            }
+            let v = self.api_call(Method::GET, &path, None, "instances.aggregatedList").await?;
+            for scoped in v["items"].as_object().into_iter().flat_map(|o| o.values()) {
+                for inst in scoped["instances"].as_array().into_iter().flatten() {
+                    let (Some(name), Some(zone)) = (inst["name"].as_str(), inst["zone"].as_str()) else { continue };
+                    let zone = zone.rsplit('/').next().unwrap_or(zone).to_string();
+                    for i in inst["networkInterfaces"].as_array().into_iter().flatten() {
+                        let listed = ranges(i);
+                        if self.vips.iter().any(|vip| listed.iter().any(|r| is_vip(r, *vip))) {
+                            let interface = i["name"].as_str().unwrap_or("nic0").to_string();
+                            out.push(Holder { zone: zone.clone(), name: name.to_string(), interface });
+                        }
+                    }
+                }
+            }
+            match v["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => page = t.to_string(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn no_interface(&self, name: &str) -> CallError {
+        CallError::new(
+            "instances.get",
+            &format!("instance {name} has no network interface {:?}: fix cloud network_interface", self.interface),
+            None,
+            false,
+        )
+    }
+
+    async fn api_call(&self, method: Method, path: &str, body: Option<Value>, what: &str) -> Result<Value, CallError> {
+        let token = self.token().await?;
+        let mut req = self.http.request(method, &format!("{}{path}", self.api)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let a = self.http.send(what, req).await?;
+        let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+        if (200..300).contains(&a.status) {
+            return Ok(v);
+        }
+        if a.status == 401 {
+            // A revoked or expired token: the next call fetches a new one.
+            *self.token.lock().expect("not poisoned") = None;
+        }
+        let reason = v["error"]["errors"][0]["reason"].as_str().unwrap_or("").to_string();
+        let message = v["error"]["message"].as_str().unwrap_or("").to_string();
+        let hint = match a.status {
+            401 => "; the token was refused: check the service account (and its key, if credentials_file names one)",
+            403 => "; the service account lacks a permission or the instance lacks the compute scope (README, \"GCP\")",
+            _ => "",
+        };
+        let mut e = CallError::new(
+            what,
+            &format!("HTTP {} {reason}: {message}{hint}", a.status),
+            a.request_id,
+            retryable(a.status) || reason == "resourceNotReady" || reason == "rateLimitExceeded",
+        );
+        e.code = Some(reason).filter(|c| !c.is_empty());
+        Err(e)
+    }
+
+    /// An OAuth token: from a service-account key (`credentials_file`, or
+    /// `GOOGLE_APPLICATION_CREDENTIALS` unless privileges are raised), else the metadata server's
+    /// for the instance's service account. Kept until shortly before it expires.
+    async fn token(&self) -> Result<String, CallError> {
+        if let Some(t) = &*self.token.lock().expect("not poisoned")
+            && Instant::now() < t.renew_at
+        {
+            return Ok(t.value.clone());
+        }
+        let bad = |e: String| CallError::new("GCP credentials", &e, None, false);
+        let key_file = match &self.credentials_file {
+            Some(p) => Some(p.clone()),
+            None => credentials::from_env("GOOGLE_APPLICATION_CREDENTIALS").map_err(bad)?.map(Into::into),
+        };
+        let (value, expires_in) = match key_file {
+            Some(path) => {
+                let text = credentials::read_text(&path).map_err(bad)?;
+                let key = google_key::Key::parse(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                key.token(&self.http).await?
+            }
+            None => {
+                let body = self.metadata_get("instance/service-accounts/default/token").await?;
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                match (v["access_token"].as_str(), v["expires_in"].as_u64()) {
+                    (Some(t), Some(s)) => (t.to_string(), s),
+                    _ => return Err(bad("the metadata server's token answer has no access_token: does the instance have a service account?".into())),
+                }
+            }
+        };
+        let renew_at = Instant::now() + Duration::from_secs(expires_in).saturating_sub(RENEW_BEFORE);
+        *self.token.lock().expect("not poisoned") = Some(Token { value: value.clone(), renew_at });
+        Ok(value)
+    }
+
+    async fn instance(&self) -> Result<Instance, CallError> {
+        if let Some(i) = &*self.instance.lock().expect("not poisoned") {
+            return Ok(i.clone());
+        }
+        let name = self.metadata_get("instance/name").await?;
+        // `projects/NUMBER/zones/ZONE`.
+        let zone = self.metadata_get("instance/zone").await?.rsplit('/').next().unwrap_or_default().to_string();
+        let project = self.metadata_get("project/project-id").await?;
+        let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if ![&name, &zone, &project].iter().all(|s| plain(s)) {
+            return Err(CallError::new(
+                "instance metadata",
+                &format!("the metadata server named instance {name:?}, zone {zone:?}, project {project:?}: not names"),
+                None,
+                false,
+            ));
+        }
+        let i = Instance { project, zone, name };
+        *self.instance.lock().expect("not poisoned") = Some(i.clone());
+        Ok(i)
+    }
+
+    async fn metadata_get(&self, what: &str) -> Result<String, CallError> {
+        let url = format!("{}/computeMetadata/v1/{what}", self.metadata);
+        let req = self.http.request(Method::GET, &url).header("Metadata-Flavor", "Google");
+        let a = self.http.send("instance metadata", req).await?;
+        if a.status != 200 {
+            return Err(CallError::new(
+                "instance metadata",
+                &format!(
+                    "{url} answered HTTP {}: is this a Compute Engine instance (cloud metadata_endpoint)?",
+                    a.status
+                ),
+                None,
+                retryable(a.status),
+            ));
+        }
+        Ok(a.body.trim().to_string())
+    }
+}
+
+/// Interface `nic` of an instance's JSON.
+fn interface(instance: &Value, nic: &str) -> Option<Value> {
+    instance["networkInterfaces"].as_array()?.iter().find(|i| i["name"] == nic).cloned()
+}
+
+/// An interface's alias IP ranges (`10.0.0.5/32`, or a bare `10.0.0.5`).
+fn ranges(interface: &Value) -> Vec<String> {
+    interface["aliasIpRanges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["ipCidrRange"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether alias range `range` is exactly `vip` (a /32 or the bare address).
+fn is_vip(range: &str, vip: IpAddr) -> bool {
+    let (addr, prefix) = range.split_once('/').unwrap_or((range, "32"));
+    prefix == "32" && addr.parse::<IpAddr>().is_ok_and(|a| a == vip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_vips_own_range_is_the_vip() {
+        let vip: IpAddr = "198.51.100.100".parse().unwrap();
+        assert!(is_vip("198.51.100.100/32", vip));
+        assert!(is_vip("198.51.100.100", vip));
+        // A wider range that contains the VIP is someone else's: vipctl never touches it.
+        assert!(!is_vip("198.51.100.96/28", vip));
+        assert!(!is_vip("198.51.100.101/32", vip));
+        assert!(!is_vip("garbage", vip));
+    }
+
+    #[test]
+    fn an_interface_is_found_by_name() {
+        let v = json!({ "networkInterfaces": [
+            { "name": "nic0", "aliasIpRanges": [{ "ipCidrRange": "198.51.100.100/32" }] },
+            { "name": "nic1" }
+        ]});
+        assert_eq!(ranges(&interface(&v, "nic0").unwrap()), ["198.51.100.100/32"]);
+        assert!(ranges(&interface(&v, "nic1").unwrap()).is_empty());
+        assert!(interface(&v, "nic2").is_none());
+    }
+}
