@@ -20,8 +20,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use support::*;
@@ -737,4 +737,95 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
     let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-gcp] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");
+}
+
+/// Runs `bin` (with file capabilities) as user nobody in `host`'s namespace, where
+/// /etc/vipctl/vipctl.toml, the only config a capable vipctl reads, is `config`: in a mount
+/// namespace of its own, over a copy of /etc, so that the machine's /etc is never touched.
+fn capable_as_nobody(lab: &Lab, host: &str, bin: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let over = lab.dir.join("etc-over");
+    std::fs::create_dir_all(&over).unwrap();
+    let script = r#"set -e
+over=$1 config=$2 ns=$3; shift 3
+mount -t tmpfs -o mode=755 vipctl-lab-etc "$over"
+cp -a /etc/. "$over"/
+mkdir -p "$over/vipctl"
+install -o root -g root -m 644 "$config" "$over/vipctl/vipctl.toml"
+mount --bind "$over" /etc
+exec ip netns exec "$ns" setpriv --reuid=65534 --regid=65534 --clear-groups "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&over)
+        .arg(config)
+        .arg(lab.ns(host))
+        .arg(bin)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run unshare")
+}
+
+#[test]
+#[ignore = "needs root: builds a network-namespace lab, setcap and a mount namespace (scripts/test.sh runs it as root)"]
+fn a_capable_binary_takes_no_cloud_credentials_from_its_callers_environment() {
+    let lab = Lab::up("cloud-trust", LabOptions::default());
+    let bin = lab.dir.join("vipctl-capable");
+    std::fs::copy(vipctl_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let setcap = Command::new("setcap").arg("cap_net_admin,cap_net_raw+ep").arg(&bin).output().unwrap();
+    assert!(setcap.status.success(), "setcap (libcap2-bin): {}", text(&setcap));
+    // Every fake on h1's loopback: the Hetzner API and metadata, AWS's IMDS, GCE's metadata.
+    let py = python();
+    assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
+    let spawn = |args: &[&str]| {
+        let c =
+            Command::new("ip").args(["netns", "exec", &lab.ns("h1")]).arg(&py).arg(fake()).args(args).spawn().unwrap();
+        note_pid(&lab, c.id());
+        c
+    };
+    let mac = lab.mac_of("h1").to_string();
+    let _helpers = Helpers(vec![
+        spawn(&["hetzner-api", "127.0.0.1:8080", HCLOUD_TOKEN, lab.vip4()]),
+        spawn(&["hetzner-metadata", "127.0.0.1:1339", "101"]),
+        spawn(&["imds", "127.0.0.1:1338", "eni-0trust", &mac, "us-east-1"]),
+        spawn(&["gcp-metadata", "127.0.0.1:1340", "h1", "europe-west1-b"]),
+    ]);
+    lab.wait("the fakes to listen", Duration::from_secs(10), || {
+        let o = lab.exec("h1", Path::new("/usr/bin/ss"), &["-Hltn"], &[]);
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        ["8080", "1339", "1338", "1340"].iter().all(|p| s.contains(&format!("127.0.0.1:{p} "))).then_some(())
+    });
+    // Root's config: three masters, one per provider, none with a credentials_file.
+    let m = &lab.facts().master_name;
+    let extra = format!(
+        "[masters.{m}]\nvips = [\"{}\"]\n[masters.{m}.cloud]\nprovider = \"hetzner\"\nnetwork = 7\n\
+         endpoint = \"http://127.0.0.1:8080/v1\"\nmetadata_endpoint = \"http://127.0.0.1:1339\"\n\
+         [masters.awsm]\nvips = [\"203.0.113.10/32\"]\n[masters.awsm.cloud]\nprovider = \"aws\"\n\
+         endpoint = \"http://127.0.0.1:9\"\nmetadata_endpoint = \"http://127.0.0.1:1338\"\n\
+         [masters.gcpm]\nvips = [\"203.0.113.11/32\"]\n[masters.gcpm.cloud]\nprovider = \"gcp\"\n\
+         endpoint = \"http://127.0.0.1:9/compute/v1\"\nmetadata_endpoint = \"http://127.0.0.1:1340\"\n",
+        lab.vip4_cidr()
+    );
+    let cfg = lab.config_with("trust-cloud.toml", &extra);
+    // The caller's environment: a valid Hetzner token, AWS keys, a GCP key of its own.
+    let planted = lab.dir.join("planted-gcp-key.json");
+    std::fs::write(&planted, "{}").unwrap();
+    let env = [
+        ("HCLOUD_TOKEN", HCLOUD_TOKEN),
+        ("AWS_ACCESS_KEY_ID", "AKIDCALLER"),
+        ("AWS_SECRET_ACCESS_KEY", "caller-secret"),
+        ("GOOGLE_APPLICATION_CREDENTIALS", planted.to_str().unwrap()),
+    ];
+    let out = capable_as_nobody(&lab, "h1", &bin, &cfg, &["check"], &env);
+    let said = text(&out);
+    eprintln!("[cloud-trust] {said}");
+    // The run read root's config (its cloud checks ran), and refused each variable by name.
+    assert!(said.contains("cloud: server metadata: server 101"), "not root's config, or no cloud checks: {said}");
+    for var in ["HCLOUD_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS"] {
+        let refusal = format!("raised privileges and takes no credentials from the environment ({var})");
+        assert!(said.contains(&refusal), "{var} was not refused: {said}");
+    }
+    // With the caller's token taken, the fake would have named the holder ("nobody").
+    assert!(!said.contains("token and the VIPs' holder: nobody"), "the caller's HCLOUD_TOKEN was used: {said}");
 }
