@@ -1,6 +1,6 @@
 //! A provider's API (`[masters.NAME.cloud]`) through failovers, cuts and lies: who calls, when,
 //! and what becomes of a late answer. The provider here is a fake of its answers only (holder,
-//! failure, latency); the wire protocols are tested against moto and the Hetzner fake in
+//! failure, latency); the wire protocols are tested against moto and the GCP and Hetzner fakes in
 //! `tests/lab_cloud.rs`.
 
 use std::time::Duration;
