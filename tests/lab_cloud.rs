@@ -360,11 +360,60 @@ fn the_aws_secondary_ip_is_reassigned_and_an_unreachable_metadata_service_shows_
     assert_eq!(lost, 0, "{at:?}");
 }
 
+/// Starts `args` of the fakes' script in namespace `ns`; the lab kills it by PID if the test dies.
+fn spawn_fake(lab: &Lab, ns: &str, args: &[&str]) -> Child {
+    let c = Command::new("ip").args(["netns", "exec", ns]).arg(python()).arg(fake()).args(args).spawn().unwrap();
+    note_pid(lab, c.id());
+    c
+}
+
+/// A fake provider API's test door on the client (`/_fake/…`): its whole state, its log of
+/// changes and errors, its switches.
+struct FakeApi<'a> {
+    lab: &'a Lab,
+    url: String,
+}
+
+impl FakeApi<'_> {
+    fn try_state(&self) -> Option<serde_json::Value> {
+        let code = format!(
+            "import urllib.request; print(urllib.request.urlopen('{}/_fake/state', timeout=2).read().decode())",
+            self.url
+        );
+        let o = self.lab.exec("cl", &python(), &["-c", &code], &[]);
+        o.status.success().then(|| serde_json::from_slice(&o.stdout).ok()).flatten()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        self.try_state().expect("the fake API answers")
+    }
+
+    /// POSTs to a switch such as `stale-reads?n=2`.
+    fn switch(&self, what: &str) {
+        let code = format!(
+            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/_fake/{what}', method='POST'), timeout=2)",
+            self.url
+        );
+        assert!(self.lab.exec("cl", &python(), &["-c", &code], &[]).status.success(), "the fake's switch {what}");
+    }
+
+    /// The fake's log of changes and errors after `since` (unix ms).
+    fn log_after(&self, since: u128) -> Vec<serde_json::Value> {
+        self.state()["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| (e["t"].as_f64().unwrap() * 1000.0) as u128 > since)
+            .cloned()
+            .collect()
+    }
+}
+
 /// The FAKE Hetzner Cloud API on the client (tests/support/cloud_fake.py says what it follows),
 /// and a FAKE metadata service on each host's loopback naming it server 101, 102 or 103.
 struct Hetzner<'a> {
     lab: &'a Lab,
-    api: String,
+    fake: FakeApi<'a>,
     token_file: PathBuf,
     _helpers: Helpers,
 }
@@ -376,54 +425,36 @@ impl<'a> Hetzner<'a> {
         let py = python();
         assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
         let ip = lab.ip_of("cl").to_string();
-        let spawn = |ns: &str, args: &[&str]| {
-            let c = Command::new("ip").args(["netns", "exec", ns]).arg(&py).arg(fake()).args(args).spawn().unwrap();
-            note_pid(lab, c.id());
-            c
-        };
-        let mut helpers =
-            Helpers(vec![spawn(&lab.ns("cl"), &["hetzner-api", &format!("{ip}:8080"), HCLOUD_TOKEN, lab.vip4()])]);
+        let api = ["hetzner-api", &format!("{ip}:8080"), HCLOUD_TOKEN, lab.vip4()];
+        let mut helpers = Helpers(vec![spawn_fake(lab, &lab.ns("cl"), &api)]);
         for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
-            helpers.0.push(spawn(&lab.ns(h), &["hetzner-metadata", "127.0.0.1:1339", &(101 + i).to_string()]));
+            helpers.0.push(spawn_fake(
+                lab,
+                &lab.ns(h),
+                &["hetzner-metadata", "127.0.0.1:1339", &(101 + i).to_string()],
+            ));
         }
         // The token in a root-only file, as the README asks.
         let token_file = lab.dir.join("hcloud.credentials");
         std::fs::write(&token_file, format!("# Hetzner Cloud API token (fake)\ntoken = {HCLOUD_TOKEN}\n")).unwrap();
         std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let h = Hetzner { lab, api: format!("http://{ip}:8080"), token_file, _helpers: helpers };
-        lab.wait("the Hetzner fake to answer", Duration::from_secs(10), || h.try_state());
+        let h = Hetzner { lab, fake: FakeApi { lab, url: format!("http://{ip}:8080") }, token_file, _helpers: helpers };
+        lab.wait("the Hetzner fake to answer", Duration::from_secs(10), || h.fake.try_state());
         h
     }
 
-    fn try_state(&self) -> Option<serde_json::Value> {
-        let code = format!(
-            "import urllib.request; print(urllib.request.urlopen('{}/_fake/state', timeout=2).read().decode())",
-            self.api
-        );
-        let o = self.lab.exec("cl", &python(), &["-c", &code], &[]);
-        o.status.success().then(|| serde_json::from_slice(&o.stdout).ok()).flatten()
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.try_state().expect("the Hetzner fake answers")
-    }
-
     fn stale_reads(&self, n: u32) {
-        let code = format!(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/_fake/stale-reads?n={n}', method='POST'), timeout=2)",
-            self.api
-        );
-        assert!(self.lab.exec("cl", &python(), &["-c", &code], &[]).status.success());
+        self.fake.switch(&format!("stale-reads?n={n}"));
     }
 
     /// The host the floating IP is assigned to.
     fn floating_holder(&self) -> Option<String> {
-        self.state()["floating"]["server"].as_u64().map(|s| format!("h{}", s - 100))
+        self.fake.state()["floating"]["server"].as_u64().map(|s| format!("h{}", s - 100))
     }
 
     /// The hosts whose alias IPs include the VIP.
     fn alias_holders(&self) -> Vec<String> {
-        let st = self.state();
+        let st = self.fake.state();
         let vip = self.lab.vip4();
         let servers = st["servers"].as_object().unwrap();
         let mut out: Vec<String> = servers
@@ -435,25 +466,13 @@ impl<'a> Hetzner<'a> {
         out
     }
 
-    /// The fake's log of changes and errors after `since` (unix ms).
-    fn log_after(&self, since: u128) -> Vec<serde_json::Value> {
-        let st = self.state();
-        st["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| (e["t"].as_f64().unwrap() * 1000.0) as u128 > since)
-            .cloned()
-            .collect()
-    }
-
     fn config(&self, name: &str, what: &str) -> PathBuf {
         let m = &self.lab.facts().master_name;
         let extra = format!(
             "[masters.{m}]\nvips = [\"{}\"]\n\n[masters.{m}.cloud]\nprovider = \"hetzner\"\n{what}\nendpoint = \"{}/v1\"\n\
              metadata_endpoint = \"http://127.0.0.1:1339\"\ncredentials_file = \"{}\"\nverify_every_ms = 1000\n",
             self.lab.vip4_cidr(),
-            self.api,
+            self.fake.url,
             self.token_file.display()
         );
         self.lab.config_with(name, &extra)
@@ -479,14 +498,14 @@ fn the_hetzner_floating_ip_follows_a_kill_and_a_lagging_read_meets_floating_ip_a
     let doctor = text(&lab.vipctl("h2", &["--config", cfg.to_str().unwrap(), "check"]));
     assert!(doctor.contains("cloud: server metadata: server 102"), "{doctor}");
     assert!(doctor.contains("cloud: token and the VIPs' holder: server 101"), "{doctor}");
-    assert!(cloud.log_after(asked).is_empty(), "doctor changed something: {:?}", cloud.log_after(asked));
+    assert!(cloud.fake.log_after(asked).is_empty(), "doctor changed something: {:?}", cloud.fake.log_after(asked));
 
     // A lagging read names no server: h1's check calls again, and the API answers 422
     // floating_ip_assigned; h1 asks again and finds itself the holder.
     let lag = unix_ms();
     cloud.stale_reads(2);
     let e = lab.wait("the 422 floating_ip_assigned", Duration::from_secs(5), || {
-        cloud.log_after(lag).into_iter().find(|e| e["error"] == "floating_ip_assigned")
+        cloud.fake.log_after(lag).into_iter().find(|e| e["error"] == "floating_ip_assigned")
     });
     eprintln!("[cloud-hfip] {e}");
     lab.wait("h1's status to say delivered again", Duration::from_secs(5), || {
@@ -513,7 +532,7 @@ fn the_hetzner_floating_ip_follows_a_kill_and_a_lagging_read_meets_floating_ip_a
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(cloud.floating_holder().as_deref(), Some(new_master.as_str()), "{}", lab.diagnostics());
     let back: Vec<_> =
-        cloud.log_after(killed).into_iter().filter(|e| e["call"] == "assign" && e["server"] == 101).collect();
+        cloud.fake.log_after(killed).into_iter().filter(|e| e["call"] == "assign" && e["server"] == 101).collect();
     assert!(back.is_empty(), "h1 took the floating IP back: {back:?}");
     let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-hfip] lost {lost} acknowledged writes");
@@ -541,13 +560,14 @@ fn the_hetzner_alias_ip_leaves_the_old_server_before_the_new_one_takes_it() {
     });
     eprintln!("[cloud-halias] the alias IP on {new_master} {} ms after the kill", unix_ms() - killed);
     // The API has no atomic move and refuses an alias two servers would hold: off h1 first.
-    let changes: Vec<_> = cloud.log_after(killed).into_iter().filter(|e| e["call"] == "change_alias_ips").collect();
+    let changes: Vec<_> =
+        cloud.fake.log_after(killed).into_iter().filter(|e| e["call"] == "change_alias_ips").collect();
     let new_id = 100 + new_master[1..].parse::<u64>().unwrap();
     assert!(changes.len() >= 2, "{changes:?}");
     assert_eq!(changes[0]["server"], 101, "{changes:?}");
     assert!(!changes[0]["alias_ips"].as_array().unwrap().iter().any(|a| a == lab.vip4()), "{changes:?}");
     assert_eq!(changes[1]["server"], new_id, "{changes:?}");
-    let errors: Vec<_> = cloud.log_after(killed).into_iter().filter(|e| e.get("error").is_some()).collect();
+    let errors: Vec<_> = cloud.fake.log_after(killed).into_iter().filter(|e| e.get("error").is_some()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     assert!(lab.sh(&["start-redis", "h1"]).status.success());
     let new_master = settled_master(&lab);
@@ -562,9 +582,12 @@ fn the_hetzner_alias_ip_leaves_the_old_server_before_the_new_one_takes_it() {
     assert_eq!(lost, 0, "{at:?}");
 }
 
+/// The FAKE Compute Engine API on the client (tests/support/cloud_fake.py says what it follows),
+/// and a FAKE metadata server on each host's loopback naming it h1 or h2 (zone europe-west1-b)
+/// or h3 (europe-west1-c).
 struct Gcp<'a> {
     lab: &'a Lab,
-    api: String,
+    fake: FakeApi<'a>,
     key_file: PathBuf,
     _helpers: Helpers,
 }
@@ -589,42 +612,24 @@ impl<'a> Gcp<'a> {
         let key_file = lab.dir.join("gcp-sa.json");
         std::fs::write(&key_file, &o.stdout).unwrap();
         std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let spawn = |ns: &str, args: &[&str]| {
-            let c = Command::new("ip").args(["netns", "exec", ns]).arg(&py).arg(fake()).args(args).spawn().unwrap();
-            note_pid(lab, c.id());
-            c
-        };
         let listen = format!("{ip}:8081");
-        let mut helpers =
-            Helpers(vec![spawn(&lab.ns("cl"), &["gcp-api", &listen, GCP_TOKEN, pubkey.to_str().unwrap()])]);
+        let api = ["gcp-api", &listen, GCP_TOKEN, pubkey.to_str().unwrap()];
+        let mut helpers = Helpers(vec![spawn_fake(lab, &lab.ns("cl"), &api)]);
         for (h, zone) in [("h1", "europe-west1-b"), ("h2", "europe-west1-b"), ("h3", "europe-west1-c")] {
-            helpers.0.push(spawn(&lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone]));
+            helpers.0.push(spawn_fake(lab, &lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone]));
         }
-        let g = Gcp { lab, api, key_file, _helpers: helpers };
-        lab.wait("the GCP fake to answer", Duration::from_secs(10), || g.try_state());
+        let g = Gcp { lab, fake: FakeApi { lab, url: format!("http://{listen}") }, key_file, _helpers: helpers };
+        lab.wait("the GCP fake to answer", Duration::from_secs(10), || g.fake.try_state());
         g
     }
 
-    fn try_state(&self) -> Option<serde_json::Value> {
-        let code = format!(
-            "import urllib.request; print(urllib.request.urlopen('{}/_fake/state', timeout=2).read().decode())",
-            self.api
-        );
-        let o = self.lab.exec("cl", &python(), &["-c", &code], &[]);
-        o.status.success().then(|| serde_json::from_slice(&o.stdout).ok()).flatten()
-    }
-
     fn stale_fingerprints(&self, n: u32) {
-        let code = format!(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/_fake/stale-fingerprints?n={n}', method='POST'), timeout=2)",
-            self.api
-        );
-        assert!(self.lab.exec("cl", &python(), &["-c", &code], &[]).status.success());
+        self.fake.switch(&format!("stale-fingerprints?n={n}"));
     }
 
     /// The instances whose nic0 lists the VIP's /32.
     fn alias_holders(&self) -> Vec<String> {
-        let st = self.try_state().expect("the GCP fake answers");
+        let st = self.fake.state();
         let want = format!("{}/32", self.lab.vip4());
         let mut out: Vec<String> = st["instances"]
             .as_object()
@@ -637,17 +642,6 @@ impl<'a> Gcp<'a> {
         out
     }
 
-    fn log_after(&self, since: u128) -> Vec<serde_json::Value> {
-        let st = self.try_state().expect("the GCP fake answers");
-        st["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| (e["t"].as_f64().unwrap() * 1000.0) as u128 > since)
-            .cloned()
-            .collect()
-    }
-
     /// A config; with `key` the service-account key file, else the metadata server's token.
     fn config(&self, name: &str, key: bool) -> PathBuf {
         let m = &self.lab.facts().master_name;
@@ -656,7 +650,7 @@ impl<'a> Gcp<'a> {
             "[masters.{m}]\nvips = [\"{}\"]\n\n[masters.{m}.cloud]\nprovider = \"gcp\"\nendpoint = \"{}/compute/v1\"\n\
              metadata_endpoint = \"http://127.0.0.1:1340\"\n{creds}verify_every_ms = 1000\n",
             self.lab.vip4_cidr(),
-            self.api,
+            self.fake.url,
         );
         self.lab.config_with(name, &extra)
     }
@@ -686,7 +680,7 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
     assert!(doctor.contains("cloud: credentials: an OAuth token"), "{doctor}");
     assert!(doctor.contains("cloud: permissions: compute.instances.get"), "{doctor}");
     assert!(doctor.contains("cloud: the VIPs' holder: europe-west1-b/h1 nic0"), "{doctor}");
-    let after = cloud.log_after(asked);
+    let after = cloud.fake.log_after(asked);
     assert!(
         after.iter().any(|e| e["call"] == "token" && e["iss"].as_str().is_some_and(|i| i.starts_with("vipctl@"))),
         "{after:?}"
@@ -705,7 +699,7 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
         (cloud.alias_holders() == [new_master.clone()]).then_some(())
     });
     eprintln!("[cloud-gcp] the alias range on {new_master} {} ms after the kill", unix_ms() - killed);
-    let log = cloud.log_after(killed);
+    let log = cloud.fake.log_after(killed);
     assert!(log.iter().any(|e| e["error"] == "conditionNotMet"), "no stale fingerprint was met: {log:?}");
     // No atomic move: h1's removal is DONE before the new master's change is asked for.
     let vip = format!("{}/32", lab.vip4());
@@ -728,6 +722,7 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(cloud.alias_holders(), std::slice::from_ref(&new_master), "{}", lab.diagnostics());
     let back: Vec<_> = cloud
+        .fake
         .log_after(killed)
         .into_iter()
         .filter(|e| e["call"] == "updateNetworkInterface" && e["instance"] == "h1")
@@ -778,12 +773,8 @@ fn a_capable_binary_takes_no_cloud_credentials_from_its_callers_environment() {
     // Every fake on h1's loopback: the Hetzner API and metadata, AWS's IMDS, GCE's metadata.
     let py = python();
     assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
-    let spawn = |args: &[&str]| {
-        let c =
-            Command::new("ip").args(["netns", "exec", &lab.ns("h1")]).arg(&py).arg(fake()).args(args).spawn().unwrap();
-        note_pid(&lab, c.id());
-        c
-    };
+    let h1 = lab.ns("h1");
+    let spawn = |args: &[&str]| spawn_fake(&lab, &h1, args);
     let mac = lab.mac_of("h1").to_string();
     let _helpers = Helpers(vec![
         spawn(&["hetzner-api", "127.0.0.1:8080", HCLOUD_TOKEN, lab.vip4()]),

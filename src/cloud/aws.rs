@@ -416,9 +416,7 @@ fn ec2_error(action: &str, a: &Answer, id: Option<String>) -> CallError {
             code.as_str(),
             "RequestLimitExceeded" | "Throttling" | "InternalError" | "Unavailable" | "ServiceUnavailable"
         );
-    let mut e = CallError::new(action, &format!("{code}: {message}{hint}"), id, again);
-    e.code = Some(code);
-    e
+    CallError::new(action, &format!("{code}: {message}{hint}"), id, again).with_code(&code)
 }
 
 /// The text of the first element named `tag`.

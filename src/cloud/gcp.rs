@@ -322,14 +322,9 @@ impl Gcp {
             403 => "; the service account lacks a permission or the instance lacks the compute scope (README, \"GCP\")",
             _ => "",
         };
-        let mut e = CallError::new(
-            what,
-            &format!("HTTP {} {reason}: {message}{hint}", a.status),
-            a.request_id,
-            retryable(a.status) || reason == "resourceNotReady" || reason == "rateLimitExceeded",
-        );
-        e.code = Some(reason).filter(|c| !c.is_empty());
-        Err(e)
+        let again = retryable(a.status) || reason == "resourceNotReady" || reason == "rateLimitExceeded";
+        Err(CallError::new(what, &format!("HTTP {} {reason}: {message}{hint}", a.status), a.request_id, again)
+            .with_code(&reason))
     }
 
     /// An OAuth token: from a service-account key (`credentials_file`, or

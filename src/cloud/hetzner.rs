@@ -231,14 +231,9 @@ impl Hetzner {
             (403, _) | (_, "forbidden") => "; the token is read-only: make a read & write API token",
             _ => "",
         };
-        let mut e = CallError::new(
-            what,
-            &format!("HTTP {} {code}: {message}{hint}", a.status),
-            a.request_id,
-            retryable(a.status) || code == "locked" || code == "conflict",
-        );
-        e.code = Some(code).filter(|c| !c.is_empty());
-        Err(e)
+        let again = retryable(a.status) || code == "locked" || code == "conflict";
+        Err(CallError::new(what, &format!("HTTP {} {code}: {message}{hint}", a.status), a.request_id, again)
+            .with_code(&code))
     }
 
     fn token(&self) -> Result<String, CallError> {

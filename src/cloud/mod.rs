@@ -46,6 +46,12 @@ impl CallError {
     pub fn new(call: &str, why: &str, request_id: Option<String>, retryable: bool) -> CallError {
         CallError { call: call.to_string(), why: why.to_string(), code: None, request_id, retryable }
     }
+
+    /// The same error with the provider's error code (none when `code` is empty).
+    pub fn with_code(mut self, code: &str) -> CallError {
+        self.code = Some(code.to_string()).filter(|c| !c.is_empty());
+        self
+    }
 }
 
 impl fmt::Display for CallError {
