@@ -100,10 +100,7 @@ impl Aws {
                 }
             }
         }
-        let mut seen = self.check().await?;
-        ids.append(&mut seen.request_ids);
-        seen.request_ids = ids;
-        Ok(seen)
+        Ok(self.check().await?.after(ids))
     }
 
     /// Who holds the VIPs, as EC2 describes them; changes nothing.

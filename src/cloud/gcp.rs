@@ -109,10 +109,7 @@ impl Gcp {
         }
         let what = "updateNetworkInterface";
         ids.extend(self.update(&me.project, &me.zone, &me.name, &self.interface, Change::Add, what).await?);
-        let mut seen = self.check().await?;
-        ids.append(&mut seen.request_ids);
-        seen.request_ids = ids;
-        Ok(seen)
+        Ok(self.check().await?.after(ids))
     }
 
     /// Who holds the VIPs; changes nothing.

@@ -101,10 +101,7 @@ impl Hetzner {
                 ids.push(self.change_alias_ips(me, net, mine, "change_alias_ips").await?);
             }
         }
-        let mut seen = self.check().await?;
-        ids.append(&mut seen.request_ids);
-        seen.request_ids = ids;
-        Ok(seen)
+        Ok(self.check().await?.after(ids))
     }
 
     /// Who holds the VIPs; changes nothing.

@@ -25,6 +25,15 @@ pub struct Delivered {
     pub request_ids: Vec<String>,
 }
 
+impl Delivered {
+    /// This answer to the check after a move, with the move's request ids first.
+    pub fn after(mut self, mut ids: Vec<String>) -> Delivered {
+        ids.append(&mut self.request_ids);
+        self.request_ids = ids;
+        self
+    }
+}
+
 /// A call that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
