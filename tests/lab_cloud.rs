@@ -686,6 +686,10 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
         "{after:?}"
     );
     assert!(!after.iter().any(|e| e["call"] == "updateNetworkInterface" || e.get("error").is_some()), "{after:?}");
+    // A role without the moving permission: doctor names it.
+    cloud.fake.switch("deny?permission=compute.instances.updateNetworkInterface");
+    let doctor = text(&lab.vipctl("h2", &["--config", cfg.to_str().unwrap(), "check"]));
+    assert!(doctor.contains("cloud: permissions: missing compute.instances.updateNetworkInterface: grant"), "{doctor}");
 
     // The old holder's fingerprint goes stale under the new master's first change: a 412
     // conditionNotMet, read again, retried.

@@ -50,7 +50,9 @@
                                   JWTs, whose RS256 signature it checks. For the tests: GET
                                   /_fake/state, POST /_fake/stale-fingerprints?n=N (the next N
                                   updateNetworkInterface calls find the fingerprint changed just
-                                  before them, as another client's change would do).
+                                  before them, as another client's change would do), POST
+                                  /_fake/deny?permission=P (testIamPermissions no longer
+                                  grants P).
 """
 import json
 import sys
@@ -290,6 +292,7 @@ def gcp_api(listen, token, pubkey=None):
         "tokens": [token],
         "log": [],
         "stale": 0,
+        "denied": [],
     }
 
     def new_fingerprint(inst):
@@ -366,6 +369,9 @@ def gcp_api(listen, token, pubkey=None):
             with lock:
                 if u.path == "/_fake/state":
                     return self.reply(200, {k: v for k, v in st.items() if k != "operations"})
+                if u.path == "/_fake/deny":
+                    st["denied"].append(q["permission"])
+                    return self.reply(200, {})
                 if u.path == "/_fake/stale-fingerprints":
                     st["stale"] = int(q["n"])
                     return self.reply(200, {})
@@ -409,7 +415,8 @@ def gcp_api(listen, token, pubkey=None):
                     return self.reply(200, instance_json(name))
                 if method == "POST" and rest == ["testIamPermissions"]:
                     asked = json.loads(raw or b"{}").get("permissions", [])
-                    return self.reply(200, {"permissions": [p for p in asked if p.startswith("compute.")]})
+                    granted = [p for p in asked if p.startswith("compute.") and p not in st["denied"]]
+                    return self.reply(200, {"permissions": granted})
                 if method == "PATCH" and rest == ["updateNetworkInterface"]:
                     if q.get("networkInterface") != "nic0":
                         return self.error(400, "invalid", "Invalid value for field 'networkInterface'", "INVALID_ARGUMENT")
