@@ -613,7 +613,7 @@ impl<'a> Gcp<'a> {
         std::fs::write(&key_file, &o.stdout).unwrap();
         std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let listen = format!("{ip}:8081");
-        let api = ["gcp-api", &listen, GCP_TOKEN, pubkey.to_str().unwrap()];
+        let api = ["gcp-api", &listen, GCP_TOKEN, lab.vip4(), pubkey.to_str().unwrap()];
         let mut helpers = Helpers(vec![spawn_fake(lab, &lab.ns("cl"), &api)]);
         for (h, zone) in [("h1", "europe-west1-b"), ("h2", "europe-west1-b"), ("h3", "europe-west1-c")] {
             helpers.0.push(spawn_fake(lab, &lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone]));
@@ -623,11 +623,27 @@ impl<'a> Gcp<'a> {
         g
     }
 
+    /// Instance `name`'s alias ranges, each as `RANGE` or `RANGE@SECONDARY`.
+    fn ranges_of(&self, name: &str) -> Vec<String> {
+        let st = self.fake.state();
+        let mut out: Vec<String> = st["instances"][name]["aliasIpRanges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| match r["subnetworkRangeName"].as_str() {
+                Some(n) => format!("{}@{n}", r["ipCidrRange"].as_str().unwrap()),
+                None => r["ipCidrRange"].as_str().unwrap().to_string(),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn stale_fingerprints(&self, n: u32) {
         self.fake.switch(&format!("stale-fingerprints?n={n}"));
     }
 
-    /// The instances whose nic0 lists the VIP's /32.
+    /// The lab's instances whose nic0 lists the VIP's /32 (not "other", in another VPC).
     fn alias_holders(&self) -> Vec<String> {
         let st = self.fake.state();
         let want = format!("{}/32", self.lab.vip4());
@@ -635,6 +651,7 @@ impl<'a> Gcp<'a> {
             .as_object()
             .unwrap()
             .iter()
+            .filter(|(n, _)| n.starts_with('h'))
             .filter(|(_, i)| i["aliasIpRanges"].as_array().unwrap().iter().any(|r| r["ipCidrRange"] == want.as_str()))
             .map(|(n, _)| n.clone())
             .collect();
@@ -648,7 +665,7 @@ impl<'a> Gcp<'a> {
         let creds = if key { format!("credentials_file = \"{}\"\n", self.key_file.display()) } else { String::new() };
         let extra = format!(
             "[masters.{m}]\nvips = [\"{}\"]\n\n[masters.{m}.cloud]\nprovider = \"gcp\"\nendpoint = \"{}/compute/v1\"\n\
-             metadata_endpoint = \"http://127.0.0.1:1340\"\n{creds}verify_every_ms = 1000\n",
+             metadata_endpoint = \"http://127.0.0.1:1340\"\nsubnetwork_range_name = \"vips\"\n{creds}verify_every_ms = 1000\n",
             self.lab.vip4_cidr(),
             self.fake.url,
         );
@@ -733,6 +750,18 @@ fn the_gcp_alias_range_leaves_the_old_instance_before_the_new_one_takes_it_despi
         .filter(|e| e["aliasIpRanges"].as_array().unwrap().iter().any(|r| *r == vip.as_str()))
         .collect();
     assert!(back.is_empty(), "h1 took the alias range back: {back:?}");
+    // Every other range stayed as it was: h1's own two (one from a secondary range), h2's own, and
+    // the same address in another VPC, which is not this VIP.
+    let vip_range = format!("{}/32", lab.vip4());
+    assert_eq!(cloud.ranges_of("h1"), ["198.51.100.208/28", "203.0.113.7/32@pods"]);
+    let mut h2 = vec!["198.51.100.224/28".to_string()];
+    if new_master == "h2" {
+        h2.push(format!("{vip_range}@vips"));
+    }
+    h2.sort();
+    assert_eq!(cloud.ranges_of("h2"), h2);
+    assert_eq!(cloud.ranges_of("other"), std::slice::from_ref(&vip_range));
+    assert!(cloud.ranges_of(&new_master).contains(&format!("{vip_range}@vips")), "{:?}", cloud.ranges_of(&new_master));
     let (lost, at) = stop_after_one_more_write(&lab, &mut w, "a write after the failover", 10);
     eprintln!("[cloud-gcp] lost {lost} acknowledged writes");
     assert_eq!(lost, 0, "{at:?}");

@@ -2,9 +2,10 @@
 //! token from it (the instance's service account) or from a root-only service-account key, and
 //! the Compute API's `instances.updateNetworkInterface`, which replaces an interface's whole list
 //! of alias IP ranges and only with the interface's current fingerprint. The API has no atomic
-//! move, so the VIP's /32 range is taken off the old holder first and added here after; each
-//! change is followed to its zone operation's end, and a stale fingerprint (412
-//! `conditionNotMet`) is read again and retried, within a bound.
+//! move, so the VIP's /32 range is taken off the old holder (an interface in the same subnetwork:
+//! another VPC may use the same address) first and added here after; each change is followed to
+//! its zone operation's end, and a stale fingerprint (HTTP 412, or an operation's
+//! `CONDITION_NOT_MET`) is read again and retried, within a bound.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -20,21 +21,22 @@ use super::{CallError, Delivered, credentials, google_key};
 const API: &str = "https://compute.googleapis.com/compute/v1";
 /// A zone operation is asked about this often until it is `DONE`…
 const OP_POLL: Duration = Duration::from_millis(250);
-/// …this many times at most (60 s).
-const OP_POLLS: u32 = 240;
-/// A change whose fingerprint went stale meanwhile is read again and tried this many times.
+/// …for this long at most (Google's guide says a move can take up to a minute).
+const OP_WAIT: Duration = Duration::from_secs(120);
+/// A change is tried this many times while its fingerprint goes stale under it.
 const FINGERPRINT_TRIES: u32 = 4;
-/// Pages of the aggregated instance list looked at when looking for the VIP's holder.
-const MAX_PAGES: u32 = 20;
+/// Instances asked for per page of the aggregated list (an answer must stay under the HTTP
+/// client's 4 MiB), and the pages read at most: a larger project is refused, never half-read.
+const PER_PAGE: u32 = 100;
+const MAX_PAGES: u32 = 50;
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
-/// What vipctl needs; `doctor` asks `testIamPermissions` for each.
-pub const PERMISSIONS: &[&str] = &[
-    "compute.instances.get",
-    "compute.instances.list",
-    "compute.instances.updateNetworkInterface",
-    "compute.zoneOperations.get",
-];
+/// The instance's permissions that `doctor` asks `testIamPermissions` about. vipctl needs
+/// `compute.instances.list` and `compute.zoneOperations.get` too (project and zone permissions):
+/// doctor's holder check uses the first, the first move the second.
+const INSTANCE_PERMISSIONS: &[&str] = &["compute.instances.get", "compute.instances.updateNetworkInterface"];
+/// The code a stale fingerprint gets here: Google's reason for its HTTP 412.
+const STALE: &str = "conditionNotMet";
 
 /// This instance as the metadata server names it.
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ struct Holder {
     zone: String,
     name: String,
     interface: String,
+    ranges: Vec<String>,
 }
 
 struct Token {
@@ -73,6 +76,7 @@ pub struct Gcp {
     metadata: String,
     credentials_file: Option<std::path::PathBuf>,
     interface: String,
+    range_name: Option<String>,
     vips: Vec<IpAddr>,
     instance: Mutex<Option<Instance>>,
     token: Mutex<Option<Token>>,
@@ -81,7 +85,7 @@ pub struct Gcp {
 impl Gcp {
     /// A deliverer of `vips` as `cloud` configures it.
     pub fn new(http: Http, cloud: &crate::config::Cloud, vips: Vec<IpAddr>) -> Gcp {
-        let crate::config::Provider::Gcp { network_interface } = &cloud.provider else {
+        let crate::config::Provider::Gcp { network_interface, subnetwork_range_name } = &cloud.provider else {
             unreachable!("built for provider gcp only")
         };
         Gcp {
@@ -90,18 +94,21 @@ impl Gcp {
             metadata: cloud.metadata_endpoint.clone(),
             credentials_file: cloud.credentials_file.clone(),
             interface: network_interface.clone(),
+            range_name: subnetwork_range_name.clone(),
             vips,
             instance: Mutex::new(None),
             token: Mutex::new(None),
         }
     }
 
-    /// Moves the VIPs here (off every other holder first), then checks who holds them.
+    /// Moves the VIPs here (off every other holder in this subnetwork first), then checks who
+    /// holds them.
     pub async fn deliver(&self) -> Result<Delivered, CallError> {
         let me = self.instance().await?;
+        let subnetwork = self.my_subnetwork(&me).await?;
         let mut ids = Vec::new();
-        for h in self.holders(&me.project).await? {
-            if h.zone == me.zone && h.name == me.name && h.interface == self.interface {
+        for h in self.holders(&me.project, &subnetwork).await? {
+            if self.is_me(&me, &h) {
                 continue;
             }
             let what = "updateNetworkInterface (old holder)";
@@ -112,20 +119,20 @@ impl Gcp {
         Ok(self.check().await?.after(ids))
     }
 
-    /// Who holds the VIPs; changes nothing.
+    /// Who holds the VIPs; changes nothing. Here means: every VIP on this interface, and none on
+    /// another interface of the subnetwork (an old holder's removal may have failed).
     pub async fn check(&self) -> Result<Delivered, CallError> {
         let me = self.instance().await?;
-        let v = self.instance_json(&me.project, &me.zone, &me.name).await?;
-        let mine = interface(&v, &self.interface).map(|i| ranges(&i)).ok_or_else(|| self.no_interface(&me.name))?;
-        let here = self.vips.iter().all(|vip| mine.iter().any(|r| is_vip(r, *vip)));
-        let holders = self.holders(&me.project).await?;
+        let subnetwork = self.my_subnetwork(&me).await?;
+        let holders = self.holders(&me.project, &subnetwork).await?;
         let who = if holders.is_empty() {
             "nobody".into()
         } else {
             holders.iter().map(|h| format!("{}/{} {}", h.zone, h.name, h.interface)).collect::<Vec<_>>().join(", ")
         };
-        // Here only when no other instance still lists a VIP (the old holder's removal failed).
-        let alone = holders.iter().all(|h| h.zone == me.zone && h.name == me.name);
+        let mine: Vec<&String> = holders.iter().filter(|h| self.is_me(&me, h)).flat_map(|h| &h.ranges).collect();
+        let here = self.vips.iter().all(|vip| mine.iter().any(|r| is_vip(r, *vip)));
+        let alone = holders.iter().all(|h| self.is_me(&me, h));
         Ok(Delivered { here: here && alone, holder: who, request_ids: Vec::new() })
     }
 
@@ -149,14 +156,14 @@ impl Gcp {
             return out;
         }
         let path = format!("/projects/{}/zones/{}/instances/{}/testIamPermissions", me.project, me.zone, me.name);
-        let asked =
-            self.api_call(Method::POST, &path, Some(json!({ "permissions": PERMISSIONS })), "testIamPermissions");
-        let perms = asked.await.map_err(|e| e.to_string()).and_then(|v| {
+        let body = json!({ "permissions": INSTANCE_PERMISSIONS });
+        let asked = self.api_call(Method::POST, &path, Some(body), "testIamPermissions").await;
+        let perms = asked.map_err(|e| e.to_string()).and_then(|v| {
             let granted: Vec<&str> =
                 v["permissions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let missing: Vec<&str> = PERMISSIONS.iter().copied().filter(|p| !granted.contains(p)).collect();
+            let missing: Vec<&str> = INSTANCE_PERMISSIONS.iter().copied().filter(|p| !granted.contains(p)).collect();
             if missing.is_empty() {
-                Ok(PERMISSIONS.join(", "))
+                Ok(INSTANCE_PERMISSIONS.join(", "))
             } else {
                 Err(format!("missing {}: grant them to the service account (README, \"GCP\")", missing.join(", ")))
             }
@@ -166,8 +173,26 @@ impl Gcp {
         out
     }
 
-    /// Takes the VIPs off (or adds them to) `name`'s interface `nic`, with its current fingerprint;
-    /// a stale one is read again. Returns the operation's name, or `None` when nothing changed.
+    fn is_me(&self, me: &Instance, h: &Holder) -> bool {
+        h.zone == me.zone && h.name == me.name && h.interface == self.interface
+    }
+
+    /// The subnetwork of this instance's interface: the VIPs' holders are looked for there only.
+    async fn my_subnetwork(&self, me: &Instance) -> Result<String, CallError> {
+        let v = self.instance_json(&me.project, &me.zone, &me.name).await?;
+        let i = interface(&v, &self.interface).ok_or_else(|| self.no_interface(&me.name))?;
+        i["subnetwork"].as_str().map(str::to_string).ok_or_else(|| {
+            let why = format!(
+                "interface {} of {} has no subnetwork: alias IP ranges need a VPC network, not a legacy one",
+                self.interface, me.name
+            );
+            CallError::new("instances.get", &why, None, false)
+        })
+    }
+
+    /// Takes the VIPs off (or adds them to) `name`'s interface `nic`, with its current fingerprint,
+    /// keeping every other range as it is; a stale fingerprint is read again. Returns the
+    /// operation's name, or `None` when nothing needed changing.
     async fn update(
         &self,
         project: &str,
@@ -186,15 +211,9 @@ impl Gcp {
             let wanted: Vec<Value> = match change {
                 Change::Remove => now.iter().filter(|r| !vip_range(r)).cloned().collect(),
                 Change::Add => {
-                    let have: Vec<String> = ranges(&i);
-                    let mut w = now.clone();
-                    w.extend(
-                        self.vips
-                            .iter()
-                            .filter(|vip| !have.iter().any(|r| is_vip(r, **vip)))
-                            .map(|vip| json!({ "ipCidrRange": format!("{vip}/32") })),
-                    );
-                    w
+                    let have = ranges(&i);
+                    let missing = self.vips.iter().filter(|vip| !have.iter().any(|r| is_vip(r, **vip)));
+                    now.iter().cloned().chain(missing.map(|vip| self.new_range(*vip))).collect()
                 }
             };
             if wanted.len() == now.len() {
@@ -207,61 +226,71 @@ impl Gcp {
                 "/projects/{project}/zones/{zone}/instances/{name}/updateNetworkInterface?networkInterface={nic}"
             );
             let body = json!({ "aliasIpRanges": wanted, "fingerprint": fingerprint });
-            match self.api_call(Method::PATCH, &path, Some(body), what).await {
-                Ok(op) => return self.follow(project, zone, &op, what).await.map(Some),
+            let done = match self.api_call(Method::PATCH, &path, Some(body), what).await {
+                Ok(op) => self.follow(project, zone, &op, what).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 // Another change came first: read the new fingerprint and the new list.
-                Err(e) if e.code.as_deref() == Some("conditionNotMet") => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.code.as_deref() == Some(STALE) => continue,
+                done => return done.map(Some),
             }
         }
-        Err(CallError::new(
-            what,
-            &format!(
-                "{name}'s fingerprint changed under each of {FINGERPRINT_TRIES} tries: another client is changing it"
-            ),
-            None,
-            true,
-        ))
+        let why = format!(
+            "{name}'s fingerprint went stale under each of {FINGERPRINT_TRIES} tries: another client is changing it"
+        );
+        Err(CallError::new(what, &why, None, true))
     }
 
-    /// Follows a zone operation until it is `DONE`; its name is the request id.
+    /// The alias range this instance asks for to carry `vip`.
+    fn new_range(&self, vip: IpAddr) -> Value {
+        match &self.range_name {
+            Some(n) => json!({ "ipCidrRange": format!("{vip}/32"), "subnetworkRangeName": n }),
+            None => json!({ "ipCidrRange": format!("{vip}/32") }),
+        }
+    }
+
+    /// Follows a zone operation until it is `DONE`, for [`OP_WAIT`] at most; its name is the
+    /// request id.
     async fn follow(&self, project: &str, zone: &str, op: &Value, what: &str) -> Result<String, CallError> {
         let Some(name) = op["name"].as_str().map(str::to_string) else {
             return Err(CallError::new(what, "the answer names no operation", None, true));
         };
         let rid = format!("operation {name}");
+        let deadline = Instant::now() + OP_WAIT;
         let mut op = op.clone();
-        for _ in 0..OP_POLLS {
+        loop {
             if op["status"] == "DONE" {
                 let errors = op["error"]["errors"].as_array().cloned().unwrap_or_default();
                 let Some(e) = errors.first() else { return Ok(rid) };
-                let why = format!(
-                    "the operation failed: {} {}",
-                    e["code"].as_str().unwrap_or(""),
-                    e["message"].as_str().unwrap_or("")
-                );
+                let code = e["code"].as_str().unwrap_or("");
+                let why = format!("the operation failed: {code} {}", e["message"].as_str().unwrap_or(""));
+                let err = CallError::new(what, &why, Some(rid), true);
+                return Err(err.with_code(if code == "CONDITION_NOT_MET" { STALE } else { code }));
+            }
+            if Instant::now() + OP_POLL >= deadline {
+                let why = format!("the operation was not DONE in {} s", OP_WAIT.as_secs());
                 return Err(CallError::new(what, &why, Some(rid), true));
             }
             tokio::time::sleep(OP_POLL).await;
-            op = self
-                .api_call(Method::GET, &format!("/projects/{project}/zones/{zone}/operations/{name}"), None, what)
-                .await?;
+            let path = format!("/projects/{project}/zones/{zone}/operations/{name}");
+            op = self.api_call(Method::GET, &path, None, what).await?;
         }
-        Err(CallError::new(what, "the operation was not DONE in 60 s", Some(rid), true))
     }
 
     async fn instance_json(&self, project: &str, zone: &str, name: &str) -> Result<Value, CallError> {
-        self.api_call(Method::GET, &format!("/projects/{project}/zones/{zone}/instances/{name}"), None, "instances.get")
-            .await
+        let path = format!("/projects/{project}/zones/{zone}/instances/{name}");
+        self.api_call(Method::GET, &path, None, "instances.get").await
     }
 
-    /// Every instance interface of the project that lists any of the VIPs (all zones: a
-    /// regional subnet spans them).
-    async fn holders(&self, project: &str) -> Result<Vec<Holder>, CallError> {
+    /// Every instance interface in `subnetwork` that lists any of the VIPs, from every zone (a
+    /// regional subnetwork spans them). Another VPC may use the same address: its interfaces are
+    /// never touched. All pages are read, or none counts.
+    async fn holders(&self, project: &str, subnetwork: &str) -> Result<Vec<Holder>, CallError> {
         let mut out = Vec::new();
         let mut page = String::new();
         for _ in 0..MAX_PAGES {
-            let mut path = format!("/projects/{project}/aggregated/instances?maxResults=500");
+            let mut path = format!("/projects/{project}/aggregated/instances?maxResults={PER_PAGE}");
             if !page.is_empty() {
                 path.push_str("&pageToken=");
                 path.extend(form_urlencoded::byte_serialize(page.as_bytes()));
@@ -270,22 +299,28 @@ impl Gcp {
             for scoped in v["items"].as_object().into_iter().flat_map(|o| o.values()) {
                 for inst in scoped["instances"].as_array().into_iter().flatten() {
                     let (Some(name), Some(zone)) = (inst["name"].as_str(), inst["zone"].as_str()) else { continue };
-                    let zone = zone.rsplit('/').next().unwrap_or(zone).to_string();
+                    let zone = zone.rsplit('/').next().unwrap_or(zone);
                     for i in inst["networkInterfaces"].as_array().into_iter().flatten() {
-                        let listed = ranges(i);
-                        if self.vips.iter().any(|vip| listed.iter().any(|r| is_vip(r, *vip))) {
-                            let interface = i["name"].as_str().unwrap_or("nic0").to_string();
-                            out.push(Holder { zone: zone.clone(), name: name.to_string(), interface });
+                        let (Some(nic), listed) = (i["name"].as_str(), ranges(i)) else { continue };
+                        if i["subnetwork"] == subnetwork
+                            && self.vips.iter().any(|vip| listed.iter().any(|r| is_vip(r, *vip)))
+                        {
+                            let (zone, name, interface) = (zone.to_string(), name.to_string(), nic.to_string());
+                            out.push(Holder { zone, name, interface, ranges: listed });
                         }
                     }
                 }
             }
             match v["nextPageToken"].as_str() {
                 Some(t) if !t.is_empty() => page = t.to_string(),
-                _ => break,
+                _ => return Ok(out),
             }
         }
-        Ok(out)
+        let why = format!(
+            "the project has more than {} instances: vipctl reads all of them to find the VIP's holder, and stops rather than miss one",
+            PER_PAGE * MAX_PAGES
+        );
+        Err(CallError::new("instances.aggregatedList", &why, None, false))
     }
 
     fn no_interface(&self, name: &str) -> CallError {
@@ -312,16 +347,18 @@ impl Gcp {
             // A revoked or expired token: the next call fetches a new one.
             *self.token.lock().expect("not poisoned") = None;
         }
-        let reason = v["error"]["errors"][0]["reason"].as_str().unwrap_or("").to_string();
-        let message = v["error"]["message"].as_str().unwrap_or("").to_string();
+        let given = v["error"]["errors"][0]["reason"].as_str().unwrap_or("");
+        // A 412 is the fingerprint's precondition, whatever reason the body gives.
+        let reason = if a.status == 412 { STALE } else { given };
+        let message = v["error"]["message"].as_str().unwrap_or("");
         let hint = match a.status {
             401 => "; the token was refused: check the service account (and its key, if credentials_file names one)",
             403 => "; the service account lacks a permission or the instance lacks the compute scope (README, \"GCP\")",
             _ => "",
         };
         let again = retryable(a.status) || reason == "resourceNotReady" || reason == "rateLimitExceeded";
-        Err(CallError::new(what, &format!("HTTP {} {reason}: {message}{hint}", a.status), a.request_id, again)
-            .with_code(&reason))
+        let why = format!("HTTP {} {given}: {message}{hint}", a.status);
+        Err(CallError::new(what, &why, a.request_id, again).with_code(reason))
     }
 
     /// An OAuth token: from a service-account key (`credentials_file`, or
@@ -345,7 +382,8 @@ impl Gcp {
                 key.token(&self.http).await?
             }
             None => {
-                let body = self.metadata_get("instance/service-accounts/default/token").await?;
+                let no_account = "; if the instance has no service account, attach one with the compute scope, or name a service-account key in credentials_file";
+                let body = self.metadata_get("instance/service-accounts/default/token", no_account).await?;
                 let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 match (v["access_token"].as_str(), v["expires_in"].as_u64()) {
                     (Some(t), Some(s)) => (t.to_string(), s),
@@ -362,10 +400,10 @@ impl Gcp {
         if let Some(i) = &*self.instance.lock().expect("not poisoned") {
             return Ok(i.clone());
         }
-        let name = self.metadata_get("instance/name").await?;
+        let name = self.metadata_get("instance/name", "").await?;
         // `projects/NUMBER/zones/ZONE`.
-        let zone = self.metadata_get("instance/zone").await?.rsplit('/').next().unwrap_or_default().to_string();
-        let project = self.metadata_get("project/project-id").await?;
+        let zone = self.metadata_get("instance/zone", "").await?.rsplit('/').next().unwrap_or_default().to_string();
+        let project = self.metadata_get("project/project-id", "").await?;
         let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
         if ![&name, &zone, &project].iter().all(|s| plain(s)) {
             return Err(CallError::new(
@@ -380,20 +418,17 @@ impl Gcp {
         Ok(i)
     }
 
-    async fn metadata_get(&self, what: &str) -> Result<String, CallError> {
+    /// A value of the metadata server; `hint` is added to an error.
+    async fn metadata_get(&self, what: &str, hint: &str) -> Result<String, CallError> {
         let url = format!("{}/computeMetadata/v1/{what}", self.metadata);
         let req = self.http.request(Method::GET, &url).header("Metadata-Flavor", "Google");
         let a = self.http.send("instance metadata", req).await?;
         if a.status != 200 {
-            return Err(CallError::new(
-                "instance metadata",
-                &format!(
-                    "{url} answered HTTP {}: is this a Compute Engine instance (cloud metadata_endpoint)?",
-                    a.status
-                ),
-                None,
-                retryable(a.status),
-            ));
+            let why = format!(
+                "{url} answered HTTP {}: is this a Compute Engine instance (cloud metadata_endpoint)?{hint}",
+                a.status
+            );
+            return Err(CallError::new("instance metadata", &why, None, retryable(a.status)));
         }
         Ok(a.body.trim().to_string())
     }

@@ -66,7 +66,8 @@ impl Key {
     /// A token and its lifetime in seconds.
     pub async fn token(&self, http: &Http) -> Result<(String, u64), CallError> {
         let what = "OAuth token (service-account key)";
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        // Issued 10 s ago: Google refuses an assertion from the future, and clocks differ a little.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(10);
         let jwt = self.assertion(now).map_err(|e| CallError::new(what, &e, None, false))?;
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")

@@ -58,6 +58,8 @@ pub enum Provider {
     Gcp {
         /// The interface's name in the API, `nic0` unless set.
         network_interface: String,
+        /// The subnet's secondary range the VIPs come from; `None`: its primary range.
+        subnetwork_range_name: Option<String>,
     },
     /// Hetzner Cloud: a floating IP assigned to this server, or an alias IP in a private network.
     Hetzner {
@@ -83,7 +85,7 @@ impl Provider {
         match self {
             Provider::Aws { route_tables, .. } if route_tables.is_empty() => "AWS secondary private IP".into(),
             Provider::Aws { route_tables, .. } => format!("AWS route in {}", route_tables.join(", ")),
-            Provider::Gcp { network_interface } => format!("GCP alias IP range of {network_interface}"),
+            Provider::Gcp { network_interface, .. } => format!("GCP alias IP range of {network_interface}"),
             Provider::Hetzner { floating_ip: Some(id), .. } => format!("Hetzner floating IP {id}"),
             Provider::Hetzner { network, .. } => format!("Hetzner alias IP in network {}", network.unwrap_or(0)),
         }
@@ -143,6 +145,7 @@ pub(super) struct RawCloud {
     floating_ip: Option<Spanned<u64>>,
     network: Option<Spanned<u64>>,
     network_interface: Option<Spanned<String>>,
+    subnetwork_range_name: Option<Spanned<String>>,
     #[serde(default)]
     connect_timeout_ms: Bounded<ConnectTimeoutMs>,
     #[serde(default)]
@@ -201,12 +204,13 @@ impl RawCloud {
 
     fn provider(&self, lines: &Lines<'_>, table: &str, vips: &[Vip]) -> Result<Provider, ConfigError> {
         // Keys that belong to another provider are refused: they would be silently ignored.
-        let keys: [ProviderKey<'_>; 5] = [
+        let keys: [ProviderKey<'_>; 6] = [
             ("region", self.region.as_ref().map(Spanned::span), &["aws"]),
             ("route_tables", self.route_tables.as_ref().map(Spanned::span), &["aws"]),
             ("floating_ip", self.floating_ip.as_ref().map(Spanned::span), &["hetzner"]),
             ("network", self.network.as_ref().map(Spanned::span), &["hetzner"]),
             ("network_interface", self.network_interface.as_ref().map(Spanned::span), &["gcp"]),
+            ("subnetwork_range_name", self.subnetwork_range_name.as_ref().map(Spanned::span), &["gcp"]),
         ];
         let p = self.provider.get_ref().as_str();
         if !["aws", "gcp", "hetzner"].contains(&p) {
@@ -260,6 +264,7 @@ impl RawCloud {
             }
             "gcp" => Provider::Gcp {
                 network_interface: text(&self.network_interface, "network_interface")?.unwrap_or("nic0".into()),
+                subnetwork_range_name: text(&self.subnetwork_range_name, "subnetwork_range_name")?,
             },
             _ => {
                 let (floating_ip, network) =
@@ -331,9 +336,12 @@ mod tests {
             Provider::Hetzner { floating_ip: Some(4711), network: None }
         );
         let c = with("\"198.51.100.100/24\"", "provider = \"gcp\"").unwrap();
-        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, Provider::Gcp { network_interface: "nic0".into() });
-        let c = with("\"198.51.100.100/24\"", "provider = \"gcp\"\nnetwork_interface = \"nic1\"").unwrap();
-        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, Provider::Gcp { network_interface: "nic1".into() });
+        let want = Provider::Gcp { network_interface: "nic0".into(), subnetwork_range_name: None };
+        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, want);
+        let t = "provider = \"gcp\"\nnetwork_interface = \"nic1\"\nsubnetwork_range_name = \"vips\"";
+        let c = with("\"198.51.100.100/24\"", t).unwrap();
+        let want = Provider::Gcp { network_interface: "nic1".into(), subnetwork_range_name: Some("vips".into()) };
+        assert_eq!(c.masters["m"].cloud.clone().unwrap().provider, want);
     }
 
     #[test]

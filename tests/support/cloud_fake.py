@@ -32,20 +32,30 @@
                                   project/project-id (vipctl-lab) and the default service
                                   account's token, only with Metadata-Flavor: Google (403
                                   otherwise, as GCE answers).
-  gcp-api LISTEN TOKEN [PUBKEY]   a FAKE of the Compute Engine API, not Google's: GCP has no
+  gcp-api LISTEN TOKEN VIP [PUBKEY]
+                                  a FAKE of the Compute Engine API, not Google's: GCP has no
                                   emulator. It follows the published v1 API for what vipctl calls
                                   (cloud.google.com/compute/docs/reference/rest/v1): instances
                                   h1, h2 (zone europe-west1-b) and h3 (europe-west1-c) of
-                                  project vipctl-lab, each with nic0; instances.get,
-                                  instances.aggregatedList, instances.testIamPermissions and
+                                  project vipctl-lab, each with nic0 in subnetwork "lab", h1 and
+                                  h2 with alias ranges of their own already (one from a
+                                  secondary range, subnetworkRangeName "pods"); and instance
+                                  "other" in another VPC's subnetwork that uses VIP/32 too
+                                  (addresses are unique per VPC, not per project).
+                                  instances.get, instances.aggregatedList (two instances a
+                                  page, whatever maxResults asks: the API may return fewer),
+                                  instances.testIamPermissions and
                                   instances.updateNetworkInterface, which needs the interface's
                                   current fingerprint (else 412 conditionNotMet) and replaces
                                   the whole aliasIpRanges list; it answers a zone operation that
                                   is RUNNING and applies the change when the operation turns
-                                  DONE 300 ms later (zoneOperations.get). A range another
-                                  interface holds, or one a running operation is adding, is a
-                                  400 (simplified: GCE's own wording differs). Bearer tokens
-                                  (401 with Google's error body). With PUBKEY (a PEM file),
+                                  DONE 300 ms later (zoneOperations.get). Bearer tokens (401
+                                  authError, Google's error body). Simplified, not Google's: a
+                                  range another interface of the same subnetwork holds, or one a
+                                  running operation is adding, is a 400 with wording of its own;
+                                  operations never fail; every compute.* permission is granted
+                                  unless denied; only nic0; no zone warnings in the aggregated
+                                  list. With PUBKEY (a PEM file),
                                   POST /token is an OAuth token endpoint for service-account
                                   JWTs, whose RS256 signature it checks. For the tests: GET
                                   /_fake/state, POST /_fake/stale-fingerprints?n=N (the next N
@@ -274,7 +284,7 @@ def gcp_metadata(listen, name, zone):
 GCP_TOKEN = "lab-fake-gcp-token"
 
 
-def gcp_api(listen, token, pubkey=None):
+def gcp_api(listen, token, vip, pubkey=None):
     import base64
     import os
     import threading
@@ -284,9 +294,11 @@ def gcp_api(listen, token, pubkey=None):
     lock = threading.Lock()
     project = "vipctl-lab"
     base = f"http://{listen}/compute/v1"
-    zones = {"h1": "europe-west1-b", "h2": "europe-west1-b", "h3": "europe-west1-c"}
+    zones = {"h1": "europe-west1-b", "h2": "europe-west1-b", "h3": "europe-west1-c", "other": "europe-west1-b"}
+    regional = f"{base}/projects/{project}/regions/europe-west1/subnetworks"
     st = {
-        "instances": {n: {"zone": z, "aliasIpRanges": [], "fingerprint": "", "ip": f"198.51.100.{11 + i}"}
+        "instances": {n: {"zone": z, "aliasIpRanges": [], "fingerprint": "", "ip": f"198.51.100.{11 + i}",
+                          "subnetwork": f"{regional}/lab"}
                       for i, (n, z) in enumerate(zones.items())},
         "operations": {},
         "tokens": [token],
@@ -300,6 +312,12 @@ def gcp_api(listen, token, pubkey=None):
 
     for inst in st["instances"].values():
         new_fingerprint(inst)
+    # Ranges of their own that a move must leave alone, and another VPC's use of the address.
+    st["instances"]["h1"]["aliasIpRanges"] = [{"ipCidrRange": "198.51.100.208/28"},
+                                              {"ipCidrRange": "203.0.113.7/32", "subnetworkRangeName": "pods"}]
+    st["instances"]["h2"]["aliasIpRanges"] = [{"ipCidrRange": "198.51.100.224/28"}]
+    st["instances"]["other"].update(subnetwork=f"{regional}/elsewhere", ip="203.0.113.50",
+                                    aliasIpRanges=[{"ipCidrRange": f"{vip}/32"}])
 
     def instance_json(name):
         i = st["instances"][name]
@@ -307,7 +325,9 @@ def gcp_api(listen, token, pubkey=None):
         return {"kind": "compute#instance", "id": str(abs(hash(name)) % 10**12), "name": name,
                 "zone": zone_url, "status": "RUNNING", "selfLink": f"{zone_url}/instances/{name}",
                 "networkInterfaces": [{"kind": "compute#networkInterface", "name": "nic0",
-                                       "network": f"{base}/projects/{project}/global/networks/lab",
+                                       "network": f"{base}/projects/{project}/global/networks/"
+                                                  + i["subnetwork"].rsplit("/", 1)[1],
+                                       "subnetwork": i["subnetwork"],
                                        "networkIP": i["ip"], "fingerprint": i["fingerprint"],
                                        "aliasIpRanges": [dict(r) for r in i["aliasIpRanges"]]}]}
 
@@ -389,17 +409,24 @@ def gcp_api(listen, token, pubkey=None):
                     return self.reply(200, {"access_token": t, "expires_in": 3599, "token_type": "Bearer"})
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[7:] not in st["tokens"]:
-                    return self.error(401, "required", "Request is missing required authentication credential.",
-                                      "UNAUTHENTICATED")
+                    return self.error(401, "authError", "Request had invalid authentication credentials. "
+                                      "Expected OAuth 2 access token, login cookie or other valid authentication "
+                                      "credential.", "UNAUTHENTICATED")
                 parts = u.path.strip("/").split("/")
                 if parts[:4] != ["compute", "v1", "projects", project]:
                     return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
                 parts = parts[4:]
                 if method == "GET" and parts == ["aggregated", "instances"]:
+                    names = sorted(st["instances"])
+                    at = int(q.get("pageToken", "0"))
                     items = {}
-                    for n, i in sorted(st["instances"].items()):
+                    for n in names[at:at + 2]:
+                        i = st["instances"][n]
                         items.setdefault(f"zones/{i['zone']}", {"instances": []})["instances"].append(instance_json(n))
-                    return self.reply(200, {"kind": "compute#instanceAggregatedList", "items": items})
+                    page = {"kind": "compute#instanceAggregatedList", "items": items}
+                    if at + 2 < len(names):
+                        page["nextPageToken"] = str(at + 2)
+                    return self.reply(200, page)
                 if len(parts) < 4 or parts[0] != "zones" or parts[2] not in ("instances", "operations"):
                     return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
                 zone, kind, name, rest = parts[1], parts[2], parts[3], parts[4:]
@@ -435,10 +462,11 @@ def gcp_api(listen, token, pubkey=None):
                     mine = {r["ipCidrRange"] for r in want}
                     busy = set()
                     for other, i in st["instances"].items():
-                        if other != name:
+                        if other != name and i["subnetwork"] == inst["subnetwork"]:
                             busy |= {r["ipCidrRange"] for r in i["aliasIpRanges"]}
                     for op in st["operations"].values():
-                        if op["status"] != "DONE" and op["_instance"] != name:
+                        same = st["instances"][op["_instance"]]["subnetwork"] == inst["subnetwork"]
+                        if op["status"] != "DONE" and op["_instance"] != name and same:
                             busy |= {r["ipCidrRange"] for r in op["_ranges"]}
                     if mine & busy:
                         return self.error(400, "badRequest",
@@ -451,7 +479,8 @@ def gcp_api(listen, token, pubkey=None):
                         "name": op_name, "zone": zone_url, "operationType": "updateNetworkInterface",
                         "targetLink": f"{zone_url}/instances/{name}", "status": "RUNNING", "progress": 0,
                         "selfLink": f"{zone_url}/operations/{op_name}", "_instance": name,
-                        "_ranges": [{"ipCidrRange": r["ipCidrRange"]} for r in want]}
+                        "_ranges": [{k: r[k] for k in ("ipCidrRange", "subnetworkRangeName") if k in r}
+                                    for r in want]}
                     st["log"].append({"t": time.time(), "call": "updateNetworkInterface", "instance": name,
                                       "aliasIpRanges": sorted(mine)})
                     threading.Timer(0.3, finish, (op_name,)).start()
