@@ -206,16 +206,7 @@ impl Gcp {
             let v = self.instance_json(project, zone, name).await?;
             let i = interface(&v, nic).ok_or_else(|| self.no_interface(name))?;
             let now = i["aliasIpRanges"].as_array().cloned().unwrap_or_default();
-            let vip_range =
-                |r: &Value| self.vips.iter().any(|vip| is_vip(r["ipCidrRange"].as_str().unwrap_or(""), *vip));
-            let wanted: Vec<Value> = match change {
-                Change::Remove => now.iter().filter(|r| !vip_range(r)).cloned().collect(),
-                Change::Add => {
-                    let have = ranges(&i);
-                    let missing = self.vips.iter().filter(|vip| !have.iter().any(|r| is_vip(r, **vip)));
-                    now.iter().cloned().chain(missing.map(|vip| self.new_range(*vip))).collect()
-                }
-            };
+            let wanted = changed(&now, &self.vips, change, self.range_name.as_deref());
             if wanted.len() == now.len() {
                 return Ok(None);
             }
@@ -240,14 +231,6 @@ impl Gcp {
             "{name}'s fingerprint went stale under each of {FINGERPRINT_TRIES} tries: another client is changing it"
         );
         Err(CallError::new(what, &why, None, true))
-    }
-
-    /// The alias range this instance asks for to carry `vip`.
-    fn new_range(&self, vip: IpAddr) -> Value {
-        match &self.range_name {
-            Some(n) => json!({ "ipCidrRange": format!("{vip}/32"), "subnetworkRangeName": n }),
-            None => json!({ "ipCidrRange": format!("{vip}/32") }),
-        }
     }
 
     /// Follows a zone operation until it is `DONE`, for [`OP_WAIT`] at most; its name is the
@@ -434,6 +417,25 @@ impl Gcp {
     }
 }
 
+/// An interface's alias ranges `now` after `change` of `vips`: every other range as it was
+/// (secondary-range names and all); a VIP added as its /32, from secondary range `range_name`
+/// when set.
+fn changed(now: &[Value], vips: &[IpAddr], change: Change, range_name: Option<&str>) -> Vec<Value> {
+    let is_a_vip = |r: &Value| vips.iter().any(|vip| is_vip(r["ipCidrRange"].as_str().unwrap_or(""), *vip));
+    match change {
+        Change::Remove => now.iter().filter(|r| !is_a_vip(r)).cloned().collect(),
+        Change::Add => {
+            let have: Vec<&str> = now.iter().filter_map(|r| r["ipCidrRange"].as_str()).collect();
+            let missing = vips.iter().filter(|vip| !have.iter().any(|r| is_vip(r, **vip)));
+            let new = missing.map(|vip| match range_name {
+                Some(n) => json!({ "ipCidrRange": format!("{vip}/32"), "subnetworkRangeName": n }),
+                None => json!({ "ipCidrRange": format!("{vip}/32") }),
+            });
+            now.iter().cloned().chain(new).collect()
+        }
+    }
+}
+
 /// Interface `nic` of an instance's JSON.
 fn interface(instance: &Value, nic: &str) -> Option<Value> {
     instance["networkInterfaces"].as_array()?.iter().find(|i| i["name"] == nic).cloned()
@@ -468,6 +470,28 @@ mod tests {
         assert!(!is_vip("198.51.100.96/28", vip));
         assert!(!is_vip("198.51.100.101/32", vip));
         assert!(!is_vip("garbage", vip));
+    }
+
+    #[test]
+    fn a_change_touches_the_vips_own_ranges_and_nothing_else() {
+        let vips: Vec<IpAddr> = vec!["198.51.100.100".parse().unwrap(), "198.51.100.101".parse().unwrap()];
+        let others = vec![
+            json!({ "ipCidrRange": "198.51.100.96/28" }),
+            json!({ "ipCidrRange": "203.0.113.7/32", "subnetworkRangeName": "pods" }),
+        ];
+        let mut held = others.clone();
+        held.push(json!({ "ipCidrRange": "198.51.100.100/32", "subnetworkRangeName": "vips" }));
+        held.push(json!({ "ipCidrRange": "198.51.100.101" }));
+        // Off: exactly the VIPs' ranges go, the wider /28 around them and the rest stay whole.
+        assert_eq!(changed(&held, &vips, Change::Remove, None), others);
+        assert_eq!(changed(&others, &vips, Change::Remove, None), others);
+        // On: the missing VIPs are appended, from the named secondary range; the rest stays.
+        let added = changed(&others, &vips, Change::Add, Some("vips"));
+        assert_eq!(added[..2], others[..]);
+        assert_eq!(added[2], json!({ "ipCidrRange": "198.51.100.100/32", "subnetworkRangeName": "vips" }));
+        assert_eq!(added[3], json!({ "ipCidrRange": "198.51.100.101/32", "subnetworkRangeName": "vips" }));
+        // Already there (in either form): nothing to change.
+        assert_eq!(changed(&held, &vips, Change::Add, Some("vips")), held);
     }
 
     #[test]
