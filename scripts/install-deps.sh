@@ -123,6 +123,9 @@ missing_packages() {
         # One package may provide several commands: list it once.
         [[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
     done
+    # Debian's python3 has the venv module but not ensurepip, which making the cloud tests' venv
+    # needs: python3-venv, in the same single install.
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
     echo "${pkgs[*]}"
 }
 
@@ -209,10 +212,7 @@ install_python_tools() {
     fi
     local py
     py=$(command -v python3) || { err "python3 not found (apt-get install python3 python3-venv)"; return 1; }
-    # Debian's python3 has the venv module but not ensurepip, which making a venv needs.
-    if ! "$py" -c 'import ensurepip' >/dev/null 2>&1; then
-        { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; } || { err "cannot install python3-venv"; return 1; }
-    fi
+    "$py" -c 'import ensurepip' >/dev/null 2>&1 || { err "python3 lacks ensurepip: apt-get install python3-venv"; return 1; }
     install -d -m 0755 -o root -g root "$(dirname "$PY_DIR")"
     "$py" -m venv "$PY_DIR" || { err "cannot make the venv $PY_DIR"; return 1; }
     "$PY_DIR/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" ||

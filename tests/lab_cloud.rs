@@ -28,8 +28,10 @@ use support::*;
 
 /// The Python with moto and boto3 (scripts/install-deps.sh makes it).
 fn python() -> PathBuf {
-    std::env::var_os("VIPCTL_TEST_PYTHON")
-        .map_or_else(|| PathBuf::from("/var/cache/vipctl-lab/py/bin/python3"), PathBuf::from)
+    let py = std::env::var_os("VIPCTL_TEST_PYTHON")
+        .map_or_else(|| PathBuf::from("/var/cache/vipctl-lab/py/bin/python3"), PathBuf::from);
+    assert!(py.exists(), "no {} with moto and boto3: run scripts/install-deps.sh as root", py.display());
+    py
 }
 
 fn fake() -> PathBuf {
@@ -60,7 +62,6 @@ impl<'a> Cloud<'a> {
     /// moto on the client, an account with one ENI per host and a route table.
     fn up(lab: &'a Lab) -> Cloud<'a> {
         let py = python();
-        assert!(py.exists(), "no {} with moto and boto3: run scripts/install-deps.sh as root", py.display());
         let ip = lab.ip_of("cl").to_string();
         let endpoint = format!("http://{ip}:5000");
         let moto = py.with_file_name("moto_server");
@@ -74,7 +75,7 @@ impl<'a> Cloud<'a> {
             .spawn()
             .unwrap();
         let mut helpers = Helpers(vec![child]);
-        note_pid(lab, helpers.0[0].id());
+        lab.note_pid(helpers.0[0].id());
         let setup = lab.wait("moto to answer", Duration::from_secs(20), || {
             let o = lab.exec("cl", &py, &[fake().to_str().unwrap(), "aws-setup", &endpoint, "3"], &[]);
             o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
@@ -84,7 +85,6 @@ impl<'a> Cloud<'a> {
         let route_table = v["route_table"].as_str().unwrap().to_string();
         for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
             helpers.0.push(imds(lab, h, &enis[i]));
-            note_pid(lab, helpers.0.last().unwrap().id());
         }
         Cloud { lab, endpoint, enis, route_table, helpers }
     }
@@ -134,21 +134,10 @@ impl<'a> Cloud<'a> {
     }
 }
 
+/// The FAKE IMDSv2 of `host`, naming `eni` as its ENI.
 fn imds(lab: &Lab, host: &str, eni: &str) -> Child {
     let mac = lab.mac_of(host).to_string();
-    Command::new("ip")
-        .args(["netns", "exec", &lab.ns(host)])
-        .arg(python())
-        .arg(fake())
-        .args(["imds", "127.0.0.1:1338", eni, &mac, "us-east-1"])
-        .spawn()
-        .unwrap()
-}
-
-fn note_pid(lab: &Lab, pid: u32) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(lab.dir.join("extra.pids")).unwrap();
-    writeln!(f, "{pid}").unwrap();
+    spawn_fake(lab, &lab.ns(host), &["imds", "127.0.0.1:1338", eni, &mac, "us-east-1"])
 }
 
 fn only_v4_on(lab: &Lab, host: &str) -> Option<()> {
@@ -168,18 +157,9 @@ fn delivers_after(lab: &Lab, host: &str, since: u128) -> Vec<Rec> {
 /// later epoch), so a test follows the master the sentinels settle on, not the first promotion.
 fn settled_master(lab: &Lab) -> String {
     let agreed = || {
-        // `lab.sh master DIR` prints the first answer only: ask each host's sentinel.
-        let answers: Vec<String> = ["h1", "h2", "h3"]
-            .iter()
-            .filter_map(|h| {
-                let out = lab.sh(&["master", h]);
-                String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string)
-            })
-            .collect();
-        let ips: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let named: Vec<String> = ["h1", "h2", "h3"].iter().filter_map(|h| lab.master_per(h)).collect();
         // A majority (2 of 3): during a partition the cut-off sentinel still names its own host.
-        let top = ips.iter().find(|i| ips.iter().filter(|j| j == i).count() >= 2)?;
-        lab.host_of(top).map(str::to_string)
+        named.iter().find(|m| named.iter().filter(|n| n == m).count() >= 2).cloned()
     };
     lab.wait("the sentinels to agree on one master for 2 s", Duration::from_secs(40), || {
         let first = agreed()?;
@@ -252,9 +232,7 @@ fn the_aws_route_follows_kill_partition_and_switchover_and_a_stale_holder_never_
     let cut = unix_ms();
     assert!(lab.sh(&["isolate", &second, "on"]).status.success());
     let third = lab.wait("the majority to promote another replica", Duration::from_secs(20), || {
-        let out = lab.sh(&["master", "h1"]);
-        let ip = String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.to_string();
-        lab.host_of(&ip).map(str::to_string).filter(|m| *m != second)
+        lab.master_per("h1").filter(|m| *m != second)
     });
     lab.wait("the route to name the majority's master", Duration::from_secs(15), || {
         (cloud.route_holder() == Some(third.as_str())).then_some(())
@@ -310,7 +288,6 @@ fn the_aws_secondary_ip_is_reassigned_and_an_unreachable_metadata_service_shows_
     let metrics = lab.watch_records("h1");
     assert!(metrics.iter().any(|r| r.s("event") == "cloud" && !r.ok()), "no failed cloud record on h1");
     cloud.helpers.0.push(imds(&lab, "h1", &cloud.enis[0]));
-    note_pid(&lab, cloud.helpers.0.last().unwrap().id());
     lab.wait("h1's ENI to hold the VIP", Duration::from_secs(10), || (cloud.eni_holders() == ["h1"]).then_some(()));
     lab.wait("h1's status to say delivered", Duration::from_secs(3), || {
         status(&lab, "h1").contains("cloud:    delivered").then_some(())
@@ -363,7 +340,7 @@ fn the_aws_secondary_ip_is_reassigned_and_an_unreachable_metadata_service_shows_
 /// Starts `args` of the fakes' script in namespace `ns`; the lab kills it by PID if the test dies.
 fn spawn_fake(lab: &Lab, ns: &str, args: &[&str]) -> Child {
     let c = Command::new("ip").args(["netns", "exec", ns]).arg(python()).arg(fake()).args(args).spawn().unwrap();
-    note_pid(lab, c.id());
+    lab.note_pid(c.id());
     c
 }
 
@@ -422,8 +399,6 @@ const HCLOUD_TOKEN: &str = "lab-fake-hcloud-token";
 
 impl<'a> Hetzner<'a> {
     fn up(lab: &'a Lab) -> Hetzner<'a> {
-        let py = python();
-        assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
         let ip = lab.ip_of("cl").to_string();
         let api = ["hetzner-api", &format!("{ip}:8080"), HCLOUD_TOKEN, lab.vip4()];
         let mut helpers = Helpers(vec![spawn_fake(lab, &lab.ns("cl"), &api)]);
@@ -597,7 +572,6 @@ const GCP_TOKEN: &str = "lab-fake-gcp-token";
 impl<'a> Gcp<'a> {
     fn up(lab: &'a Lab) -> Gcp<'a> {
         let py = python();
-        assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
         let ip = lab.ip_of("cl").to_string();
         let api = format!("http://{ip}:8081");
         // A service-account key whose public half the fake's token endpoint checks signatures with.
@@ -616,7 +590,7 @@ impl<'a> Gcp<'a> {
         let api = ["gcp-api", &listen, GCP_TOKEN, lab.vip4(), pubkey.to_str().unwrap()];
         let mut helpers = Helpers(vec![spawn_fake(lab, &lab.ns("cl"), &api)]);
         for (h, zone) in [("h1", "europe-west1-b"), ("h2", "europe-west1-b"), ("h3", "europe-west1-c")] {
-            helpers.0.push(spawn_fake(lab, &lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone]));
+            helpers.0.push(spawn_fake(lab, &lab.ns(h), &["gcp-metadata", "127.0.0.1:1340", h, zone, GCP_TOKEN]));
         }
         let g = Gcp { lab, fake: FakeApi { lab, url: format!("http://{listen}") }, key_file, _helpers: helpers };
         lab.wait("the GCP fake to answer", Duration::from_secs(10), || g.fake.try_state());
@@ -804,8 +778,6 @@ fn a_capable_binary_takes_no_cloud_credentials_from_its_callers_environment() {
     let setcap = Command::new("setcap").arg("cap_net_admin,cap_net_raw+ep").arg(&bin).output().unwrap();
     assert!(setcap.status.success(), "setcap (libcap2-bin): {}", text(&setcap));
     // Every fake on h1's loopback: the Hetzner API and metadata, AWS's IMDS, GCE's metadata.
-    let py = python();
-    assert!(py.exists(), "no {}: run scripts/install-deps.sh as root", py.display());
     let h1 = lab.ns("h1");
     let spawn = |args: &[&str]| spawn_fake(&lab, &h1, args);
     let mac = lab.mac_of("h1").to_string();
@@ -813,7 +785,7 @@ fn a_capable_binary_takes_no_cloud_credentials_from_its_callers_environment() {
         spawn(&["hetzner-api", "127.0.0.1:8080", HCLOUD_TOKEN, lab.vip4()]),
         spawn(&["hetzner-metadata", "127.0.0.1:1339", "101"]),
         spawn(&["imds", "127.0.0.1:1338", "eni-0trust", &mac, "us-east-1"]),
-        spawn(&["gcp-metadata", "127.0.0.1:1340", "h1", "europe-west1-b"]),
+        spawn(&["gcp-metadata", "127.0.0.1:1340", "h1", "europe-west1-b", GCP_TOKEN]),
     ]);
     lab.wait("the fakes to listen", Duration::from_secs(10), || {
         let o = lab.exec("h1", Path::new("/usr/bin/ss"), &["-Hltn"], &[]);

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// The master as `host`'s own sentinel names it, as a host name.
-fn master_per(lab: &Lab, host: &str) -> Option<String> {
-    let out = lab.sh(&["master", host]);
-    let ip = String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.to_string();
-    lab.host_of(&ip).map(str::to_string)
-}
-
 fn fences(lab: &Lab, host: &str) -> Vec<Rec> {
     lab.watch_records(host).into_iter().filter(|r| r.s("reason_code").starts_with("fence")).collect()
 }
@@ -54,7 +47,7 @@ fn cut_h1_and_count_lost(lab: &Lab, mut w: Writer, tag: &str) {
     let cut = unix_ms();
     assert!(lab.sh(&["isolate", "h1", "on"]).status.success());
     let new_master = lab.wait("the majority to promote a replica", Duration::from_secs(15), || {
-        master_per(lab, "h2").filter(|m| m != "h1")
+        lab.master_per("h2").filter(|m| m != "h1")
     });
     lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(&new_master));
     std::thread::sleep(Duration::from_secs(2));

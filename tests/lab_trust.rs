@@ -157,8 +157,7 @@ fn idle_connections_from_another_user_neither_starve_status_nor_stop_fencing() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut pids = std::fs::OpenOptions::new().append(true).open(lab.dir.join("extra.pids")).unwrap();
-    std::io::Write::write_all(&mut pids, format!("{}\n", flood.id()).as_bytes()).unwrap();
+    lab.note_pid(flood.id());
     std::thread::sleep(Duration::from_secs(2));
 
     let t = Instant::now();

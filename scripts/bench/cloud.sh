@@ -35,7 +35,15 @@ cleanup() {
     scripts/lab.sh down "$lab" >/dev/null 2>&1 || true
     rm -rf -- "$lab"
 }
-trap cleanup EXIT INT TERM
+# A reaped child's PID may be reused: cleanup must not kill it again.
+forget() {
+    local p keep=()
+    for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
+# An interrupt ends the script (the EXIT trap cleans up once); it must not carry on.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 scripts/lab.sh up "$lab" >"$out/lab-up.log" 2>&1
 fact() { "$py" -c "import json,sys; d=json.load(open('$lab/lab.json')); print($1)"; }
 cl_ip=$(fact 'd["nodes"]["cl"]["ipv4"]')
@@ -146,13 +154,18 @@ for s in vipctl notify; do
         sleep 0.3
         scripts/lab.sh kill-redis "$lab" "$old" >/dev/null
         wait "$w" || { echo "cloud.sh: $s round $i: $(cat "$out/$s-$i.err")" >&2; exit 1; }
+        forget "$w"
         echo "$s $i: $(cat "$out/$s-$i.json")"
         scripts/lab.sh start-redis "$lab" "$old" >/dev/null
         # Sentinel waits 2 x failover-timeout (5 s in the lab) before it fails the same master
         # over again; a kill sooner measures Sentinel's wait, not the mover.
         sleep 10
     done
-    for d in "${daemons[@]}"; do kill "$d" 2>/dev/null || true; wait "$d" 2>/dev/null || true; done
+    for d in "${daemons[@]}"; do
+        kill "$d" 2>/dev/null || true
+        wait "$d" 2>/dev/null || true
+        forget "$d"
+    done
     cp -r "$lab/$s" "$out/"
 done
 
@@ -164,7 +177,7 @@ for s in ("vipctl", "notify"):
     rows[s] = [json.load(open(f"{out}/{s}-{i}.json"))["ms"] for i in range(1, n + 1)]
 print()
 print("role:master -> moto's route table names the new master's ENI (ms), kill -9 of the master")
-print(f"{'setup':<44} {'median':>8} {'min':>8} {'max':>8}  runs")
+print(f"{'setup':<44} {'median':>8} {'min':>8} {'max':>8}  each run")
 names = {"vipctl": "vipctl watch, [cloud] provider = aws (routes)",
          "notify": "vipctl watch, on_claim + curl + aws CLI"}
 for s, v in rows.items():

@@ -75,18 +75,12 @@ impl Aws {
         let me = self.instance().await?;
         let mut ids = Vec::new();
         if self.route_tables.is_empty() {
-            let mut p = vec![kv("NetworkInterfaceId", me.eni.clone()), kv("AllowReassignment", "true")];
-            p.extend(self.vips.iter().enumerate().map(|(i, v)| (ip_key(i), v.to_string())));
-            let (_, id) = self.call("AssignPrivateIpAddresses", &p).await?;
+            let (_, id) = self.call("AssignPrivateIpAddresses", &self.assign_params(&me.eni)).await?;
             ids.extend(id);
         } else {
             for table in &self.route_tables {
                 for vip in &self.vips {
-                    let p = vec![
-                        kv("RouteTableId", table.clone()),
-                        kv("DestinationCidrBlock", format!("{vip}/32")),
-                        kv("NetworkInterfaceId", me.eni.clone()),
-                    ];
+                    let p = route_params(table, *vip, &me.eni);
                     match self.call("ReplaceRoute", &p).await {
                         Ok((_, id)) => ids.extend(id),
                         // The route is made once, by the first holder; afterwards it is replaced.
@@ -172,19 +166,11 @@ impl Aws {
             }
         }
         out.push(("who holds the VIPs".into(), self.check().await.map(|d| d.holder).map_err(|e| e.to_string())));
-        let (action, p) = if self.route_tables.is_empty() {
-            let mut p = vec![kv("NetworkInterfaceId", me.eni.clone()), kv("AllowReassignment", "true")];
-            p.extend(self.vips.iter().enumerate().map(|(i, v)| (ip_key(i), v.to_string())));
-            ("AssignPrivateIpAddresses", p)
+        let (action, mut p) = if self.route_tables.is_empty() {
+            ("AssignPrivateIpAddresses", self.assign_params(&me.eni))
         } else {
-            let p = vec![
-                kv("RouteTableId", self.route_tables[0].clone()),
-                kv("DestinationCidrBlock", format!("{}/32", self.vips[0])),
-                kv("NetworkInterfaceId", me.eni.clone()),
-            ];
-            ("ReplaceRoute", p)
+            ("ReplaceRoute", route_params(&self.route_tables[0], self.vips[0], &me.eni))
         };
-        let mut p = p;
         p.push(kv("DryRun", "true"));
         let verdict = match self.call(action, &p).await {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok("allowed (DryRun)".into()),
@@ -199,6 +185,13 @@ impl Aws {
         };
         out.push((format!("permission for {action}"), verdict));
         out
+    }
+
+    /// `AssignPrivateIpAddresses` of the VIPs to `eni`, taking them from any other ENI.
+    fn assign_params(&self, eni: &str) -> Vec<(String, String)> {
+        let mut p = vec![kv("NetworkInterfaceId", eni), kv("AllowReassignment", "true")];
+        p.extend(self.vips.iter().enumerate().map(|(i, v)| (ip_key(i), v.to_string())));
+        p
     }
 
     /// One EC2 Query API call: its body and request id, or the error EC2 gave.
@@ -372,6 +365,11 @@ fn table_key(i: usize) -> String {
 }
 
 /// A call's parameter.
+/// `ReplaceRoute` (or `CreateRoute`) of `vip`/32 in `table` to `eni`.
+fn route_params(table: &str, vip: IpAddr, eni: &str) -> Vec<(String, String)> {
+    vec![kv("RouteTableId", table), kv("DestinationCidrBlock", format!("{vip}/32")), kv("NetworkInterfaceId", eni)]
+}
+
 fn kv(k: &str, v: impl Into<String>) -> (String, String) {
     (k.to_string(), v.into())
 }

@@ -116,7 +116,7 @@ impl Gcp {
         }
         let what = "updateNetworkInterface";
         ids.extend(self.update(&me.project, &me.zone, &me.name, &self.interface, Change::Add, what).await?);
-        Ok(self.check().await?.after(ids))
+        Ok(self.check_in(&me, &subnetwork).await?.after(ids))
     }
 
     /// Who holds the VIPs; changes nothing. Here means: every VIP on this interface, and none on
@@ -124,15 +124,20 @@ impl Gcp {
     pub async fn check(&self) -> Result<Delivered, CallError> {
         let me = self.instance().await?;
         let subnetwork = self.my_subnetwork(&me).await?;
-        let holders = self.holders(&me.project, &subnetwork).await?;
+        self.check_in(&me, &subnetwork).await
+    }
+
+    /// [`Gcp::check`] in a subnetwork already read.
+    async fn check_in(&self, me: &Instance, subnetwork: &str) -> Result<Delivered, CallError> {
+        let holders = self.holders(&me.project, subnetwork).await?;
         let who = if holders.is_empty() {
             "nobody".into()
         } else {
             holders.iter().map(|h| format!("{}/{} {}", h.zone, h.name, h.interface)).collect::<Vec<_>>().join(", ")
         };
-        let mine: Vec<&String> = holders.iter().filter(|h| self.is_me(&me, h)).flat_map(|h| &h.ranges).collect();
+        let mine: Vec<&String> = holders.iter().filter(|h| self.is_me(me, h)).flat_map(|h| &h.ranges).collect();
         let here = self.vips.iter().all(|vip| mine.iter().any(|r| is_vip(r, *vip)));
-        let alone = holders.iter().all(|h| self.is_me(&me, h));
+        let alone = holders.iter().all(|h| self.is_me(me, h));
         Ok(Delivered { here: here && alone, holder: who, request_ids: Vec::new() })
     }
 

@@ -462,7 +462,7 @@ async fn check_speaker(c: &mut Checks, config: &Config, host: &HostState, opts: 
     }
 }
 
-/// The provider API's read-only checks (metadata, credentials, permission by DryRun, the holder).
+/// The provider API's read-only checks (metadata, credentials, permissions, the holder).
 async fn check_cloud(c: &mut Checks, master: &crate::config::Master) {
     let api = match crate::cloud::Api::of(master) {
         Ok(Some(api)) => api,

@@ -81,10 +81,8 @@ impl Handle {
     pub fn fast(&self, on: bool) {
         // Turning fast wakes the task: it would otherwise finish the slow wait it is in (up to a
         // probe period) before its first fast PING, and a cut just after a claim would go unseen.
-        if on && !self.fast.swap(on, Ordering::Relaxed) {
+        if !self.fast.swap(on, Ordering::Relaxed) && on {
             self.nudge.notify_one();
-        } else {
-            self.fast.store(on, Ordering::Relaxed);
         }
     }
 }

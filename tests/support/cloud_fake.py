@@ -28,9 +28,10 @@
                                   tests, GET /_fake/state shows everything and POST
                                   /_fake/stale-reads?n=N makes the next N floating IP reads
                                   name no server (a lagging read).
-  gcp-metadata LISTEN NAME ZONE   a FAKE of GCE's metadata server: instance/name, instance/zone,
+  gcp-metadata LISTEN NAME ZONE TOKEN
+                                  a FAKE of GCE's metadata server: instance/name, instance/zone,
                                   project/project-id (vipctl-lab) and the default service
-                                  account's token, only with Metadata-Flavor: Google (403
+                                  account's token TOKEN, only with Metadata-Flavor: Google (403
                                   otherwise, as GCE answers).
   gcp-api LISTEN TOKEN VIP [PUBKEY]
                                   a FAKE of the Compute Engine API, not Google's: GCP has no
@@ -251,14 +252,14 @@ def hetzner_api(listen, token, vip):
     ThreadingHTTPServer((host, int(port)), H).serve_forever()
 
 
-def gcp_metadata(listen, name, zone):
+def gcp_metadata(listen, name, zone, token):
     host, port = listen.rsplit(":", 1)
     paths = {
         "/computeMetadata/v1/instance/name": name,
         "/computeMetadata/v1/instance/zone": f"projects/123456789012/zones/{zone}",
         "/computeMetadata/v1/project/project-id": "vipctl-lab",
         "/computeMetadata/v1/instance/service-accounts/default/token":
-            json.dumps({"access_token": GCP_TOKEN, "expires_in": 3599, "token_type": "Bearer"}),
+            json.dumps({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
     }
 
     class H(BaseHTTPRequestHandler):
@@ -279,9 +280,6 @@ def gcp_metadata(listen, name, zone):
             self.wfile.write(b)
 
     ThreadingHTTPServer((host, int(port)), H).serve_forever()
-
-
-GCP_TOKEN = "lab-fake-gcp-token"
 
 
 def gcp_api(listen, token, vip, pubkey=None):

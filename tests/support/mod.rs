@@ -284,6 +284,22 @@ impl Lab {
         &self.node(host).ipv6
     }
 
+    /// Records a helper process `pid` of the test so that `lab.sh down` kills it (after its
+    /// start-time check) even if the test dies first.
+    pub fn note_pid(&self, pid: u32) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("extra.pids")).unwrap();
+        writeln!(f, "{pid}").unwrap();
+    }
+
+    /// The master as `host`'s own sentinel names it, as a host name (`lab.sh master DIR` alone
+    /// prints the first sentinel's answer only).
+    pub fn master_per(&self, host: &str) -> Option<String> {
+        let out = self.sh(&["master", host]);
+        let ip = String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.to_string();
+        self.host_of(&ip).map(str::to_string)
+    }
+
     /// The host whose own (IPv4 or IPv6) address is `ip`, if any.
     pub fn host_of(&self, ip: &str) -> Option<&str> {
         // With LAB_HOSTNAMES the sentinels name hosts as hN.lab.
@@ -426,9 +442,7 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Recorded so that lab.sh down kills it even if this test dies first.
-        let mut pids = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("extra.pids")).unwrap();
-        std::io::Write::write_all(&mut pids, format!("{}\n", child.id()).as_bytes()).unwrap();
+        self.note_pid(child.id());
         Writer { child, path }
     }
 
@@ -687,8 +701,7 @@ impl Lab {
             .stderr(out)
             .spawn()
             .unwrap();
-        let mut pids = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("extra.pids")).unwrap();
-        std::io::Write::write_all(&mut pids, format!("{}\n", child.id()).as_bytes()).unwrap();
+        self.note_pid(child.id());
         let d = Daemon { child, host: host.to_string() };
         self.wait(&format!("vipctl watch on {host} to answer on its socket"), Duration::from_secs(10), || {
             std::os::unix::net::UnixStream::connect(self.socket(host)).ok().map(|_| ())

@@ -37,11 +37,13 @@ pub enum DeliveryOutcome {
 impl Core {
     /// Follows the rule for `name` at `now`: call, check, stop, or set the timer.
     pub(super) fn delivery_step(&mut self, name: &str, now: Instant) {
-        let Some(cloud) = self.config.masters.get(name).and_then(|m| m.cloud.clone()) else { return };
+        // Runs after every decision: only what it needs is read from the config, nothing cloned.
+        let Some(cloud) = self.config.masters.get(name).and_then(|m| m.cloud.as_ref()) else { return };
         if self.settings.dry_run {
             return;
         }
         let schedule = Schedule { retry_for: cloud.retry_for, verify_every: cloud.verify_every };
+        let provider = cloud.provider.name();
         let st = self.masters.get_mut(name).expect("configured");
         let releasing = st.in_flight == Some(crate::policy::Act::Release);
         let entitled = delivery::entitled(st.belief.as_ref(), st.holding, releasing);
@@ -66,10 +68,7 @@ impl Core {
                 d.failures = None;
                 st.timers.set(Timer::Delivery, None);
                 if matches!(was, Phase::Calling | Phase::Checking) {
-                    tracing::info!(
-                        "master `{name}`: this host lets go; the call to {} under way is stopped",
-                        cloud.provider.name()
-                    );
+                    tracing::info!("master `{name}`: this host lets go; the call to {provider} under way is stopped");
                 }
                 self.effects.push(Effect::StopDelivery { master: master.clone() });
                 self.effects.push(Effect::Metric(Metric::Delivered { master, delivered: false }));
@@ -87,8 +86,10 @@ impl Core {
         outcome: DeliveryOutcome,
         now: Instant,
     ) {
-        let Some(cloud) = self.config.masters.get(name).and_then(|m| m.cloud.clone()) else { return };
-        let provider = cloud.provider.name();
+        let Some(provider) = self.config.masters.get(name).and_then(|m| m.cloud.as_ref()).map(|c| c.provider.name())
+        else {
+            return;
+        };
         let Some(st) = self.masters.get_mut(name) else { return };
         let d = &mut st.delivery;
         if generation != d.generation || !matches!(d.phase, Phase::Calling | Phase::Checking) {

@@ -93,9 +93,8 @@ fn delivered_metric(sim: &Sim) -> Option<bool> {
 }
 
 fn throttled() -> CallError {
-    let mut e = CallError::new("AssignPrivateIpAddresses", "RequestLimitExceeded", Some("req-x".into()), true);
-    e.code = Some("RequestLimitExceeded".into());
-    e
+    CallError::new("AssignPrivateIpAddresses", "RequestLimitExceeded", Some("req-x".into()), true)
+        .with_code("RequestLimitExceeded")
 }
 
 #[test]
@@ -264,9 +263,8 @@ fn failures_back_off_within_the_bound_then_wait_for_the_check() {
 #[test]
 fn an_error_only_a_person_can_fix_is_not_hammered() {
     let mut sim = Sim::new(1, cloud_config(&[], false, 30_000));
-    let mut denied = CallError::new("AssignPrivateIpAddresses", "UnauthorizedOperation", Some("req-d".into()), false);
-    denied.code = Some("UnauthorizedOperation".into());
-    sim.cloud.fail = Some(denied);
+    let denied = CallError::new("AssignPrivateIpAddresses", "UnauthorizedOperation", Some("req-d".into()), false);
+    sim.cloud.fail = Some(denied.with_code("UnauthorizedOperation"));
     sim.run_for(Duration::from_secs(25));
     assert_eq!(sim.cloud.times("deliver").len(), 1, "{:?}", sim.cloud.log);
     sim.run_for(Duration::from_secs(10));
