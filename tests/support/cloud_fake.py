@@ -70,8 +70,43 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def imds(listen, eni, mac, region):
+class Quiet(BaseHTTPRequestHandler):
+    """A handler that logs nothing and answers with a body and its length."""
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body, **headers):
+        b = body if isinstance(body, bytes) else body.encode()
+        self.send_response(code)
+        for k, v in headers.items():
+            self.send_header(k.replace("_", "-"), v)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_PATCH(self):
+        self.handle_any("PATCH")
+
+    def handle_any(self, method):
+        self.send(405, "")
+
+
+def serve(listen, handler):
     host, port = listen.rsplit(":", 1)
+    ThreadingHTTPServer((host, int(port)), handler).serve_forever()
+
+
+def imds(listen, eni, mac, region):
     token = "fake-imds-token"
     paths = {
         "/latest/meta-data/mac": mac,
@@ -83,53 +118,31 @@ def imds(listen, eni, mac, region):
             "Token": "lab-fake-session", "Expiration": "2099-01-01T00:00:00Z"}),
     }
 
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def reply(self, code, body):
-            b = body.encode()
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
-
-        def do_PUT(self):
-            if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                return self.reply(200, token)
-            self.reply(400, "")
-
-        def do_GET(self):
+    class H(Quiet):
+        def handle_any(self, method):
+            if method == "PUT":
+                ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                return self.send(200, token) if ok else self.send(400, "")
             if self.headers.get("X-aws-ec2-metadata-token") != token:
-                return self.reply(401, "")
+                return self.send(401, "")
             body = paths.get(self.path)
-            self.reply(200, body) if body is not None else self.reply(404, "")
+            self.send(200, body) if body is not None else self.send(404, "")
 
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve(listen, H)
 
 
 def hetzner_metadata(listen, server_id):
-    host, port = listen.rsplit(":", 1)
-
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
+    class H(Quiet):
+        def handle_any(self, method):
             ok = self.path == "/hetzner/v1/metadata/instance-id"
-            b = (server_id if ok else "not found").encode()
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
+            self.send(200 if ok else 404, server_id if ok else "not found")
 
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve(listen, H)
 
 
 def hetzner_api(listen, token, vip):
     import threading
     import time
-    host, port = listen.rsplit(":", 1)
     lock = threading.Lock()
     net = 7
     st = {
@@ -155,18 +168,10 @@ def hetzner_api(listen, token, vip):
                               "resources": resources, "error": None}
         return {"action": dict(st["actions"][aid])}
 
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class H(Quiet):
         def reply(self, code, obj):
-            b = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Correlation-Id", f"fake-{time.monotonic_ns():x}")
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
+            self.send(code, json.dumps(obj), Content_Type="application/json",
+                      X_Correlation_Id=f"fake-{time.monotonic_ns():x}")
 
         def error(self, code, err, message):
             st["log"].append({"t": time.time(), "call": self.path, "error": err})
@@ -243,17 +248,10 @@ def hetzner_api(listen, token, vip):
                     return self.reply(200, {"action": a})
                 return self.error(404, "not_found", "not found")
 
-        def do_GET(self):
-            self.handle_any("GET")
-
-        def do_POST(self):
-            self.handle_any("POST")
-
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve(listen, H)
 
 
 def gcp_metadata(listen, name, zone, token):
-    host, port = listen.rsplit(":", 1)
     paths = {
         "/computeMetadata/v1/instance/name": name,
         "/computeMetadata/v1/instance/zone": f"projects/123456789012/zones/{zone}",
@@ -262,24 +260,16 @@ def gcp_metadata(listen, name, zone, token):
             json.dumps({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
     }
 
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
+    class H(Quiet):
+        def handle_any(self, method):
             if self.headers.get("Metadata-Flavor") != "Google":
                 code, body = 403, "Missing Metadata-Flavor:Google header."
             else:
                 body = paths.get(self.path)
                 code, body = (200, body) if body is not None else (404, "not found")
-            b = body.encode()
-            self.send_response(code)
-            self.send_header("Metadata-Flavor", "Google")
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
+            self.send(code, body, Metadata_Flavor="Google")
 
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve(listen, H)
 
 
 def gcp_api(listen, token, vip, pubkey=None):
@@ -288,7 +278,6 @@ def gcp_api(listen, token, vip, pubkey=None):
     import threading
     import time
     from urllib.parse import parse_qs, urlparse
-    host, port = listen.rsplit(":", 1)
     lock = threading.Lock()
     project = "vipctl-lab"
     base = f"http://{listen}/compute/v1"
@@ -357,17 +346,9 @@ def gcp_api(listen, token, vip, pubkey=None):
             raise ValueError("expired")
         return c
 
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class H(Quiet):
         def reply(self, code, obj):
-            b = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(b)))
-            self.end_headers()
-            self.wfile.write(b)
+            self.send(code, json.dumps(obj), Content_Type="application/json; charset=UTF-8")
 
         def error(self, code, reason, message, status):
             st["log"].append({"t": time.time(), "call": self.path, "error": reason})
@@ -485,16 +466,7 @@ def gcp_api(listen, token, vip, pubkey=None):
                     return self.reply(200, shown(st["operations"][op_name]))
                 return self.error(404, "notFound", f"The resource '{u.path}' was not found", "NOT_FOUND")
 
-        def do_GET(self):
-            self.handle_any("GET")
-
-        def do_POST(self):
-            self.handle_any("POST")
-
-        def do_PATCH(self):
-            self.handle_any("PATCH")
-
-    ThreadingHTTPServer((host, int(port)), H).serve_forever()
+    serve(listen, H)
 
 
 def role_is_master(addr):
