@@ -573,7 +573,8 @@ fn hook_users(watch: &crate::config::Watch) -> Vec<String> {
 }
 
 /// Sends `SENTINEL FAILOVER` and tells an error reply (the sentinel refused) from no answer (it
-/// may have started).
+/// may have started). A sentinel in TILT is not asked: it would say `+OK` and do nothing until it
+/// leaves TILT, then fail over unelected, racing whatever the next one asked does.
 async fn ask_failover(
     sentinel: &SentinelAddr,
     access: &Access,
@@ -582,10 +583,18 @@ async fn ask_failover(
 ) -> core::AskOutcome {
     let work = async {
         let mut con = access.connect(sentinel, timeout).await?;
-        cmd.query_async::<redis::Value>(&mut con).await
+        // An error (an ACL without INFO) is no reason not to ask: it is asked as before.
+        if let Ok(info) = redis::cmd("INFO").arg("sentinel").query_async::<String>(&mut con).await {
+            let tilt = crate::sentinel::tilt::parse(&info);
+            if tilt != crate::sentinel::tilt::Tilt::No {
+                return Ok(Err(tilt));
+            }
+        }
+        cmd.query_async::<redis::Value>(&mut con).await.map(Ok)
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(_)) => core::AskOutcome::Accepted,
+        Ok(Ok(Err(tilt))) => core::AskOutcome::Refused(tilt.to_string()),
+        Ok(Ok(Ok(_))) => core::AskOutcome::Accepted,
         Ok(Err(e)) if e.code().is_some() => {
             core::AskOutcome::Refused(format!("{} {}", e.code().unwrap_or_default(), e.detail().unwrap_or_default()))
         }

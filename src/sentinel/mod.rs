@@ -1,10 +1,11 @@
 //! Redis Sentinel's protocol as vipctl uses it: asking who a master is (this file), its pub/sub
-//! events ([`events`]), and its config file and systemd unit ([`conf`]). Weighing the answers is
-//! the policy's job ([`crate::policy::weigh`]).
+//! events ([`events`]), its TILT mode ([`tilt`]), and its config file and systemd unit
+//! ([`conf`]). Weighing the answers is the policy's job ([`crate::policy::weigh`]).
 
 pub mod conf;
 pub mod events;
 mod replicas;
+pub mod tilt;
 
 pub use replicas::{Listed, parse_listed};
 

@@ -129,6 +129,47 @@ fn a_refusal_passes_to_the_next_sentinel_and_all_refusing_leaves_it_to_sentinel(
     assert_eq!(asked(&sim).len(), 3, "asked again for the same death");
 }
 
+/// What the edge answers for a sentinel in TILT (it is not sent `SENTINEL FAILOVER`).
+fn tilt() -> AskOutcome {
+    AskOutcome::Refused(crate::sentinel::tilt::Tilt::Since(Some(3)).to_string())
+}
+
+#[test]
+fn a_sentinel_in_tilt_is_passed_over_at_once_and_the_next_starts_it() {
+    let mut sim = fail_fast(true);
+    sim.failover_reply_of = vec![(sentinel(1), tilt())];
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(200));
+    let asks = asked(&sim);
+    assert_eq!(
+        asks.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+        [sentinel(1), sentinel(2)].map(|s| s.to_string())
+    );
+    // Not after the 1 s bound for a selection: TILT is known at once.
+    assert!(asks[1].0 - asks[0].0 < Duration::from_millis(50), "{asks:?}");
+    sim.replica_event(&sentinel(2), "+selected-slave", &redis(2));
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(asked(&sim).len(), 2, "{:?}", asked(&sim));
+    assert_eq!(outcomes(&sim), ["trigger", "trigger"]);
+}
+
+#[test]
+fn every_sentinel_in_tilt_leaves_it_to_sentinel_and_says_tilt() {
+    let mut sim = fail_fast(true);
+    sim.failover_reply = tilt();
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(asked(&sim).len(), 3);
+    assert_eq!(outcomes(&sim), ["trigger", "trigger", "trigger", "none_started"]);
+    let said = sim.records().into_iter().find(|(code, _)| code == "fail_fast_refused").unwrap_or_default().1;
+    assert!(said.contains("none started") && said.contains("TILT"), "{:?}", sim.records());
+    // Not asked again: after TILT, Sentinel fails the dead master over on its own, and a forced
+    // failover asked then would race it.
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(asked(&sim).len(), 3, "asked again for the same death");
+    assert!(!sim.holding());
+}
+
 #[test]
 fn an_accepted_failover_that_selects_no_one_in_time_passes_to_the_next() {
     let mut sim = fail_fast(true);

@@ -115,6 +115,8 @@ pub struct Sim {
     pub failover_asks: Vec<(Duration, HostPort)>,
     /// What every sentinel answers to `SENTINEL FAILOVER`.
     pub failover_reply: AskOutcome,
+    /// What some sentinels answer instead (one in TILT, say).
+    pub failover_reply_of: Vec<(HostPort, AskOutcome)>,
     /// Replicas the sentinels list as ones they would not promote (besides frozen or gone ones).
     pub unpromotable: Vec<HostPort>,
     /// The provider's API, for a config with a cloud table (a fake: see [`super::cloud`]).
@@ -190,6 +192,7 @@ impl Sim {
             contacted: Vec::new(),
             failover_asks: Vec::new(),
             failover_reply: AskOutcome::Accepted,
+            failover_reply_of: Vec::new(),
             unpromotable: Vec::new(),
             cloud: super::cloud::FakeCloud::default(),
         };
@@ -447,7 +450,8 @@ impl Sim {
                 Effect::UnwatchLocal { .. } => self.local_watch = None,
                 Effect::AskFailover { master, sentinel } => {
                     self.failover_asks.push((self.elapsed(), sentinel.clone()));
-                    let outcome = self.failover_reply.clone();
+                    let own = self.failover_reply_of.iter().find(|(s, _)| *s == sentinel).map(|(_, o)| o.clone());
+                    let outcome = own.unwrap_or_else(|| self.failover_reply.clone());
                     self.deliver(HOP, Input::FailoverAsked { master, sentinel, outcome });
                 }
                 e @ (Effect::Deliver { .. } | Effect::CheckDelivery { .. } | Effect::StopDelivery { .. }) => {
