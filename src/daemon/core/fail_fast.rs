@@ -216,8 +216,12 @@ impl Core {
         }
         match outcome {
             // Its word alone: the failover must show (a selection, a sentinel's failover flag)
-            // within the bound, or the next one is asked.
-            AskOutcome::Accepted => tracing::info!("master `{name}`: sentinel {sentinel} accepted SENTINEL FAILOVER"),
+            // within the bound, or the next one is asked. Its flag is asked for at once: between
+            // full questions (seconds apart with heartbeats) the last answer predates the +OK.
+            AskOutcome::Accepted => {
+                tracing::info!("master `{name}`: sentinel {sentinel} accepted SENTINEL FAILOVER");
+                self.effects.push(Effect::Nudge { sentinels: vec![sentinel.clone()], replicas: false });
+            }
             // Another sentinel leads a failover already: it started.
             AskOutcome::Refused(e) if e.starts_with("INPROG") => {
                 tracing::info!("master `{name}`: sentinel {sentinel}: a failover is in progress ({e})");
@@ -232,6 +236,7 @@ impl Core {
             // (two forced failovers at once would race each other).
             AskOutcome::Unknown(e) => {
                 tracing::warn!("master `{name}`: sentinel {sentinel} did not answer SENTINEL FAILOVER: {e}");
+                self.effects.push(Effect::Nudge { sentinels: vec![sentinel.clone()], replicas: false });
             }
         }
         self.decide(name, &format!("sentinel {sentinel} answered SENTINEL FAILOVER"), now);

@@ -188,6 +188,25 @@ fn an_accepted_failover_that_selects_no_one_in_time_passes_to_the_next() {
 }
 
 #[test]
+fn an_accepted_failover_flagged_but_slow_to_select_is_not_asked_of_another() {
+    // Sentinel flags the failover as it replies +OK; its selection comes at its next timer tick,
+    // later than 1 s on a stalled machine. Asking the next then would start a second forced
+    // failover racing the first. Full questions far apart (heartbeats make them 5 s apart; none
+    // falls within this test's window), PINGs vouching between.
+    let mut sim = fail_fast(true);
+    sim.flag_on_accept = true;
+    sim.answer_round = Duration::from_secs(60);
+    sim.run_for(Duration::from_secs(2));
+    sim.kill(&redis(1));
+    sim.run_for(Duration::from_millis(3000));
+    assert_eq!(asked(&sim).len(), 1, "{:?}", asked(&sim));
+    assert_eq!(outcomes(&sim), ["trigger"]);
+    sim.replica_event(&sentinel(1), "+selected-slave", &redis(2));
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(asked(&sim).len(), 1, "{:?}", asked(&sim));
+}
+
+#[test]
 fn a_redis_back_during_the_failover_is_fenced_not_served_and_asks_nothing_again() {
     let mut sim = fail_fast(true);
     sim.kill(&redis(1));

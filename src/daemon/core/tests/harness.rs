@@ -60,6 +60,8 @@ pub struct FakeSentinel {
     pub up: bool,
     /// The masters it reports on (a sentinel configured for other masters knows nothing of ours).
     pub knows: bool,
+    /// It flags a failover in progress (`failover_in_progress` in `SENTINEL MASTER`).
+    pub failing_over: bool,
 }
 
 /// A fake Redis.
@@ -105,6 +107,7 @@ pub struct Sim {
     watches: BTreeSet<HostPort>,
     local_watch: Option<HostPort>,
     next_round: Instant,
+    next_full: Instant,
     /// Each change of a Redis's fence: (time since start, Redis, fenced).
     pub fence_log: Vec<(Duration, HostPort, bool)>,
     /// Each change of this host's VIP: (time since start, bound).
@@ -117,6 +120,12 @@ pub struct Sim {
     pub failover_reply: AskOutcome,
     /// What some sentinels answer instead (one in TILT, say).
     pub failover_reply_of: Vec<(HostPort, AskOutcome)>,
+    /// A sentinel that answers `+OK` flags the failover at once, as Sentinel does (and selects
+    /// nothing unless the test says so); false: its `+OK` is a word and nothing else.
+    pub flag_on_accept: bool,
+    /// Between full questions to every sentinel; a PING vouches for the last answer each round
+    /// between (the daemon's heartbeats make them 5 s apart while all is well).
+    pub answer_round: Duration,
     /// Replicas the sentinels list as ones they would not promote (besides frozen or gone ones).
     pub unpromotable: Vec<HostPort>,
     /// The provider's API, for a config with a cloud table (a fake: see [`super::cloud`]).
@@ -154,8 +163,14 @@ impl Sim {
         };
         let mut sentinels = BTreeMap::new();
         for s in config.masters["mymaster"].sentinels.clone() {
-            let honest =
-                FakeSentinel { master: redis(1), epoch: 0, replicas: vec![redis(2), redis(3)], up: true, knows: true };
+            let honest = FakeSentinel {
+                master: redis(1),
+                epoch: 0,
+                replicas: vec![redis(2), redis(3)],
+                up: true,
+                knows: true,
+                failing_over: false,
+            };
             sentinels.insert(s, honest);
         }
         let mut redis_map = BTreeMap::new();
@@ -187,12 +202,15 @@ impl Sim {
             watches: BTreeSet::new(),
             local_watch: None,
             next_round: t0,
+            next_full: t0,
             fence_log: Vec::new(),
             vip_log: Vec::new(),
             contacted: Vec::new(),
             failover_asks: Vec::new(),
             failover_reply: AskOutcome::Accepted,
             failover_reply_of: Vec::new(),
+            flag_on_accept: false,
+            answer_round: ROUND,
             unpromotable: Vec::new(),
             cloud: super::cloud::FakeCloud::default(),
         };
@@ -343,9 +361,17 @@ impl Sim {
         } else {
             self.next_round = self.now + ROUND;
             self.deliver(HOP, Input::Host(Ok(self.host.clone())));
+            let full = self.now >= self.next_full;
+            if full {
+                self.next_full = self.now + self.answer_round;
+            }
             let all: Vec<HostPort> = self.sentinels.keys().cloned().collect();
             for s in all {
-                self.answer(&s);
+                match self.sentinels[&s].up {
+                    // Between full questions a PING vouches that its last answer stands.
+                    true if !full => self.deliver(HOP, Input::Alive(s)),
+                    _ => self.answer(&s),
+                }
             }
         }
         self.carry_out();
@@ -362,7 +388,7 @@ impl Sim {
             Answer::Master {
                 addr: f.master.clone(),
                 epoch: f.epoch,
-                flags: "master".into(),
+                flags: if f.failing_over { "master,failover_in_progress" } else { "master" }.into(),
                 down_after_ms: Some(1000),
                 failover_timeout_ms: Some(5000),
             }
@@ -452,6 +478,12 @@ impl Sim {
                     self.failover_asks.push((self.elapsed(), sentinel.clone()));
                     let own = self.failover_reply_of.iter().find(|(s, _)| *s == sentinel).map(|(_, o)| o.clone());
                     let outcome = own.unwrap_or_else(|| self.failover_reply.clone());
+                    if outcome == AskOutcome::Accepted
+                        && self.flag_on_accept
+                        && let Some(f) = self.sentinels.get_mut(&sentinel)
+                    {
+                        f.failing_over = true;
+                    }
                     self.deliver(HOP, Input::FailoverAsked { master, sentinel, outcome });
                 }
                 e @ (Effect::Deliver { .. } | Effect::CheckDelivery { .. } | Effect::StopDelivery { .. }) => {
