@@ -96,6 +96,31 @@ fn writing(name: &str, down_after_ms: u64, secs: u64) -> (Lab, Vec<Daemon>, Writ
     (lab, daemons, w)
 }
 
+/// A kill -9's failover as the client saw it.
+struct Counted {
+    lines: Vec<Write>,
+    /// The longest gap between acknowledged writes after the kill.
+    outage: u128,
+    /// Acknowledged writes lost to asynchronous replication, and otherwise (see [`losses`]).
+    replication: i64,
+    other: i64,
+}
+
+/// Waits (bounded) for the VIP on `new_master` alone and a write through it, then stops the
+/// client and counts what it saw after `killed`.
+fn counted_after(lab: &Lab, w: &mut Writer, new_master: &str, killed: u128) -> Counted {
+    lab.wait("the VIP on the new master only", Duration::from_secs(15), || lab.only_on(new_master));
+    lab.wait("a write after the failover", Duration::from_secs(5), || {
+        w.lines().into_iter().find(|l| l.ok && l.value.is_some() && l.at_ms > killed + 50).map(|_| ())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    w.stop();
+    let lines = w.lines();
+    let after: Vec<Write> = lines.iter().filter(|l| l.at_ms + 20 >= killed).cloned().collect();
+    let (replication, other) = losses(&lines, killed);
+    Counted { outage: longest_write_gap_ms(&after), replication, other, lines }
+}
+
 fn kill_9(name: &str, down_after_ms: u64) {
     once_more_if_tilted(name, |name| kill_9_once(name, down_after_ms));
 }
@@ -105,17 +130,8 @@ fn kill_9_once(name: &str, down_after_ms: u64) {
     std::thread::sleep(Duration::from_secs(1));
     let killed = unix_ms();
     assert!(lab.sh(&["kill-redis", "h1"]).status.success());
-    let new_master = lab.wait_promotion();
-    lab.wait("the VIP on the new master only", Duration::from_secs(10), || lab.only_on(new_master));
-    lab.wait("a write after the failover", Duration::from_secs(5), || {
-        w.lines().into_iter().find(|l| l.ok && l.value.is_some() && l.at_ms > killed + 50).map(|_| ())
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    w.stop();
-    let lines = w.lines();
-    let after: Vec<Write> = lines.iter().filter(|l| l.at_ms + 20 >= killed).cloned().collect();
-    let outage = longest_write_gap_ms(&after);
-    let (replication, other) = losses(&lines, killed);
+    let new_master = lab.wait_promotion().to_string();
+    let Counted { outage, replication, other, .. } = counted_after(&lab, &mut w, &new_master, killed);
     eprintln!(
         "[{name}] down-after {down_after_ms} ms: client outage {outage} ms after kill -9; lost acknowledged writes: \
          {replication} to asynchronous replication (acknowledged by the dead master, never replicated), {other} else"
@@ -349,20 +365,11 @@ fn sentinels_in_tilt_are_not_asked_and_sentinel_fails_over_after_it() {
     let new_master = lab.wait("Sentinel's failover after TILT", Duration::from_secs(90), || {
         lab.master().filter(|m| m != lab.ip_of("h1")).and_then(|m| lab.host_of(&m).map(str::to_string))
     });
-    lab.wait("the VIP on the new master only", Duration::from_secs(15), || lab.only_on(&new_master));
-    lab.wait("a write after the failover", Duration::from_secs(5), || {
-        w.lines().into_iter().find(|l| l.ok && l.value.is_some() && l.at_ms > killed + 50).map(|_| ())
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    w.stop();
-    let lines = w.lines();
-    let after: Vec<Write> = lines.iter().filter(|l| l.at_ms + 20 >= killed).cloned().collect();
-    let (replication, other) = losses(&lines, killed);
+    let Counted { lines, outage, replication, other } = counted_after(&lab, &mut w, &new_master, killed);
     eprintln!(
-        "[{name}] Sentinel switched to {:?}; client outage {} ms after kill -9 (TILT's 30 s and down-after's 10, as without vipctl); \
-         lost acknowledged writes: {replication} to asynchronous replication, {other} else",
+        "[{name}] Sentinel switched to {:?}; client outage {outage} ms after kill -9 (TILT's 30 s and down-after's \
+         10, as without vipctl); lost acknowledged writes: {replication} to asynchronous replication, {other} else",
         lab.switched_to(),
-        longest_write_gap_ms(&after)
     );
     assert_eq!(other, 0, "acknowledged writes lost beyond asynchronous replication: {:?}", lost_writes(&lines).1);
     assert_eq!(lab.switched_to().len(), 1, "more than one failover: {:?}", lab.switched_to());
