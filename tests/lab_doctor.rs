@@ -1,5 +1,6 @@
 //! `vipctl check` (alias `doctor`) on a lab host: one healthy run, then one run per broken thing,
-//! each reporting that thing with a fix, and exit status 2.
+//! each reporting that thing with a fix, and exit status 2 (a warning, exit 0, for what only
+//! weakens fail-fast: a sentinel ACL user without `+info`, a sentinel in TILT).
 
 mod support;
 
@@ -65,6 +66,20 @@ impl Doctor<'_> {
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {}", text(&out)));
         (out.status.code(), v)
+    }
+
+    /// Asserts exit 0 and a warning containing `needle`, with a fix; returns every check's text.
+    fn warns(&self, extra: &[&str], needle: &str) -> Vec<String> {
+        let (code, v) = self.run(extra);
+        let checks = v["checks"].as_array().unwrap();
+        assert_eq!(code, Some(0), "doctor {extra:?} should only warn of {needle:?}: {v:#}");
+        assert!(
+            checks.iter().any(|c| c["status"] == "warn"
+                && c["check"].as_str().unwrap_or("").contains(needle)
+                && c["fix"].as_str().is_some_and(|f| !f.is_empty())),
+            "doctor {extra:?}: no warning with {needle:?} and a fix: {v:#}"
+        );
+        checks.iter().filter_map(|c| c["check"].as_str().map(String::from)).collect()
     }
 
     /// Asserts exit 2 and a failed check containing `needle`, with a fix.
@@ -145,6 +160,36 @@ fn doctor_finds_each_broken_thing() {
         &["--unit-dir", valkey.to_str().unwrap(), "--config", redis_only.to_str().unwrap()],
         "runs sentinel as `valkey`, which [watch] hook_users (redis) does not list",
     );
+
+    // Fail-fast reads TILT with INFO sentinel: an ACL user without +info is named, with the fix.
+    for h in lab.hosts() {
+        let out = lab.redis_cli(
+            h,
+            &lab.sentinel_addr(h),
+            &["ACL", "SETUSER", "vipctl", "on", ">pw-lab", "+sentinel", "+subscribe", "+psubscribe", "+ping", "&*"],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "ACL SETUSER on {h}: {}", text(&out));
+    }
+    let acl = lab.config_with(
+        "fail-fast-acl.toml",
+        "[watch]\nfail_fast = true\n[sentinel_auth]\nusername = \"vipctl\"\npassword = \"pw-lab\"\n",
+    );
+    let acl = acl.to_str().unwrap();
+    let said = d.warns(&["--config", acl], "refuses INFO sentinel");
+    eprintln!("[doctor] {:?}", said.iter().find(|c| c.contains("INFO")));
+    for h in lab.hosts() {
+        lab.redis_cli(h, &lab.sentinel_addr(h), &["ACL", "SETUSER", "vipctl", "+info"]);
+    }
+    let (code, v) = d.run(&["--config", acl]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert!(!v.to_string().contains("refuses INFO"), "warned with +info allowed: {v:#}");
+    // A sentinel in TILT now (stopped 2.5 s: its timer jumped): named, as a host that stalls.
+    assert!(lab.sh(&["signal-sentinel", "h2", "STOP"]).status.success());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(lab.sh(&["signal-sentinel", "h2", "CONT"]).status.success());
+    lab.wait("the sentinel on h2 in TILT", Duration::from_secs(5), || lab.in_tilt("h2").then_some(()));
+    let said = d.warns(&["--config", acl], "sentinel 198.51.100.12:26379: TILT");
+    eprintln!("[doctor] {:?}", said.iter().find(|c| c.contains("TILT")));
 
     // A sentinel that does not answer.
     assert!(lab.sh(&["signal-sentinel", "h3", "STOP"]).status.success());

@@ -319,6 +319,9 @@ async fn check_sentinels(
         );
         return;
     };
+    if config.watch.fail_fast {
+        check_tilt(c, config, &reports).await;
+    }
     for r in &reports {
         let s = &r.sentinel;
         match (&r.last, &r.down) {
@@ -351,6 +354,26 @@ async fn check_sentinels(
                 master.name,
                 if here { "bound" } else { "not bound" }
             )),
+        }
+    }
+}
+
+/// Fail-fast reads TILT with `INFO sentinel` before it asks a sentinel for a failover: the ACL
+/// user must be allowed it, and a sentinel in TILT now means a host that stalls.
+async fn check_tilt(c: &mut Checks, config: &Config, reports: &[crate::sentinel::Report]) {
+    let Ok(access) = crate::access::Access::sentinels(config) else { return };
+    for r in reports.iter().filter(|r| r.down.is_none() && r.last.is_some()) {
+        let s = &r.sentinel;
+        match crate::sentinel::tilt::ask(s, &access, config.sentinel_timeout).await {
+            Ok(crate::sentinel::tilt::Tilt::No) => {}
+            Ok(t) => c.warn(
+                format!("sentinel {s}: {t}"),
+                Some("its host stalled (a VM pause, a slow disk, a starved CPU): find out why".into()),
+            ),
+            Err(e) => c.warn(
+                format!("sentinel {s} refuses INFO sentinel ({e}): fail-fast cannot see TILT and asks it blind"),
+                Some("allow the sentinel ACL user `+info`".into()),
+            ),
         }
     }
 }

@@ -1,7 +1,14 @@
-//! Sentinel's TILT mode, as `INFO sentinel` reports it. A sentinel whose timer jumped (a VM pause,
-//! a stalled disk) enters TILT for `tilt-period` (30 s by default): it still answers, and still
-//! replies `+OK` to `SENTINEL FAILOVER`, but acts on nothing, so a failover asked of it would
-//! only start, unelected, when it leaves TILT, perhaps racing one asked of another sentinel.
+//! Sentinel's TILT mode, as `INFO sentinel` reports it. A sentinel whose timer jumped more than
+//! 2 s, or ran backwards (a VM pause, a stalled disk; both figures are defaults), enters TILT
+//! until `tilt-period` (30 s by default) has passed without another jump. It still answers,
+//! votes and takes new configs, and still replies `+OK` to `SENTINEL FAILOVER`, but detects
+//! nothing and fails nothing over, so a failover asked of it would only start, unelected, when
+//! TILT ends, perhaps racing one asked of another sentinel.
+
+use std::time::Duration;
+
+use crate::access::{self, Access};
+use crate::config::SentinelAddr;
 
 /// Whether `INFO sentinel` says TILT, and for how long so far (seconds), when it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +30,26 @@ pub fn parse(info: &str) -> Tilt {
     }
 }
 
+/// Asks `INFO sentinel` on a connection; an error reply is the server's (an ACL user without
+/// `+info` gets `NOPERM`).
+pub async fn query(con: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<Tilt> {
+    let info: String = redis::cmd("INFO").arg("sentinel").query_async(con).await?;
+    Ok(parse(&info))
+}
+
+/// Connects to `sentinel` and asks it, all within `timeout` (for `vipctl doctor`).
+pub async fn ask(sentinel: &SentinelAddr, access: &Access, timeout: Duration) -> Result<Tilt, String> {
+    let work = async {
+        let mut con = access.connect(sentinel, timeout).await?;
+        query(&mut con).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(access::describe(&e)),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 impl std::fmt::Display for Tilt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -32,7 +59,10 @@ impl std::fmt::Display for Tilt {
                 if let Some(s) = since {
                     write!(f, " for {s} s")?;
                 }
-                write!(f, " and acts on nothing until it leaves it (tilt-period, 30 s by default)")
+                write!(
+                    f,
+                    " and fails nothing over until it leaves it (tilt-period, 30 s by default, after its last timer jump)"
+                )
             }
         }
     }

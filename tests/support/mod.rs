@@ -161,7 +161,15 @@ pub struct Lab {
     pub dir: PathBuf,
     pub name: String,
     facts: LabFacts,
+    /// Set by [`Lab::mark_fault`]: what TILT looked like when the fault under test began.
+    tilt_mark: Mutex<Option<TiltMark>>,
     _serial: MutexGuard<'static, ()>,
+}
+
+/// The sentinels' TILT when a test's fault began: those in TILT then, and each log's `+tilt` count.
+struct TiltMark {
+    in_tilt: Vec<String>,
+    entered: Vec<usize>,
 }
 
 /// Options for building a lab.
@@ -249,7 +257,7 @@ impl Lab {
         // LAB_SERVER (redis7, valkey8, redis8) reaches lab.sh through the environment.
         let server = std::env::var("LAB_SERVER").unwrap_or_else(|_| "redis7".into());
         eprintln!("[{name}] lab up in {:.1} s ({server})", t.elapsed().as_secs_f64());
-        Lab { dir, name: name.to_string(), facts, _serial: serial }
+        Lab { dir, name: name.to_string(), facts, tilt_mark: Mutex::new(None), _serial: serial }
     }
 
     /// Everything lab.sh wrote to lab.json.
@@ -483,22 +491,22 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let tilted = self.tilted();
-        if !tilted.is_empty() {
+        if self.tilted_since_mark() {
             TILTED.lock().unwrap_or_else(|e| e.into_inner()).push(self.name.clone());
         }
         lab_sh_down(&self.name, &self.dir);
     }
 }
 
-/// The labs torn down after a sentinel of theirs entered TILT.
+/// The labs torn down with a sentinel in TILT at or after their [`Lab::mark_fault`].
 static TILTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Runs `test(name)`; if it fails and a sentinel of its lab (`name`) entered TILT meanwhile, says
-/// so loudly and runs it once more in a fresh lab (`name-again`), which must pass every assertion.
-/// A sentinel whose timer jumped more than 2 s (the machine stalled) acts on nothing for 30 s, and
-/// at down-after 1000 never promotes a replica of a master that died then (README, "Known limits"):
-/// that is the machine, not vipctl, and the test would fail on its timing alone.
+/// Runs `test(name)`; if it fails and a sentinel of its lab (`name`) was in TILT when its fault
+/// began ([`Lab::mark_fault`]) or entered TILT after, says so loudly and runs it once more in a
+/// fresh lab (`name-again`), which must pass every assertion. A sentinel whose timer jumped more
+/// than 2 s (the machine stalled) fails nothing over for 30 s, and at down-after 1000 never
+/// promotes a replica of a master that died more than 10 s before its TILT ended (README, "Known
+/// limits"): that is the machine, not vipctl, and the test would fail on its timing alone.
 pub fn once_more_if_tilted(name: &str, test: impl Fn(&str)) {
     let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(name))) else { return };
     let tilted = std::mem::take(&mut *TILTED.lock().unwrap_or_else(|e| e.into_inner()));
@@ -506,9 +514,9 @@ pub fn once_more_if_tilted(name: &str, test: impl Fn(&str)) {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "\n!!! [{name}] WARNING: this run failed and a sentinel of its lab entered TILT (its timer jumped \
-         more than 2 s: this machine stalled); running it ONCE MORE in a fresh lab, which must pass \
-         every assertion\n"
+        "\n!!! [{name}] WARNING: this run failed and a sentinel of its lab was in TILT during its fault (its \
+         timer jumped more than 2 s: this machine stalled); running it ONCE MORE in a fresh lab, which must \
+         pass every assertion\n"
     );
     test(&format!("{name}-again"));
 }
@@ -924,7 +932,7 @@ impl Lab {
                 let why = if tilted.is_empty() {
                     String::new()
                 } else {
-                    format!(" (sentinels in TILT, which act on nothing for 30 s: {tilted:?})")
+                    format!(" (sentinels that entered TILT, failing nothing over for 30 s after: {tilted:?})")
                 };
                 panic!("[{}] timed out after 30 s waiting for a promotion{why}\n{}", self.name, self.diagnostics());
             }
@@ -935,7 +943,7 @@ impl Lab {
     /// Sentinel's event lines on `host` (`+sdown`, `+tilt`, `+switch-master`, …), in order.
     pub fn sentinel_events(&self, host: &str) -> Vec<String> {
         let log = std::fs::read_to_string(self.dir.join(host).join("sentinel.log")).unwrap_or_default();
-        // "PID:X DD Mon YYYY HH:MM:SS.mmm # +event …": the sixth word is the event.
+        // "PID:X DD Mon YYYY HH:MM:SS.mmm # +event …": the seventh word is the event.
         log.lines()
             .filter(|l| l.split_whitespace().nth(6).is_some_and(|w| w.starts_with('+') || w.starts_with('-')))
             .map(String::from)
@@ -944,11 +952,32 @@ impl Lab {
 
     /// The hosts whose sentinel entered TILT mode (`+tilt` in its log) since the lab started.
     pub fn tilted(&self) -> Vec<String> {
-        self.hosts()
-            .into_iter()
-            .filter(|h| self.sentinel_events(h).iter().any(|l| l.contains("+tilt")))
-            .map(str::to_string)
-            .collect()
+        self.hosts().into_iter().filter(|h| self.tilts_entered(h) > 0).map(str::to_string).collect()
+    }
+
+    fn tilts_entered(&self, host: &str) -> usize {
+        self.sentinel_events(host).iter().filter(|l| l.contains("+tilt")).count()
+    }
+
+    /// Whether `host`'s sentinel says it is in TILT now (`INFO sentinel`).
+    pub fn in_tilt(&self, host: &str) -> bool {
+        let out = self.redis_cli(host, &self.sentinel_addr(host), &["INFO", "sentinel"]);
+        vipctl::sentinel::tilt::parse(&String::from_utf8_lossy(&out.stdout)) != vipctl::sentinel::tilt::Tilt::No
+    }
+
+    /// The fault under test begins now: a sentinel in TILT now, or entering it from here on, lets
+    /// [`once_more_if_tilted`] run a failed test once more.
+    pub fn mark_fault(&self) {
+        let hosts = self.hosts();
+        let in_tilt = hosts.iter().filter(|h| self.in_tilt(h)).map(|h| h.to_string()).collect();
+        let entered = hosts.iter().map(|h| self.tilts_entered(h)).collect();
+        *self.tilt_mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(TiltMark { in_tilt, entered });
+    }
+
+    fn tilted_since_mark(&self) -> bool {
+        let mark = self.tilt_mark.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(m) = mark.as_ref() else { return false };
+        !m.in_tilt.is_empty() || self.hosts().iter().zip(&m.entered).any(|(h, n)| self.tilts_entered(h) > *n)
     }
 }
 
