@@ -123,7 +123,7 @@ fn counted_after(lab: &Lab, w: &mut Writer, new_master: &str, killed: u128) -> C
 }
 
 fn kill_9(name: &str, down_after_ms: u64) {
-    once_more_if_tilted(name, |name| kill_9_once(name, down_after_ms));
+    once_more_if_excused(name, |name| kill_9_once(name, down_after_ms));
 }
 
 fn kill_9_once(name: &str, down_after_ms: u64) {
@@ -168,10 +168,52 @@ fn kill_9_is_failed_over_well_under_down_after_10000() {
     kill_9("fail-fast-kill-10000", 10_000);
 }
 
+/// Milliseconds since midnight of a Redis log line ("PID:R DD Mon YYYY HH:MM:SS.mmm …").
+fn log_ms(line: &str) -> Option<u128> {
+    let (hms, ms) = line.split_whitespace().nth(4)?.split_once('.')?;
+    let mut p = hms.split(':').map(|x| x.parse::<u128>().ok());
+    let (h, m, s) = (p.next()??, p.next()??, p.next()??);
+    Some(((h * 60 + m) * 60 + s) * 1000 + ms.parse::<u128>().ok()?)
+}
+
+/// From the Redis logs: the replicas that took a full resync from h1 (the Redis that came back)
+/// after `killed`, and how long h1 was a master after its restart before vipctl's REPLICAOF (ms).
+/// A run that spans midnight (UTC) finds nothing.
+fn resynced_from_back(lab: &Lab, killed: u128) -> (Vec<String>, Option<u128>) {
+    let day = killed % 86_400_000;
+    // Valkey says PRIMARY where Redis says MASTER.
+    let connecting = |l: &str| {
+        let l = l.to_ascii_lowercase();
+        ["connecting to master ", "connecting to primary "].iter().find_map(|p| l.split(p).nth(1).map(String::from))
+    };
+    let h1_at = format!("{}:", lab.ip_of("h1"));
+    let since = |h: &str| -> Vec<String> {
+        let log = std::fs::read_to_string(lab.dir.join(h).join("redis.log")).unwrap_or_default();
+        log.lines().filter(|l| log_ms(l).is_some_and(|t| t >= day)).map(String::from).collect()
+    };
+    let mut resynced = Vec::new();
+    for h in ["h2", "h3"] {
+        let mut from_h1 = false;
+        for l in since(h) {
+            if let Some(to) = connecting(&l) {
+                from_h1 = to.starts_with(&h1_at);
+            }
+            if from_h1 && l.to_ascii_lowercase().contains("full resync from") {
+                resynced.push(h.to_string());
+                break;
+            }
+        }
+    }
+    let h1 = since("h1");
+    let at = |what: &str| h1.iter().find(|l| l.contains(what)).and_then(|l| log_ms(l));
+    let window = at("Ready to accept connections").zip(at("enabled (user request")).map(|(r, s)| s.saturating_sub(r));
+    (resynced, window)
+}
+
 #[test]
 #[ignore = "needs root: builds a network-namespace lab (scripts/test.sh runs it as root)"]
 fn a_redis_restarted_at_once_is_not_served_and_loses_no_write() {
-    once_more_if_tilted("fail-fast-restart", restarted_at_once);
+    once_more_if_excused("fail-fast-restart", restarted_at_once);
 }
 
 fn restarted_at_once(name: &str) {
@@ -196,6 +238,22 @@ fn restarted_at_once(name: &str) {
     let (replication, other) = losses(&lines, killed);
     let records = lab.watch_records("h1");
     let came_back = records.iter().any(|r| r.s("reason_code") == "came_back_replica");
+    let (resynced, window) = resynced_from_back(&lab, killed);
+    eprintln!(
+        "[{name}] h1 was a master for {window:?} ms after its restart, until vipctl's REPLICAOF; replicas that took \
+         a full resync from it meanwhile: {resynced:?}"
+    );
+    // Only the promoted replica's data set reaches the client: one that resynced from the empty
+    // Redis and then was promoted is the race; any other loss is vipctl's.
+    if other > 0 && resynced.iter().any(|h| h == new_master) {
+        excuse(
+            name,
+            format!(
+                "{resynced:?} reconnected to the restarted, empty h1 in the {window:?} ms before vipctl made it a \
+                 replica, and took a full resync from it: Redis's own race (README, \"Known limits\")"
+            ),
+        );
+    }
     eprintln!("[{name}] Sentinel switched to {:?}; falls: {:?}", lab.switched_to(), lost_writes(&lines).1);
     eprintln!(
         "[{name}] back {} ms after the kill; {}; lost acknowledged writes: {replication} to asynchronous \

@@ -501,21 +501,37 @@ impl Drop for Lab {
 /// The labs torn down with a sentinel in TILT at or after their [`Lab::mark_fault`].
 static TILTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Runs `test(name)`; if it fails and a sentinel of its lab (`name`) was in TILT when its fault
-/// began ([`Lab::mark_fault`]) or entered TILT after, says so loudly and runs it once more in a
-/// fresh lab (`name-again`), which must pass every assertion. A sentinel whose timer jumped more
-/// than 2 s (the machine stalled) fails nothing over for 30 s, and at down-after 1000 never
-/// promotes a replica of a master that died more than 10 s before its TILT ended (README, "Known
-/// limits"): that is the machine, not vipctl, and the test would fail on its timing alone.
-pub fn once_more_if_tilted(name: &str, test: impl Fn(&str)) {
+/// Races outside vipctl that a test saw and named ([`excuse`]), by lab name.
+static EXCUSED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Names a documented race outside vipctl that lab `name`'s run met (say why, with figures), so
+/// that [`once_more_if_excused`] runs the test once more if it fails.
+pub fn excuse(name: &str, why: String) {
+    eprintln!("!!! [{name}] {why}");
+    EXCUSED.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), why));
+}
+
+/// Runs `test(name)`; if it fails, and either a sentinel of its lab (`name`) was in TILT when its
+/// fault began ([`Lab::mark_fault`]) or entered TILT after, or the test named a race outside
+/// vipctl that it met ([`excuse`]), says so loudly and runs it once more in a fresh lab
+/// (`name-again`), which must pass every assertion. A sentinel whose timer jumped more than 2 s
+/// (the machine stalled) fails nothing over for 30 s, and at down-after 1000 never promotes a
+/// replica of a master that died more than 10 s before its TILT ended (README, "Known limits"):
+/// that is the machine, not vipctl, and the test would fail on its timing alone.
+pub fn once_more_if_excused(name: &str, test: impl Fn(&str)) {
     let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(name))) else { return };
     let tilted = std::mem::take(&mut *TILTED.lock().unwrap_or_else(|e| e.into_inner()));
-    if !tilted.iter().any(|n| n == name) {
+    let excused = std::mem::take(&mut *EXCUSED.lock().unwrap_or_else(|e| e.into_inner()));
+    let why = if tilted.iter().any(|n| n == name) {
+        "a sentinel of its lab was in TILT during its fault (its timer jumped more than 2 s: this machine stalled)"
+            .to_string()
+    } else if let Some((_, why)) = excused.iter().find(|(n, _)| n == name) {
+        why.clone()
+    } else {
         std::panic::resume_unwind(panic);
-    }
+    };
     eprintln!(
-        "\n!!! [{name}] WARNING: this run failed and a sentinel of its lab was in TILT during its fault (its \
-         timer jumped more than 2 s: this machine stalled); running it ONCE MORE in a fresh lab, which must \
+        "\n!!! [{name}] WARNING: this run failed, and {why}; running it ONCE MORE in a fresh lab, which must \
          pass every assertion\n"
     );
     test(&format!("{name}-again"));
@@ -966,7 +982,7 @@ impl Lab {
     }
 
     /// The fault under test begins now: a sentinel in TILT now, or entering it from here on, lets
-    /// [`once_more_if_tilted`] run a failed test once more.
+    /// [`once_more_if_excused`] run a failed test once more.
     pub fn mark_fault(&self) {
         let hosts = self.hosts();
         let in_tilt = hosts.iter().filter(|h| self.in_tilt(h)).map(|h| h.to_string()).collect();
