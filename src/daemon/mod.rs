@@ -10,6 +10,7 @@
 //! - [`host_watch`]: this host's addresses, one dump per period;
 //! - [`applier`]: carries out decisions (locks, netlink, announcements, notify commands);
 //! - [`redis_watch`]: polls a chosen replica, watches the local master;
+//! - [`failover_ask`]: fail-fast's `SENTINEL FAILOVER`, TILT checked first;
 //! - [`control`]: the control socket; [`metrics`]: Prometheus and /healthz;
 //! - the conflict watcher ([`crate::network::defend`]), a thread on packet sockets;
 //! - name lookups, `ROLE` probes and fence steps, spawned on demand.
@@ -18,6 +19,7 @@ pub mod applier;
 pub mod cloud_calls;
 pub mod control;
 pub mod core;
+pub mod failover_ask;
 pub mod host_watch;
 pub mod metrics;
 pub mod redis_watch;
@@ -387,7 +389,7 @@ impl Loop {
                     let (access, tx, timeout) =
                         (self.sentinel_access.clone(), self.tx.clone(), self.config.sentinel_timeout);
                     tokio::spawn(async move {
-                        let outcome = ask_failover(&master, &sentinel, &access, timeout).await;
+                        let outcome = failover_ask::ask(&master, &sentinel, &access, timeout).await;
                         let _ = tx.send(Input::FailoverAsked { master, sentinel, outcome }).await;
                     });
                 }
@@ -568,48 +570,4 @@ fn hook_users(watch: &crate::config::Watch) -> Vec<String> {
             user
         })
         .collect()
-}
-
-/// Sends `SENTINEL FAILOVER` and tells an error reply (the sentinel refused) from no answer (it
-/// may have started). A sentinel in TILT is not asked: it would say `+OK` and do nothing until it
-/// leaves TILT, then fail over unelected, racing whatever the next one asked does.
-async fn ask_failover(master: &str, sentinel: &SentinelAddr, access: &Access, timeout: Duration) -> core::AskOutcome {
-    use crate::sentinel::tilt::{self, Tilt};
-    let work = async {
-        let mut con = access.connect(sentinel, timeout).await?;
-        match tilt::query(&mut con).await {
-            Ok(Tilt::No) => {}
-            Ok(t) => return Ok(Err(t)),
-            // No reason not to ask (asked as before), but TILT goes unseen: say how to mend it.
-            Err(e) => tracing::warn!(
-                "sentinel {sentinel} refused INFO sentinel ({}): fail-fast cannot tell whether it is in TILT; \
-                 allow its ACL user `+info`",
-                crate::access::describe(&e)
-            ),
-        }
-        redis::cmd("SENTINEL").arg("FAILOVER").arg(master).query_async::<redis::Value>(&mut con).await?;
-        Ok::<_, redis::RedisError>(Ok(con))
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(Err(tilt))) => core::AskOutcome::Refused(tilt.to_string()),
-        Ok(Ok(Ok(mut con))) => {
-            // TILT begins in Sentinel's timer, which may run between the two commands (a sentinel
-            // waking from a stall answers what was queued first). Its failover then starts when
-            // TILT ends; asking another now would race it, so it stays accepted, and is said.
-            if let Ok(Ok(t @ Tilt::Since(_))) = tokio::time::timeout(timeout, tilt::query(&mut con)).await {
-                tracing::warn!(
-                    "master `{master}`: sentinel {sentinel} accepted SENTINEL FAILOVER and is now in TILT ({t}): \
-                     its failover starts when TILT ends"
-                );
-            }
-            core::AskOutcome::Accepted
-        }
-        Ok(Err(e)) if e.code().is_some() => {
-            core::AskOutcome::Refused(format!("{} {}", e.code().unwrap_or_default(), e.detail().unwrap_or_default()))
-        }
-        Ok(Err(e)) => core::AskOutcome::Unknown(format!("sentinel {sentinel}: {}", crate::access::describe(&e))),
-        Err(_) => {
-            core::AskOutcome::Unknown(format!("sentinel {sentinel}: no answer within {} ms", timeout.as_millis()))
-        }
-    }
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use serde_json::json;
+
+mod report;
 
 use super::{Ctx, all_of_them, ask_sentinels, locality_of};
 use crate::bgp::{self, Session, Speaker};
@@ -20,6 +21,7 @@ use crate::policy::{self, Locality};
 use crate::privilege::{CAP_NET_ADMIN, CAP_NET_RAW, Caps};
 use crate::sentinel::Answer;
 use crate::sentinel::conf::{self as sentinel_conf, UnitSandbox};
+use report::Checks;
 
 /// Check everything that commonly breaks a setup, print a fix for each failure; change nothing.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -41,69 +43,6 @@ pub struct Args {
     /// The folder of FRR's vty sockets, for routed masters (default: /run/frr when bgpd runs).
     #[arg(long = "frr-vty-dir", value_name = "DIR")]
     pub frr_vty_dir: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-struct Item {
-    level: Level,
-    what: String,
-    fix: Option<String>,
-}
-
-#[derive(Default)]
-struct Checks {
-    items: Vec<Item>,
-}
-
-impl Checks {
-    fn ok(&mut self, what: impl Into<String>) {
-        self.items.push(Item { level: Level::Ok, what: what.into(), fix: None });
-    }
-    fn warn(&mut self, what: impl Into<String>, fix: Option<String>) {
-        self.items.push(Item { level: Level::Warn, what: what.into(), fix });
-    }
-    fn fail(&mut self, what: impl Into<String>, fix: impl Into<String>) {
-        self.items.push(Item { level: Level::Fail, what: what.into(), fix: Some(fix.into()) });
-    }
-    fn failures(&self) -> usize {
-        self.items.iter().filter(|i| i.level == Level::Fail).count()
-    }
-    fn print(&self, json_out: bool) {
-        if json_out {
-            let items: Vec<_> = self
-                .items
-                .iter()
-                .map(|i| {
-                    let level = match i.level {
-                        Level::Ok => "ok",
-                        Level::Warn => "warn",
-                        Level::Fail => "fail",
-                    };
-                    json!({"status": level, "check": i.what, "fix": i.fix})
-                })
-                .collect();
-            let out = json!({"ok": self.failures() == 0, "failures": self.failures(), "checks": items});
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-            return;
-        }
-        for i in &self.items {
-            let tag = match i.level {
-                Level::Ok => "ok  ",
-                Level::Warn => "warn",
-                Level::Fail => "FAIL",
-            };
-            println!("{tag}  {}", i.what);
-            if let Some(fix) = &i.fix {
-                println!("      fix: {fix}");
-            }
-        }
-    }
 }
 
 /// Runs every check; exit 0 only when nothing failed.
